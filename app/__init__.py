@@ -1,0 +1,1 @@
+"""Fechatter's shared core: configuration, storage, events, auth and the web base classes."""

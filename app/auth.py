@@ -1,0 +1,183 @@
+"""Ed25519 access tokens (api signs, notify only verifies) and argon2id password hashing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from app.config import AuthConfig, Config
+
+ALGORITHM = "EdDSA"
+DEV_PRIVATE_KEY = "dev-ed25519-private.pem"
+DEV_PUBLIC_KEY = "dev-ed25519-public.pem"
+
+
+class KeyConfigError(Exception):
+    """The key configuration cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid access token speaks for."""
+
+    user_id: str
+    workspace_id: str
+    expires_at: float
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class TokenVerifier:
+    """Checks access tokens with the public key only: all the notify role ever holds."""
+
+    def __init__(self, public_key: Ed25519PublicKey, config: AuthConfig):
+        self.public_key = public_key
+        self.issuer = config.issuer
+        self.audience = config.audience
+
+    def verify(self, token: str) -> Identity:
+        try:
+            claims = jwt.decode(
+                token,
+                self.public_key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["sub", "wid", "exp", "iat", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the access token has expired") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is not valid") from None
+        if not isinstance(claims["sub"], str) or not isinstance(claims["wid"], str):
+            raise InvalidToken("the access token is not valid")
+        return Identity(user_id=claims["sub"], workspace_id=claims["wid"], expires_at=float(claims["exp"]))
+
+
+class TokenIssuer(TokenVerifier):
+    """Signs access tokens; only the api role has the private key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, config: AuthConfig):
+        super().__init__(private_key.public_key(), config)
+        self.private_key = private_key
+        self.ttl = config.access_token_ttl_seconds
+
+    def issue(self, user_id: str, workspace_id: str, ttl: int | None = None) -> str:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        claims = {
+            "sub": user_id,
+            "wid": workspace_id,
+            "iat": now,
+            "exp": now + datetime.timedelta(seconds=self.ttl if ttl is None else ttl),
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return jwt.encode(claims, self.private_key, algorithm=ALGORITHM)
+
+
+class PasswordHashing:
+    """argon2id, run in a thread so a signin never stalls the event loop."""
+
+    def __init__(self) -> None:
+        self.hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+        # A real hash to verify against for unknown emails, so both failures take the same time.
+        self.dummy_hash = self.hasher.hash("fechatter-timing-equaliser")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self.hasher.verify(password_hash or self.dummy_hash, password) and password_hash is not None
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+
+def _read_pem(path: str, what: str):
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise KeyConfigError(f"cannot read auth.{what} {path}: {e.strerror}") from None
+    try:
+        if what == "private_key_file":
+            key = serialization.load_pem_private_key(data, password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError
+        else:
+            key = serialization.load_pem_public_key(data)
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError
+    except ValueError:
+        raise KeyConfigError(f"auth.{what} {path} is not an Ed25519 PEM key") from None
+    return key
+
+
+def _generate_dev_keys(config: Config) -> tuple[Path, Path]:
+    directory = config.data_path()
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = directory / DEV_PRIVATE_KEY, directory / DEV_PUBLIC_KEY
+    if not private_path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        public_path.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    return private_path, public_path
+
+
+def _is_dev_key(path: str) -> bool:
+    return Path(path).name in (DEV_PRIVATE_KEY, DEV_PUBLIC_KEY)
+
+
+def load_issuer(config: Config, *, development: bool) -> TokenIssuer:
+    """The api's signer. Development (--role=all) makes a key pair under data_dir when none is set."""
+    path = config.auth.private_key_file
+    if not path:
+        if not development:
+            raise KeyConfigError(
+                "the api role needs auth.private_key_file (FECHATTER_AUTH_PRIVATE_KEY_FILE): "
+                "an Ed25519 PEM key, e.g. from `openssl genpkey -algorithm ed25519`"
+            )
+        path = str(_generate_dev_keys(config)[0])
+    elif not development:
+        if _is_dev_key(path):
+            raise KeyConfigError(f"auth.private_key_file {path} is a development key; generate a production key")
+        mode = Path(path).expanduser().stat().st_mode if Path(path).expanduser().exists() else 0
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyConfigError(f"auth.private_key_file {path} is readable by others; chmod 600 it")
+    return TokenIssuer(_read_pem(path, "private_key_file"), config.auth)
+
+
+def load_verifier(config: Config, *, development: bool) -> TokenVerifier:
+    """The notify role's checker: the public key only."""
+    path = config.auth.public_key_file
+    if not path:
+        if not development:
+            raise KeyConfigError(
+                "the notify role needs auth.public_key_file (FECHATTER_AUTH_PUBLIC_KEY_FILE): "
+                "the Ed25519 public key matching the api's private key"
+            )
+        path = str(_generate_dev_keys(config)[1])
+    elif not development and _is_dev_key(path):
+        raise KeyConfigError(f"auth.public_key_file {path} is a development key; generate a production key")
+    return TokenVerifier(_read_pem(path, "public_key_file"), config.auth)

@@ -1,0 +1,191 @@
+"""Configuration: config.yaml holds every default, FECHATTER_<SECTION>_<KEY> overrides, checked at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+import yaml
+
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config.yaml"
+ENV_PREFIX = "FECHATTER_"
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A config section: unknown keys are an error, so a typo never passes silently."""
+
+
+class ApiConfig(Section):
+    host: str
+    port: int
+    max_body_bytes: int
+    public_notify_url: str
+    outbox_interval_seconds: float
+    outbox_grace_seconds: float
+
+
+class NotifyConfig(Section):
+    host: str
+    port: int
+    replay_window_seconds: float
+    replay_max_events: int
+    keepalive_seconds: float
+    retry_ms: int
+    max_pending_bytes: int
+    cors_origins: list[str]
+
+
+class MongoConfig(Section):
+    uri: str
+    database: str
+    timeout_ms: int
+
+
+class NatsConfig(Section):
+    url: str
+    stream: str
+    subject_prefix: str
+    stream_max_age_seconds: float
+    duplicate_window_seconds: float
+    publish_timeout_seconds: float
+
+
+class AuthConfig(Section):
+    private_key_file: str
+    public_key_file: str
+    issuer: str
+    audience: str
+    access_token_ttl_seconds: int
+    refresh_token_ttl_seconds: int
+
+
+class FilesConfig(Section):
+    max_bytes: int
+
+
+class LimitsConfig(Section):
+    enabled: bool
+    signin_per_minute_per_ip: int
+    signin_per_minute_per_account: int
+    signup_per_hour_per_ip: int
+    messages_per_minute_per_user: int
+    streams_per_user: int
+    search_query_max_chars: int
+
+
+class Config(Section):
+    data_dir: str
+    log_level: str
+    api: ApiConfig
+    notify: NotifyConfig
+    mongo: MongoConfig
+    nats: NatsConfig
+    auth: AuthConfig
+    files: FilesConfig
+    limits: LimitsConfig
+
+    def data_path(self, *parts: str) -> Path:
+        return Path(self.data_dir).expanduser().resolve().joinpath(*parts)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the source."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of sections")
+    return loaded
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str, path: str = "") -> None:
+    for key, value in override.items():
+        if key not in base:
+            raise ConfigError(f"unknown config key {path}{key!s} in {source}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {path}{key} in {source} must be a mapping")
+            _merge(base[key], value, source, f"{path}{key}.")
+        else:
+            base[key] = value
+
+
+def _env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Map FECHATTER_<SECTION>_<KEY> onto the known keys; names that match no key are not ours."""
+    overrides: dict[str, Any] = {}
+    known: dict[str, tuple[str, ...]] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for sub in value:
+                known[f"{key}_{sub}".upper()] = (key, sub)
+        else:
+            known[key.upper()] = (key,)
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        target = known.get(name[len(ENV_PREFIX):])
+        if target is None:
+            continue
+        try:
+            # YAML scalars, so FECHATTER_LIMITS_ENABLED=false is a bool and ports are ints.
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(raw_value := _lookup(raw, target), str) and not isinstance(value, str):
+            value = text
+        elif isinstance(raw_value, list) and isinstance(value, str):
+            value = [item for item in re.split(r"[,\s]+", value) if item]
+        node = overrides
+        for part in target[:-1]:
+            node = node.setdefault(part, {})
+        node[target[-1]] = value
+    return overrides
+
+
+def _lookup(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = raw
+    for part in path:
+        node = node[part]
+    return node
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults from config.yaml, then the file given, then the environment, then explicit overrides."""
+    env = os.environ if env is None else env
+    raw = _read_yaml(DEFAULT_CONFIG_FILE)
+    if path is not None and Path(path).resolve() != DEFAULT_CONFIG_FILE:
+        _merge(raw, _read_yaml(Path(path)), str(path))
+    _merge(raw, _env_overrides(raw, env), "the environment")
+    if overrides:
+        _merge(raw, overrides, "overrides")
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+    if config.nats.stream_max_age_seconds <= config.notify.replay_window_seconds:
+        raise ConfigError("nats.stream_max_age_seconds must exceed notify.replay_window_seconds")
+    return config
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    """msgspec says `... - at `$.api.port``; turn the path into the dotted key a person edits."""
+    text = str(error)
+    match = re.search(r" - at `\$\.?([^`]*)`$", text)
+    if not match:
+        return text
+    return f"{match.group(1) or 'top level'}: {text[: match.start()].replace('`', '')}"

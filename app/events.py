@@ -1,0 +1,245 @@
+"""NATS JetStream events: the one module that names the stream, its subjects and the event envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any, Awaitable, Callable
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from app.config import NatsConfig
+from app.store import isoformat, new_id, utcnow
+
+log = logging.getLogger("fechatter.events")
+
+MESSAGE_CREATED = "message.created"
+MESSAGE_UPDATED = "message.updated"
+MESSAGE_DELETED = "message.deleted"
+CHAT_CREATED = "chat.created"
+CHAT_UPDATED = "chat.updated"
+CHAT_DELETED = "chat.deleted"
+MEMBER_JOINED = "member.joined"
+MEMBER_LEFT = "member.left"
+TYPING = "typing"
+READ = "read"
+PRESENCE = "presence"
+# Made by the notify role for one stream, never published.
+RESYNC = "resync"
+
+CHAT_EVENTS = frozenset(
+    {
+        MESSAGE_CREATED,
+        MESSAGE_UPDATED,
+        MESSAGE_DELETED,
+        CHAT_CREATED,
+        CHAT_UPDATED,
+        CHAT_DELETED,
+        MEMBER_JOINED,
+        MEMBER_LEFT,
+        TYPING,
+        READ,
+    }
+)
+USER_EVENTS = frozenset({PRESENCE})
+
+# Failures that mean "NATS is not there right now": the event stays in the outbox.
+UNAVAILABLE_ERRORS = (
+    ConnectionClosedError,
+    NoServersError,
+    OutboundBufferLimitError,
+    NatsTimeoutError,
+    asyncio.TimeoutError,
+    TimeoutError,
+)
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The envelope of every event on the stream; `data` is what an SSE frame carries."""
+
+    id: str
+    type: str
+    ts: str
+    workspace_id: str | None = None
+    chat_id: str | None = None
+    # The user a user-scoped event is about (presence).
+    user_id: str | None = None
+    actor_id: str | None = None
+    # Everyone the event is for, when membership alone cannot tell (a removed member, a deleted chat).
+    recipients: list[str] | None = None
+    data: dict[str, Any] = {}
+
+
+def make_event(
+    type: str,
+    data: dict[str, Any],
+    *,
+    chat_id: str | None = None,
+    workspace_id: str | None = None,
+    user_id: str | None = None,
+    actor_id: str | None = None,
+    recipients: list[str] | None = None,
+    event_id: str | None = None,
+) -> Event:
+    if type not in CHAT_EVENTS and type not in USER_EVENTS:
+        raise ValueError(f"unknown event type {type!r}")
+    if type in CHAT_EVENTS and not chat_id:
+        raise ValueError(f"{type} needs a chat_id")
+    return Event(
+        id=event_id or new_id(),
+        type=type,
+        ts=isoformat(utcnow()),
+        workspace_id=workspace_id,
+        chat_id=chat_id,
+        user_id=user_id,
+        actor_id=actor_id,
+        recipients=recipients,
+        data=data,
+    )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes) -> Event:
+    return _decoder.decode(payload)
+
+
+class Subjects:
+    """Subjects under one prefix: `<prefix>.chat.<chat_id>.<type>` and `<prefix>.user.<user_id>.<type>`."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.all = f"{prefix}.>"
+
+    def for_event(self, event: Event) -> str:
+        if event.type in USER_EVENTS:
+            return f"{self.prefix}.user.{event.user_id}.{event.type}"
+        return f"{self.prefix}.chat.{event.chat_id}.{event.type}"
+
+
+async def connect_nats(url: str, name: str, connect_timeout: float = 10.0) -> NATS:
+    """Connect, retrying until connect_timeout; once connected, reconnect forever."""
+
+    async def on_error(e: Exception) -> None:
+        log.warning("NATS error: %s", e)
+
+    async def on_disconnected() -> None:
+        log.warning("NATS disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("NATS reconnected")
+
+    deadline = asyncio.get_running_loop().time() + connect_timeout
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        except (NoServersError, OSError, NatsTimeoutError, asyncio.TimeoutError) as e:
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConnectionError(f"cannot connect to NATS at {url}: {e}") from None
+            await asyncio.sleep(0.2)
+
+
+class EventBus:
+    """Publishes envelopes to the JetStream stream and lets the notify role read it in order."""
+
+    def __init__(self, nc: NATS, config: NatsConfig):
+        self.nc = nc
+        self.config = config
+        self.js = nc.jetstream(timeout=config.publish_timeout_seconds)
+        self.subjects = Subjects(config.subject_prefix)
+        self.stream = config.stream
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def ensure_stream(self) -> None:
+        stream_config = js_api.StreamConfig(
+            name=self.stream,
+            subjects=[self.subjects.all],
+            storage=js_api.StorageType.FILE,
+            retention=js_api.RetentionPolicy.LIMITS,
+            max_age=self.config.stream_max_age_seconds,
+            duplicate_window=self.config.duplicate_window_seconds,
+        )
+        try:
+            await self.js.stream_info(self.stream)
+        except NotFoundError:
+            await self.js.add_stream(stream_config)
+        else:
+            await self.js.update_stream(stream_config)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raises unless NATS and the stream answer."""
+        if not self.nc.is_connected:
+            raise ConnectionError("NATS is not connected")
+        await self.js.stream_info(self.stream)
+
+    async def publish(self, event: Event) -> int:
+        """Publish and wait for JetStream's ack; returns the stream sequence. Raises when NATS is away."""
+        return await self.publish_encoded(self.subjects.for_event(event), event.id, encode_event(event))
+
+    async def publish_encoded(self, subject: str, event_id: str, payload: bytes) -> int:
+        if not self.nc.is_connected:
+            # nats-py would buffer it and wait the whole publish timeout: fail fast instead.
+            raise ConnectionClosedError()
+        # Nats-Msg-Id lets JetStream drop a re-publish of the same event (outbox retries).
+        ack = await self.js.publish(
+            subject,
+            payload,
+            timeout=self.config.publish_timeout_seconds,
+            headers={"Nats-Msg-Id": event_id},
+        )
+        return ack.seq
+
+    async def subscribe_ordered(
+        self,
+        callback: Callable[[Any], Awaitable[None]],
+        *,
+        start_seq: int | None = None,
+        start_time: datetime.datetime | None = None,
+    ):
+        """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects."""
+        kwargs: dict[str, Any] = {}
+        if start_seq is not None:
+            kwargs["deliver_policy"] = js_api.DeliverPolicy.BY_START_SEQUENCE
+            kwargs["config"] = js_api.ConsumerConfig(opt_start_seq=start_seq)
+        elif start_time is not None:
+            kwargs["deliver_policy"] = js_api.DeliverPolicy.BY_START_TIME
+            kwargs["config"] = js_api.ConsumerConfig(opt_start_time=start_time.isoformat())
+        else:
+            kwargs["deliver_policy"] = js_api.DeliverPolicy.NEW
+        return await self.js.subscribe(
+            self.subjects.all, stream=self.stream, cb=callback, ordered_consumer=True, **kwargs
+        )
+
+    async def close(self) -> None:
+        if self.nc.is_closed:
+            return
+        try:
+            await self.nc.drain()
+        except Exception:  # noqa: BLE001 - closing during a NATS outage must not fail shutdown
+            await self.nc.close()

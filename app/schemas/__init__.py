@@ -1,0 +1,1 @@
+"""Request and response bodies as msgspec Structs: validation and the OpenAPI document in one place."""

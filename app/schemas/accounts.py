@@ -1,0 +1,58 @@
+"""Bodies of signup, signin, tokens, users and the workspace."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from app.schemas.common import Email, Id, Password, PersonName, Request, Response, Timestamp
+
+WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"\S")]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class SignupIn(Request):
+    fullname: PersonName
+    email: Email
+    password: Password
+    # Exactly one: a new workspace's name, or the invite code of an existing one.
+    workspace: WorkspaceName | None = None
+    invite_code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class SigninIn(Request):
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class RefreshIn(Request):
+    refresh_token: Token
+
+
+class UserOut(Response):
+    id: Id
+    fullname: str
+    email: str
+
+
+class MeOut(UserOut):
+    workspace_id: Id
+    created_at: Timestamp
+
+
+class WorkspaceOut(Response, omit_defaults=True):
+    id: Id
+    name: str
+    owner_id: Id
+    created_at: Timestamp
+    invite_code: str | None = None
+
+
+class AuthOut(Response):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: MeOut
+    workspace: WorkspaceOut

@@ -1,0 +1,24 @@
+"""Building blocks shared by every schema module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: unknown fields are refused so a typo is never silently ignored."""
+
+
+class Response(msgspec.Struct, kw_only=True):
+    """A response body."""
+
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Email = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"])
+]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+Timestamp = Annotated[str, msgspec.Meta(description="RFC 3339 UTC", examples=["2026-11-22T15:33:14.123Z"])]

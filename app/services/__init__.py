@@ -1,0 +1,1 @@
+"""The services holding Fechatter's business rules, shared by both roles."""

@@ -1,0 +1,184 @@
+"""Accounts: signup into a new or existing workspace, signin, refresh-token rotation, users, workspace."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from app.auth import PasswordHashing, TokenIssuer
+from app.config import AuthConfig
+from app.errors import APIError, conflict, invalid, not_found
+from app.schemas.accounts import AuthOut, MeOut, SignupIn, UserOut, WorkspaceOut
+from app.store import Store, isoformat, new_id, new_secret, utcnow
+
+INVALID_CREDENTIALS = "the email or password is wrong"
+
+
+def _token_key(token: str) -> str:
+    # Only a digest is stored: a leaked database does not hand out sessions.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def user_out(doc: dict[str, Any]) -> UserOut:
+    return UserOut(id=doc["_id"], fullname=doc["fullname"], email=doc["email"])
+
+
+def me_out(doc: dict[str, Any]) -> MeOut:
+    return MeOut(
+        id=doc["_id"],
+        fullname=doc["fullname"],
+        email=doc["email"],
+        workspace_id=doc["workspace_id"],
+        created_at=isoformat(doc["created_at"]),
+    )
+
+
+def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
+    return WorkspaceOut(
+        id=doc["_id"],
+        name=doc["name"],
+        owner_id=doc["owner_id"],
+        created_at=isoformat(doc["created_at"]),
+        invite_code=doc["invite_code"] if doc["owner_id"] == viewer_id else None,
+    )
+
+
+class AccountService:
+    def __init__(self, store: Store, issuer: TokenIssuer, passwords: PasswordHashing, config: AuthConfig):
+        self.store = store
+        self.issuer = issuer
+        self.passwords = passwords
+        self.config = config
+
+    async def signup(self, body: SignupIn) -> AuthOut:
+        if (body.workspace is None) == (body.invite_code is None):
+            raise APIError(
+                422,
+                "validation_failed",
+                "give either a new workspace name or an invite code",
+                fields={"workspace": "give workspace or invite_code, not both"},
+            )
+        email = normalize_email(body.email)
+        now = utcnow()
+        user_id = new_id()
+        if body.invite_code is not None:
+            workspace = await self.store.workspaces.find_one({"invite_code": body.invite_code})
+            if workspace is None:
+                raise invalid("invite_code", "no workspace has this invite code")
+        else:
+            workspace = {
+                "_id": new_id(),
+                "name": body.workspace.strip(),
+                "name_key": body.workspace.strip().casefold(),
+                "owner_id": user_id,
+                "invite_code": new_secret(9),
+                "created_at": now,
+            }
+            if await self.store.workspaces.find_one({"name_key": workspace["name_key"]}, {"_id": 1}):
+                raise conflict("workspace_taken", "a workspace with this name exists")
+        user = {
+            "_id": user_id,
+            "workspace_id": workspace["_id"],
+            "fullname": body.fullname.strip(),
+            "email": email,
+            "password_hash": await self.passwords.hash(body.password),
+            "created_at": now,
+        }
+        # The user first: a duplicate email must not leave an ownerless workspace behind.
+        try:
+            await self.store.users.insert_one(user)
+        except DuplicateKeyError:
+            raise conflict("email_taken", "an account with this email exists") from None
+        if body.invite_code is None:
+            try:
+                await self.store.workspaces.insert_one(workspace)
+            except DuplicateKeyError:
+                await self.store.users.delete_one({"_id": user_id})
+                raise conflict("workspace_taken", "a workspace with this name exists") from None
+            except BaseException:
+                await self.store.users.delete_one({"_id": user_id})
+                raise
+        return await self._session(user, workspace)
+
+    async def signin(self, email: str, password: str) -> AuthOut:
+        user = await self.store.users.find_one({"email": normalize_email(email)})
+        # Verify against a dummy hash for unknown emails: same answer, same time.
+        ok = await self.passwords.verify(user["password_hash"] if user else None, password)
+        if not ok or user is None:
+            raise APIError(401, "invalid_credentials", INVALID_CREDENTIALS)
+        workspace = await self.store.workspaces.find_one({"_id": user["workspace_id"]})
+        if workspace is None:
+            raise APIError(401, "invalid_credentials", INVALID_CREDENTIALS)
+        return await self._session(user, workspace)
+
+    async def refresh(self, refresh_token: str) -> AuthOut:
+        """Rotation: each refresh token works once; showing a used one again revokes them all."""
+        key = _token_key(refresh_token)
+        record = await self.store.refresh_tokens.find_one_and_update(
+            {"_id": key, "used": {"$exists": False}}, {"$set": {"used": 1}, "$currentDate": {"used_at": True}}
+        )
+        if record is None:
+            stale = await self.store.refresh_tokens.find_one({"_id": key}, {"user_id": 1})
+            if stale is not None:
+                await self.store.refresh_tokens.delete_many({"user_id": stale["user_id"]})
+                raise APIError(401, "refresh_token_reused", "this refresh token was already used; sign in again")
+            raise APIError(401, "invalid_refresh_token", "the refresh token is not valid; sign in again")
+        if record["expires_at"] <= utcnow():
+            raise APIError(401, "invalid_refresh_token", "the refresh token has expired; sign in again")
+        user = await self.store.users.find_one({"_id": record["user_id"]})
+        workspace = user and await self.store.workspaces.find_one({"_id": user["workspace_id"]})
+        if not user or not workspace:
+            raise APIError(401, "invalid_refresh_token", "the refresh token is not valid; sign in again")
+        return await self._session(user, workspace, family_id=record["family_id"])
+
+    async def logout(self, user_id: str, refresh_token: str) -> None:
+        await self.store.refresh_tokens.delete_one({"_id": _token_key(refresh_token), "user_id": user_id})
+
+    async def logout_all(self, user_id: str) -> None:
+        await self.store.refresh_tokens.delete_many({"user_id": user_id})
+
+    async def _session(self, user: dict[str, Any], workspace: dict[str, Any], family_id: str | None = None) -> AuthOut:
+        refresh_token = new_secret(32)
+        now = utcnow()
+        await self.store.refresh_tokens.insert_one(
+            {
+                "_id": _token_key(refresh_token),
+                "user_id": user["_id"],
+                "family_id": family_id or new_id(),
+                "created_at": now,
+                "expires_at": now + datetime.timedelta(seconds=self.config.refresh_token_ttl_seconds),
+            }
+        )
+        return AuthOut(
+            access_token=self.issuer.issue(user["_id"], workspace["_id"]),
+            refresh_token=refresh_token,
+            token_type="Bearer",
+            expires_in=self.issuer.ttl,
+            user=me_out(user),
+            workspace=workspace_out(workspace, user["_id"]),
+        )
+
+    async def me(self, user_id: str) -> MeOut:
+        user = await self.store.users.find_one({"_id": user_id})
+        if user is None:
+            raise not_found("user")
+        return me_out(user)
+
+    async def users(self, workspace_id: str) -> list[UserOut]:
+        cursor = self.store.users.find(
+            {"workspace_id": workspace_id}, {"fullname": 1, "email": 1}
+        ).sort([("fullname", 1), ("_id", 1)])
+        return [user_out(doc) async for doc in cursor]
+
+    async def workspace(self, workspace_id: str, viewer_id: str) -> WorkspaceOut:
+        doc = await self.store.workspaces.find_one({"_id": workspace_id})
+        if doc is None:
+            raise not_found("workspace")
+        return workspace_out(doc, viewer_id)

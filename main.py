@@ -1,0 +1,162 @@
+"""Fechatter's command line: run the api role, the notify role, or both with an embedded stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+
+from tornado.httpserver import HTTPServer
+
+from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
+from app.config import Config, ConfigError, load_config
+from app.events import EventBus, connect_nats
+from app.metrics import Metrics
+from app.store import Store, make_client
+
+log = logging.getLogger("fechatter")
+
+ROLES = ("api", "notify", "all")
+EMBEDDED = "embedded"
+# Streams are closed on SIGTERM; in-flight API requests get this long to finish.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+DESCRIPTION = """\
+Fechatter, a team chat server.
+
+roles:
+  api     the stateless HTTP API (default port 6688): stores in MongoDB, publishes
+          one event per change to NATS JetStream; run as many as you like.
+  notify  the Server-Sent Events role (default port 6687): consumes the events and
+          pushes each to the online members of its chat; answers who is online.
+  all     both in one process; with mongo.uri / nats.url set to "embedded" (the
+          defaults) it also starts nats-server and nx-27017 under data_dir.
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="main.py", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--role", choices=ROLES, required=True, help="which role this process takes")
+    parser.add_argument("--config", help="a YAML file overriding config.yaml (env FECHATTER_* overrides both)")
+    parser.add_argument("--port", type=int, help="the port to listen on (with --role=all: the api's)")
+    return parser.parse_args(argv)
+
+
+class Fatal(Exception):
+    """Start-up cannot go on; the message tells the operator what to fix."""
+
+
+def _http_server(app, config: Config, port: int, host: str) -> HTTPServer:
+    # Bodies above this are cut off by Tornado itself; handlers answer 413 below it.
+    max_body = max(config.api.max_body_bytes, config.files.max_bytes) + 65536
+    server = HTTPServer(app, xheaders=True, max_body_size=max_body, idle_connection_timeout=75)
+    server.listen(port, address=host)
+    return server
+
+
+async def run(role: str, config: Config, port: int | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with AsyncExitStack() as resources:
+        development = role == "all"
+        mongo_uri, nats_url = config.mongo.uri, config.nats.url
+        if EMBEDDED in (mongo_uri, nats_url):
+            if not development:
+                raise Fatal(
+                    f"--role={role} needs a real MongoDB and NATS: set mongo.uri / nats.url "
+                    "(FECHATTER_MONGO_URI, FECHATTER_NATS_URL); 'embedded' is for --role=all"
+                )
+            from app.embedded import EmbeddedStack
+
+            stack = EmbeddedStack(config.data_path(), nats=nats_url == EMBEDDED, mongo=mongo_uri == EMBEDDED)
+            resources.push_async_callback(stack.stop)
+            await stack.start()
+            if mongo_uri == EMBEDDED:
+                mongo_uri = stack.mongo_uri
+            if nats_url == EMBEDDED:
+                nats_url = stack.nats_url
+            log.info("embedded stack: mongo %s, nats %s", mongo_uri, nats_url)
+
+        issuer = load_issuer(config, development=development) if role in ("api", "all") else None
+        if role == "notify":
+            verifier: TokenVerifier = load_verifier(config, development=False)
+        else:
+            verifier = TokenVerifier(issuer.public_key, config.auth)
+
+        client = make_client(mongo_uri, config.mongo.timeout_ms)
+        resources.push_async_callback(client.close)
+        store = Store(client, config.mongo.database)
+        try:
+            await store.ensure_indexes()
+        except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
+            raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+        try:
+            nc = await connect_nats(nats_url, name=f"fechatter-{role}")
+        except ConnectionError as e:
+            raise Fatal(str(e)) from None
+        bus = EventBus(nc, config.nats)
+        resources.push_async_callback(bus.close)
+        await bus.ensure_stream()
+        metrics = Metrics()
+
+        apps = []
+        if role in ("api", "all"):
+            from roles.api import make_app as make_api_app
+
+            api = make_api_app(config, store, bus, issuer, metrics)
+            api_port = port or config.api.port
+            apps.append((api, _http_server(api, config, api_port, config.api.host)))
+            log.info("api listening on http://%s:%d/", config.api.host, api_port)
+        if role in ("notify", "all"):
+            from roles.notify import make_app as make_notify_app
+
+            notify = make_notify_app(config, store, bus, verifier, metrics)
+            notify_port = (port if role == "notify" else None) or config.notify.port
+            apps.append((notify, _http_server(notify, config, notify_port, config.notify.host)))
+            log.info("notify listening on http://%s:%d/", config.notify.host, notify_port)
+        for app, _ in apps:
+            await app.start()
+
+        await stop.wait()
+        log.info("shutting down")
+        for _, server in apps:
+            server.stop()  # stop accepting; open connections go on for now
+        for app, _ in apps:
+            await app.stop()  # the notify role closes its streams here; clients resume elsewhere
+        for _, server in apps:
+            try:
+                await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("connections still open after %.0fs; closing anyway", SHUTDOWN_GRACE_SECONDS)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"fechatter: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(run(args.role, config, args.port))
+    except (Fatal, KeyConfigError, OSError) as e:
+        print(f"fechatter: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

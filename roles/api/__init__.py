@@ -1,0 +1,105 @@
+"""The api role: a stateless HTTP API over MongoDB that publishes one event per change to NATS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import tornado.web
+
+from app.auth import PasswordHashing, TokenIssuer
+from app.config import Config
+from app.events import EventBus
+from app.metrics import Metrics
+from app.openapi import build_openapi
+from app.services.accounts import AccountService
+from app.store import Store
+from app.web import (
+    BaseHandler,
+    HealthHandler,
+    MetricsHandler,
+    NotFoundHandler,
+    ReadyHandler,
+    RoleApp,
+    log_request,
+    route,
+)
+from roles.api import accounts
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(self.application.openapi)
+
+
+class IndexHandler(tornado.web.RequestHandler):
+    """The demo UI's single page; it finds the notify role from config or the page's own host."""
+
+    def get(self) -> None:
+        config: Config = self.settings["config"]
+        notify_url = config.api.public_notify_url
+        if not notify_url:
+            host = urlsplit(f"//{self.request.host}").hostname or "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            notify_url = f"{self.request.protocol}://{host}:{config.notify.port}"
+        self.render("index.html", notify_url=notify_url.rstrip("/"))
+
+
+class ApiApp(RoleApp):
+    async def start(self) -> None:
+        for task in self.settings["background"]:
+            await task.start()
+
+    async def stop(self) -> None:
+        for task in reversed(self.settings["background"]):
+            await task.stop()
+
+
+def make_services(config: Config, store: Store, bus: EventBus, issuer: TokenIssuer) -> SimpleNamespace:
+    return SimpleNamespace(
+        accounts=AccountService(store, issuer, PasswordHashing(), config.auth),
+    )
+
+
+def make_app(
+    config: Config,
+    store: Store,
+    bus: EventBus,
+    issuer: TokenIssuer,
+    metrics: Metrics,
+    **settings,
+) -> ApiApp:
+    services = make_services(config, store, bus, issuer)
+    api_routes = [*accounts.routes]
+    routes = [
+        route("/", IndexHandler),
+        route("/health", HealthHandler),
+        route("/health/ready", ReadyHandler),
+        route("/metrics", MetricsHandler),
+        route("/api/openapi.json", OpenAPIHandler),
+        *api_routes,
+        route(r"/api/.*", NotFoundHandler),
+    ]
+    app = ApiApp(
+        routes,
+        role="api",
+        config=config,
+        store=store,
+        bus=bus,
+        tokens=issuer,
+        services=services,
+        metrics=metrics,
+        background=[],
+        log_function=log_request,
+        default_handler_class=NotFoundHandler,
+        template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"),
+        compress_response=True,
+        **settings,
+    )
+    app.openapi = build_openapi(api_routes, title="Fechatter API", version="1.0.0")
+    return app

@@ -1,0 +1,109 @@
+"""Handlers for signup, signin, token refresh, logout, users and the workspace."""
+
+from __future__ import annotations
+
+from app.openapi import Operation
+from app.schemas.accounts import AuthOut, MeOut, RefreshIn, SigninIn, SignupIn, UserOut, WorkspaceOut
+from app.web import BaseHandler, authenticated, route
+
+
+class SignupHandler(BaseHandler):
+    api_doc = {
+        "post": Operation(
+            "Create an account in a new workspace, or join one with an invite code",
+            body=SignupIn, responses={201: AuthOut}, auth=False, errors=(409, 429), tags=("auth",),
+        )
+    }
+
+    async def post(self) -> None:
+        body = self.parse_body(SignupIn)
+        self.write_json(await self.services.accounts.signup(body), status=201)
+
+
+class SigninHandler(BaseHandler):
+    api_doc = {
+        "post": Operation(
+            "Sign in with email and password",
+            body=SigninIn, responses={200: AuthOut}, auth=False, errors=(401, 429), tags=("auth",),
+        )
+    }
+
+    async def post(self) -> None:
+        body = self.parse_body(SigninIn)
+        self.write_json(await self.services.accounts.signin(body.email, body.password))
+
+
+class RefreshHandler(BaseHandler):
+    api_doc = {
+        "post": Operation(
+            "Trade a refresh token for a new pair; the old one stops working",
+            body=RefreshIn, responses={200: AuthOut}, auth=False, errors=(401,), tags=("auth",),
+        )
+    }
+
+    async def post(self) -> None:
+        body = self.parse_body(RefreshIn)
+        self.write_json(await self.services.accounts.refresh(body.refresh_token))
+
+
+class LogoutHandler(BaseHandler):
+    api_doc = {"post": Operation("Revoke one refresh token", body=RefreshIn, responses={204: None}, tags=("auth",))}
+
+    @authenticated
+    async def post(self) -> None:
+        body = self.parse_body(RefreshIn)
+        await self.services.accounts.logout(self.current_user.user_id, body.refresh_token)
+        self.set_status(204)
+        self.finish()
+
+
+class LogoutAllHandler(BaseHandler):
+    api_doc = {"post": Operation("Revoke every refresh token of the caller", responses={204: None}, tags=("auth",))}
+
+    @authenticated
+    async def post(self) -> None:
+        await self.services.accounts.logout_all(self.current_user.user_id)
+        self.set_status(204)
+        self.finish()
+
+
+class MeHandler(BaseHandler):
+    api_doc = {"get": Operation("The caller", responses={200: MeOut}, tags=("users",))}
+
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(await self.services.accounts.me(self.current_user.user_id))
+
+
+class UsersHandler(BaseHandler):
+    api_doc = {"get": Operation("Users of the caller's workspace", responses={200: list[UserOut]}, tags=("users",))}
+
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(await self.services.accounts.users(self.current_user.workspace_id))
+
+
+class WorkspaceHandler(BaseHandler):
+    api_doc = {
+        "get": Operation(
+            "The caller's workspace; the invite code only for its owner", responses={200: WorkspaceOut},
+            tags=("users",),
+        )
+    }
+
+    @authenticated
+    async def get(self) -> None:
+        user = self.current_user
+        self.write_json(await self.services.accounts.workspace(user.workspace_id, user.user_id))
+
+
+routes = [
+    route("/api/signup", SignupHandler),
+    route("/api/signin", SigninHandler),
+    route("/api/refresh", RefreshHandler),
+    route("/api/logout", LogoutHandler),
+    route("/api/logout-all", LogoutAllHandler),
+    route("/api/users/me", MeHandler),
+    route("/api/users", UsersHandler),
+    route("/api/workspace", WorkspaceHandler),
+]
