@@ -74,6 +74,8 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     actor_id: str | None = None
     # Everyone the event is for, when membership alone cannot tell (a removed member, a deleted chat).
     recipients: list[str] | None = None
+    # The chats of the user a presence event is about, so any notify process can find who shares one.
+    chat_ids: list[str] | None = None
     data: dict[str, Any] = {}
 
 
@@ -86,6 +88,7 @@ def make_event(
     user_id: str | None = None,
     actor_id: str | None = None,
     recipients: list[str] | None = None,
+    chat_ids: list[str] | None = None,
     event_id: str | None = None,
 ) -> Event:
     if type not in CHAT_EVENTS and type not in USER_EVENTS:
@@ -101,6 +104,7 @@ def make_event(
         user_id=user_id,
         actor_id=actor_id,
         recipients=recipients,
+        chat_ids=chat_ids,
         data=data,
     )
 
