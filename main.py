@@ -54,7 +54,7 @@ class Fatal(Exception):
 def _http_server(app, config: Config, port: int, host: str) -> HTTPServer:
     # Bodies above this are cut off by Tornado itself; handlers answer 413 below it.
     max_body = max(config.api.max_body_bytes, config.files.max_bytes) + 65536
-    server = HTTPServer(app, xheaders=True, max_body_size=max_body, idle_connection_timeout=75)
+    server = HTTPServer(app, xheaders=config.api.xheaders, max_body_size=max_body, idle_connection_timeout=75)
     server.listen(port, address=host)
     return server
 

@@ -21,6 +21,7 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ApiConfig(Section):
     host: str
     port: int
+    xheaders: bool
     max_body_bytes: int
     public_notify_url: str
     outbox_interval_seconds: float

@@ -86,6 +86,8 @@ class Store:
         self.send_claims: AsyncCollection = self.db["send_claims"]
         # Events written before their change, removed once JetStream acknowledged them.
         self.outbox: AsyncCollection = self.db["outbox"]
+        # Fixed-window request counters shared by every api process.
+        self.rate_limits: AsyncCollection = self.db["rate_limits"]
         self.files: AsyncCollection = self.db["files.files"]
         self.file_bucket = AsyncGridFSBucket(self.db, bucket_name="files")
 
@@ -120,6 +122,7 @@ class Store:
         )
         await self.messages.create_index([("content", "text")])
         await self.send_claims.create_index("created_at")
+        await self.rate_limits.create_index("expires_at", expireAfterSeconds=0)
         # Never put _id in a compound index: nx-27017 then fails every insert.
         await self.outbox.create_index("created_at")
         await self.files.create_index([("metadata.workspace_id", ASCENDING), ("uploadDate", DESCENDING)])

@@ -9,9 +9,10 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from app.auth import PasswordHashing, TokenIssuer
-from app.config import AuthConfig
+from app.config import AuthConfig, LimitsConfig
 from app.errors import APIError, conflict, invalid, not_found
 from app.schemas.accounts import AuthOut, MeOut, SignupIn, UserOut, WorkspaceOut
+from app.services.ratelimit import RateLimiter
 from app.store import Store, isoformat, new_id, new_secret, utcnow
 
 INVALID_CREDENTIALS = "the email or password is wrong"
@@ -51,13 +52,26 @@ def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
 
 
 class AccountService:
-    def __init__(self, store: Store, issuer: TokenIssuer, passwords: PasswordHashing, config: AuthConfig):
+    def __init__(
+        self,
+        store: Store,
+        issuer: TokenIssuer,
+        passwords: PasswordHashing,
+        config: AuthConfig,
+        limits: LimitsConfig,
+        limiter: RateLimiter,
+    ):
         self.store = store
         self.issuer = issuer
         self.passwords = passwords
         self.config = config
+        self.limits = limits
+        self.limiter = limiter
 
-    async def signup(self, body: SignupIn) -> AuthOut:
+    async def signup(self, body: SignupIn, client_ip: str) -> AuthOut:
+        await self.limiter.hit(
+            f"signup:ip:{client_ip}", limit=self.limits.signup_per_hour_per_ip, window=3600, what="signups"
+        )
         if (body.workspace is None) == (body.invite_code is None):
             raise APIError(
                 422,
@@ -107,8 +121,17 @@ class AccountService:
                 raise
         return await self._session(user, workspace)
 
-    async def signin(self, email: str, password: str) -> AuthOut:
-        user = await self.store.users.find_one({"email": normalize_email(email)})
+    async def signin(self, email: str, password: str, client_ip: str) -> AuthOut:
+        email = normalize_email(email)
+        # Per IP against spraying many accounts, per account against guessing one password from many IPs.
+        await self.limiter.hit(
+            f"signin:ip:{client_ip}", limit=self.limits.signin_per_minute_per_ip, window=60, what="sign-in attempts"
+        )
+        await self.limiter.hit(
+            f"signin:account:{email}", limit=self.limits.signin_per_minute_per_account, window=60,
+            what="sign-in attempts",
+        )
+        user = await self.store.users.find_one({"email": email})
         # Verify against a dummy hash for unknown emails: same answer, same time.
         ok = await self.passwords.verify(user["password_hash"] if user else None, password)
         if not ok or user is None:

@@ -14,6 +14,7 @@ from app.events import EventBus
 from app.metrics import Metrics
 from app.openapi import build_openapi
 from app.services.accounts import AccountService
+from app.services.ratelimit import RateLimiter
 from app.store import Store
 from app.web import (
     BaseHandler,
@@ -60,8 +61,10 @@ class ApiApp(RoleApp):
 
 
 def make_services(config: Config, store: Store, bus: EventBus, issuer: TokenIssuer) -> SimpleNamespace:
+    limiter = RateLimiter(store, config.limits.enabled)
     return SimpleNamespace(
-        accounts=AccountService(store, issuer, PasswordHashing(), config.auth),
+        limiter=limiter,
+        accounts=AccountService(store, issuer, PasswordHashing(), config.auth, config.limits, limiter),
     )
 
 

@@ -17,7 +17,7 @@ class SignupHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.parse_body(SignupIn)
-        self.write_json(await self.services.accounts.signup(body), status=201)
+        self.write_json(await self.services.accounts.signup(body, self.request.remote_ip), status=201)
 
 
 class SigninHandler(BaseHandler):
@@ -30,7 +30,7 @@ class SigninHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.parse_body(SigninIn)
-        self.write_json(await self.services.accounts.signin(body.email, body.password))
+        self.write_json(await self.services.accounts.signin(body.email, body.password, self.request.remote_ip))
 
 
 class RefreshHandler(BaseHandler):

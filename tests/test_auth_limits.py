@@ -1,0 +1,42 @@
+"""Sign-in and sign-up are rate limited per IP and per account, with 429 and Retry-After."""
+
+import pytest
+
+pytestmark = pytest.mark.gen_test
+
+
+@pytest.fixture
+def config_overrides():
+    return {"limits": {"enabled": True, "signin_per_minute_per_ip": 50, "signin_per_minute_per_account": 3,
+                       "signup_per_hour_per_ip": 4}}
+
+
+async def test_signin_limited_per_account(api):
+    user = await api.signup(email="target@example.com", password="the right one")
+    statuses = []
+    for _ in range(4):
+        reply = await api.post("/api/signin", {"email": "target@example.com", "password": "guess guess"})
+        statuses.append(reply.status)
+    assert statuses == [401, 401, 401, 429]
+    assert int(reply.headers["Retry-After"]) >= 1 and reply.error_code == "rate_limited"
+    # Even the right password waits: the account is locked for the window, not just wrong guesses.
+    right = await api.post("/api/signin", {"email": "target@example.com", "password": user["password"]})
+    assert right.status == 429
+    # Another account from the same IP is not affected.
+    other = await api.signup(password="other password")
+    ok = await api.post("/api/signin", {"email": other["user"]["email"], "password": "other password"})
+    assert ok.status == 200
+
+
+async def test_signup_limited_per_ip(api):
+    for _ in range(3):
+        await api.signup()  # the test's first signup above made none: 3 here + 1 below = the limit
+    fourth = await api.post("/api/signup", {"fullname": "F", "email": "f@example.com",
+                                            "password": "long enough pw", "workspace": "Fourth"})
+    assert fourth.status == 201
+    fifth = await api.post("/api/signup", {"fullname": "F", "email": "g@example.com",
+                                           "password": "long enough pw", "workspace": "Fifth"})
+    assert fifth.status == 429 and "Retry-After" in fifth.headers
+    # Refused means nothing written.
+    signin = await api.post("/api/signin", {"email": "g@example.com", "password": "long enough pw"})
+    assert signin.status == 401
