@@ -1,0 +1,45 @@
+# Fechatter: `make run` for the demo, `make test` for the suite. Both install what is missing.
+
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
+# apt-get needs root; sudo only when we are not.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv venv-test run test bench faults
+
+venv: $(VENV)/.installed-app
+
+venv-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: packages are installed again only when pyproject.toml changes.
+$(VENV)/.installed-app: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-app
+	$(PIP) install -q '.[test]'
+	touch $@
+
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+/usr/bin/chromium:
+	$(SUDO) apt-get -q update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y chromium
+
+run: venv
+	$(VENV)/bin/python main.py --role=all
+
+# pytest exits 5 when it collected no tests: say so plainly instead of failing.
+test: venv-test /usr/bin/chromium
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
+	exit $$status
+
+bench: venv
+	@echo "make bench: not written yet; it will run $(VENV)/bin/python -m bench"; exit 1
+
+faults: venv-test
+	@echo "make faults: not written yet; it will run $(VENV)/bin/pytest -m faults"; exit 1
