@@ -13,6 +13,7 @@ from tornado.httpserver import HTTPServer
 
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
+from app.embedded import EmbeddedServerError
 from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.store import Store, make_client
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return asyncio.run(run(args.role, config, args.port))
-    except (Fatal, KeyConfigError, OSError) as e:
+    except (Fatal, KeyConfigError, EmbeddedServerError, OSError) as e:
         print(f"fechatter: {e}", file=sys.stderr)
         return 1
 
