@@ -1,0 +1,233 @@
+"""Shared pieces of the benchmarks: one clock, a keep-alive HTTP client, percentiles, child processes and RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+
+# CLOCK_MONOTONIC is one clock for every process on a Linux host: a send time stamped by the
+# publisher and a receive time read by a load-client process are directly comparable.
+now = time.monotonic
+
+# The stamp a publisher puts in a message's content: `~b~<message number>~<send time>~`.
+# It survives JSON encoding unchanged, so a receiver finds it with bytes.find, without parsing JSON.
+MARK = b"~b~"
+
+
+def stamp(msg_no: int, sent_at: float) -> str:
+    return f"~b~{msg_no}~{sent_at:.6f}~"
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open files to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[rank]
+
+
+def summarize_ms(values_seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max in milliseconds of latencies given in seconds."""
+    values = sorted(values_seconds)
+    return {
+        "n": len(values),
+        "p50_ms": percentile(values, 50) * 1000,
+        "p90_ms": percentile(values, 90) * 1000,
+        "p99_ms": percentile(values, 99) * 1000,
+        "max_ms": (values[-1] * 1000) if values else float("nan"),
+    }
+
+
+def ratio(ours: float, baseline: float) -> float:
+    return ours / baseline if baseline else float("nan")
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(title: str, rows: list[tuple[str, Any, Any]], headers=("fechatter", "bare", "ratio")) -> None:
+    """Rows of (name, ours, baseline); the ratio column is ours / baseline."""
+    print(f"\n== {title}")
+    print(f"{'':32} {headers[0]:>14} {headers[1]:>14} {headers[2]:>8}")
+    for name, ours, base in rows:
+        r = ratio(ours, base) if isinstance(ours, (int, float)) and isinstance(base, (int, float)) else None
+        print(f"{name:32} {fmt(ours):>14} {fmt(base):>14} {fmt(r) if r is not None else '':>8}")
+    sys.stdout.flush()
+
+
+def save_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path
+
+
+def rss_bytes(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+class HttpError(Exception):
+    pass
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection, as a browser keeps one: JSON in, (status, JSON) out."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float = 30
+    ) -> tuple[int, Any]:
+        return await asyncio.wait_for(self._request(method, path, body, token), timeout)
+
+    async def _request(self, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
+        if self.writer is None or self.writer.is_closing():
+            await self._connect()
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(payload)}"]
+        if body is not None:
+            head.append("Content-Type: application/json")
+        if token:
+            head.append(f"Authorization: Bearer {token}")
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        try:
+            status, headers = await self._read_head()
+            data = await self._read_body(headers)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        ctype = headers.get("content-type", "")
+        return status, (json.loads(data) if data and "json" in ctype else data)
+
+    async def _read_head(self) -> tuple[int, dict[str, str]]:
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def _read_body(self, headers: dict[str, str]) -> bytes:
+        if "content-length" in headers:
+            return await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    return b"".join(parts)
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)
+        return b""
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def wait_http_ok(host: str, port: int, path: str = "/health", timeout: float = 30,
+                       proc: asyncio.subprocess.Process | None = None) -> None:
+    """Poll until GET path answers 200, or fail after timeout (or as soon as proc has exited)."""
+    deadline = now() + timeout
+    last: Exception | None = None
+    while now() < deadline:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before answering on :{port}")
+        conn = HttpConnection(host, port)
+        try:
+            status, _ = await conn.request("GET", path, timeout=2)
+            if status == 200:
+                return
+            last = HttpError(f"status {status}")
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            last = e
+        finally:
+            conn.close()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing answered 200 on http://{host}:{port}{path} within {timeout}s ({last!r})")
+
+
+@dataclass
+class Child:
+    """A server this benchmark started: stopped with SIGTERM, then SIGKILL, never left behind."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def stop(self, timeout: float = 10) -> int | None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+async def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
+    """Start a child process with its output in log_path; it gets SIGKILL if this process dies."""
+    from app.embedded import _die_with_parent
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=asyncio.subprocess.DEVNULL,
+            stdout=log, stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent(),
+        )
+    return Child(name, proc, log_path)
