@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -231,3 +232,82 @@ async def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] 
             stdout=log, stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent(),
         )
     return Child(name, proc, log_path)
+
+
+_LINE_NUMBER = re.compile(r":\d+\)$")
+
+
+class Profiler:
+    """py-spy recording a process until stopped: collapsed stacks, summarised as the hottest functions."""
+
+    def __init__(self, pid: int, name: str, rate: int = 250):
+        self.pid, self.rate = pid, rate
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.raw_path = RESULTS_DIR / f"{stem}.txt"
+        self.svg_path = RESULTS_DIR / f"{stem}.svg"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @staticmethod
+    def executable() -> str | None:
+        path = Path(sys.executable).parent / "py-spy"
+        return str(path) if path.exists() else None
+
+    async def start(self) -> bool:
+        exe = self.executable()
+        if exe is None:
+            print("py-spy is not installed: .venv/bin/pip install '.[bench]'", flush=True)
+            return False
+        # --nonblocking: never pause the process being measured, at the price of rare torn stacks.
+        self.proc = await asyncio.create_subprocess_exec(
+            exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--nonblocking",
+            "--format", "raw", "--output", str(self.raw_path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        return True
+
+    async def stop(self, timeout: float = 30) -> dict[str, Any] | None:
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl+C
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return self.summary() if self.raw_path.exists() else None
+
+    def summary(self, top: int = 20) -> dict[str, Any]:
+        """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in self.raw_path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            total += count
+            # "handler (roles/notify/x.py:42)" -> "handler (roles/notify/x.py)": one row per function.
+            frames = [_LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+
+        def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
+            best = sorted(counts.items(), key=lambda item: -item[1])[:top]
+            return [(frame, 100 * n / max(total, 1)) for frame, n in best]
+
+        # Frames on nearly every stack (the event loop's own) say nothing about where time goes.
+        inclusive = {frame: n for frame, n in inclusive.items() if n < 0.95 * total}
+        return {"samples": total, "raw": str(self.raw_path), "self": ranked(own), "inclusive": ranked(inclusive)}
+
+
+def print_profile(summary: dict[str, Any] | None, top: int = 15) -> None:
+    if not summary:
+        return
+    print(f"\n== py-spy: {summary['samples']} samples ({summary['raw']})")
+    for title in ("self", "inclusive"):
+        print(f"-- {title} %")
+        for frame, share in summary[title][:top]:
+            print(f"{share:6.1f}  {frame}")

@@ -218,6 +218,7 @@ class Worker:
     async def open(self, host: str, port: int, targets: list[list], concurrency: int, timeout: float) -> dict:
         """Open every target ([path, headers]); returns counts and how long it took."""
         began = now()
+        already, failures_before = len(self.streams), sum(self.open_failures.values())
         gate = asyncio.Semaphore(concurrency)
 
         async def one(index: int, path: str, headers: dict) -> None:
@@ -234,7 +235,7 @@ class Worker:
                 self.streams.append(stream)
 
         await asyncio.gather(*(one(i, path, headers) for i, (path, headers) in enumerate(targets)))
-        return {"ok": len(self.streams), "failed": sum(self.open_failures.values()),
+        return {"ok": len(self.streams) - already, "failed": sum(self.open_failures.values()) - failures_before,
                 "errors": self.open_failures, "seconds": now() - began}
 
     def report(self, expected: list[int]) -> dict:

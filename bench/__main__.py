@@ -1,0 +1,84 @@
+"""`python -m bench` (`make bench`): every benchmark with modest defaults, each against its baseline in the same run.
+
+Defaults take a few minutes on 2 cores. Scale up with the flags, e.g.
+    python -m bench --only sse_fanout --fanout-members 200 --fanout-tabs 50 --messages 200
+Each benchmark can also run alone: python -m bench.sse_fanout --help (and sse_capacity, api_send, e2e).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from bench import api_send, e2e, sse_capacity, sse_fanout
+from bench.common import raise_fd_limit
+
+BENCHMARKS = ("sse_fanout", "sse_capacity", "api_send", "e2e")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run these benchmarks only")
+    parser.add_argument("--processes", type=int, default=1, help="load-client processes (SSE benchmarks)")
+    parser.add_argument("--concurrency", type=int, default=100, help="streams being opened at once")
+    fan = parser.add_argument_group("sse_fanout")
+    fan.add_argument("--fanout-members", type=int, default=100)
+    fan.add_argument("--fanout-tabs", type=int, default=20, help="default 20: 2,000 streams")
+    fan.add_argument("--messages", type=int, default=50, help="paced messages (default 50)")
+    fan.add_argument("--burst", type=int, default=50, help="back-to-back messages (default 50)")
+    fan.add_argument("--senders", type=int, default=4)
+    fan.add_argument("--profile", action="store_true",
+                     help="record the SSE servers with py-spy during sse_fanout (pip install '.[bench]')")
+    cap = parser.add_argument_group("sse_capacity")
+    cap.add_argument("--capacity-members", type=int, default=100)
+    cap.add_argument("--capacity-tabs", type=int, default=100, help="default 100: 10,000 streams")
+    cap.add_argument("--steps", type=int, default=4)
+    api = parser.add_argument_group("api_send")
+    api.add_argument("--clients", type=int, default=8)
+    api.add_argument("--api-messages", type=int, default=1000)
+    api.add_argument("--mongo-memory", action="store_true")
+    end = parser.add_argument_group("e2e")
+    end.add_argument("--e2e-members", type=int, default=10)
+    end.add_argument("--e2e-tabs", type=int, default=2)
+    end.add_argument("--rates", type=float, nargs="+", default=[10, 100, 1000])
+    end.add_argument("--seconds", type=float, default=4.0)
+    return parser.parse_args(argv)
+
+
+async def run_all(args: argparse.Namespace) -> None:
+    chosen = args.only or BENCHMARKS
+    common = {"processes": args.processes, "concurrency": args.concurrency, "only": None}
+    for name in chosen:
+        began = time.monotonic()
+        print(f"\n######## {name}", flush=True)
+        if name == "sse_fanout":
+            await sse_fanout.run(argparse.Namespace(
+                **common, members=args.fanout_members, tabs=args.fanout_tabs, messages=args.messages,
+                burst=args.burst, senders=args.senders, keep=False, profile=args.profile))
+        elif name == "sse_capacity":
+            await sse_capacity.run(argparse.Namespace(
+                **common, members=args.capacity_members, tabs=args.capacity_tabs, steps=args.steps))
+        elif name == "api_send":
+            await api_send.run(argparse.Namespace(
+                clients=args.clients, messages=args.api_messages, warmup=20, mongo_memory=args.mongo_memory))
+        elif name == "e2e":
+            await e2e.run(argparse.Namespace(
+                members=args.e2e_members, tabs=args.e2e_tabs, rates=args.rates, seconds=args.seconds))
+        print(f"######## {name} took {time.monotonic() - began:.0f}s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The drivers' reconnect chatter at shutdown is not a result.
+    logging.basicConfig(level=logging.ERROR)
+    raise_fd_limit()
+    asyncio.run(run_all(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

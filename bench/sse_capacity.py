@@ -1,0 +1,129 @@
+"""SSE capacity: open streams in steps until 10,000 are held by one notify process, against the bare broadcaster.
+
+At each step: the time to open that step's streams, the server's RSS, and one fan-out of a
+stamped message to every stream open so far (send → receive p50/p99/max, the last delivery).
+The RSS per stream is (RSS at the step − RSS before any stream) / streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+from typing import Any
+
+from bench.common import print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now
+from bench.sse_load import LoadClient
+from bench.stack import BareServer, FechatterStack, workdir
+
+
+async def measure(system, client: LoadClient, *, streams: int, steps: int, concurrency: int,
+                  fanout_timeout: float = 120) -> dict[str, Any]:
+    targets = system.stream_targets(streams)
+    rss_before = rss_bytes(system.sse_pid)
+    bounds = [round(streams * (i + 1) / steps) for i in range(steps)]
+    rows = []
+    opened_total, lo = 0, 0
+    for step, hi in enumerate(bounds, start=1):
+        opened = await client.open("127.0.0.1", system.sse_port, targets[lo:hi], concurrency=concurrency)
+        lo = hi
+        opened_total += opened["ok"]
+        sent_at = await system.send(step)
+        complete = await client.wait_complete(step, fanout_timeout)
+        rows.append({
+            "streams": opened_total, "failed": opened["failed"], "errors": opened["errors"],
+            "open_seconds": opened["seconds"], "open_per_second": opened["ok"] / max(opened["seconds"], 1e-9),
+            "rss_mb": rss_bytes(system.sse_pid) / 2**20, "complete": complete,
+            "last_delivery_ms": (client.last_complete_at.get(step, float("nan")) - sent_at) * 1000,
+        })
+        print(f"  {system.name}: {opened_total} streams open, RSS {rows[-1]['rss_mb']:.1f} MiB, "
+              f"fan-out to all in {rows[-1]['last_delivery_ms']:.1f} ms", flush=True)
+    receipts = await client.receipts(expected=list(range(1, steps + 1)))
+    by_step: dict[int, list[float]] = {}
+    for msg_no, sent_at, received_at in zip(receipts.msg_nos, receipts.sent_ats, receipts.received_ats):
+        by_step.setdefault(msg_no, []).append(received_at - sent_at)
+    for step, row in enumerate(rows, start=1):
+        row["fanout"] = summarize_ms(by_step.get(step, []))
+        row["rss_per_stream_kb"] = (row["rss_mb"] * 2**20 - rss_before) / 1024 / max(1, row["streams"])
+    return {
+        "system": system.name, "rss_before_mb": rss_before / 2**20, "steps": rows,
+        "open_seconds": sum(r["open_seconds"] for r in rows),
+        "missing": receipts.missing, "duplicates": receipts.duplicates,
+        "closed_by_server": receipts.closed_after_open,
+    }
+
+
+async def run_system(system, args) -> dict[str, Any]:
+    client = LoadClient(args.processes)
+    try:
+        await system.start()
+        if hasattr(system, "seed"):
+            began = now()
+            await system.seed(args.members)
+            print(f"  seeded {args.members} users and one chat in {now() - began:.1f}s", flush=True)
+        await client.start()
+        return await measure(system, client, streams=args.members * args.tabs, steps=args.steps,
+                             concurrency=args.concurrency)
+    finally:
+        await client.close()
+        await system.stop()
+
+
+def report(ours: dict, base: dict) -> None:
+    last_o, last_b = ours["steps"][-1], base["steps"][-1]
+    print_table(f"sse_capacity: {last_o['streams']:,} streams held by one notify process", [
+        ("streams open", last_o["streams"], last_b["streams"]),
+        ("time to open all (s)", ours["open_seconds"], base["open_seconds"]),
+        ("RSS (MiB)", last_o["rss_mb"], last_b["rss_mb"]),
+        ("RSS per stream (KiB)", last_o["rss_per_stream_kb"], last_b["rss_per_stream_kb"]),
+        ("fan-out to all: p50 (ms)", last_o["fanout"]["p50_ms"], last_b["fanout"]["p50_ms"]),
+        ("fan-out to all: p99 (ms)", last_o["fanout"]["p99_ms"], last_b["fanout"]["p99_ms"]),
+        ("fan-out to all: last (ms)", last_o["last_delivery_ms"], last_b["last_delivery_ms"]),
+        ("missing deliveries", ours["missing"], base["missing"]),
+        ("duplicate deliveries", ours["duplicates"], base["duplicates"]),
+        ("streams closed by server", ours["closed_by_server"], base["closed_by_server"]),
+    ])
+    print(f"\n{'streams':>8} {'RSS/stream KiB':>16} {'(bare)':>8} {'fan-out p99 ms':>15} {'(bare)':>8}"
+          f" {'open/s':>8} {'(bare)':>8}")
+    for o, b in zip(ours["steps"], base["steps"]):
+        print(f"{o['streams']:>8,} {o['rss_per_stream_kb']:>16.1f} {b['rss_per_stream_kb']:>8.1f}"
+              f" {o['fanout']['p99_ms']:>15.1f} {b['fanout']['p99_ms']:>8.1f}"
+              f" {o['open_per_second']:>8.0f} {b['open_per_second']:>8.0f}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--members", type=int, default=100, help="users in the chat (default 100)")
+    parser.add_argument("--tabs", type=int, default=100, help="streams per user (default 100: 10,000 streams)")
+    parser.add_argument("--steps", type=int, default=4, help="open the streams in this many steps")
+    parser.add_argument("--processes", type=int, default=1, help="load-client processes")
+    parser.add_argument("--concurrency", type=int, default=100, help="streams being opened at once")
+    parser.add_argument("--only", choices=("fechatter", "bare"))
+
+
+async def run(args) -> dict[str, Any]:
+    raise_fd_limit()
+    directory = workdir("capacity")
+    results: dict[str, Any] = {}
+    try:
+        if args.only != "fechatter":
+            print(f"sse_capacity: bare broadcaster, {args.members * args.tabs} streams", flush=True)
+            results["bare"] = await run_system(BareServer(directory), args)
+        if args.only != "bare":
+            print(f"sse_capacity: fechatter notify, {args.members} members × {args.tabs} tabs", flush=True)
+            results["fechatter"] = await run_system(FechatterStack(directory / "fechatter"), args)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if len(results) == 2:
+        report(results["fechatter"], results["bare"])
+    print(f"saved {save_result('sse_capacity', {'args': vars(args), **results})}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

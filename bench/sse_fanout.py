@@ -1,0 +1,218 @@
+"""SSE fan-out: N streams (members × tabs of one chat), M messages; Fechatter's notify role against the bare broadcaster.
+
+For each system, in the same run: open N streams, then send M messages one at a time (each
+waits until every stream has it), then a burst of B messages as fast as C senders can post.
+Send → receive latency uses one clock: the sender stamps its send time into the message, every
+receiver subtracts it from the time the frame arrived. For Fechatter a NATS subscriber beside
+the notify role also notes when each event reached NATS, which splits the latency into the
+api part (HTTP + MongoDB + JetStream publish) and the fan-out part (notify role to browsers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+from typing import Any
+
+from bench.common import (
+    Profiler, print_profile, print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now,
+)
+from bench.sse_load import LoadClient
+from bench.stack import BareServer, FechatterStack, workdir
+
+SETTLE_TIMEOUT = 120.0
+
+
+async def measure(system, client: LoadClient, *, streams: int, messages: int, burst: int, senders: int,
+                  concurrency: int, pace: float = 0.0, observe: bool = False,
+                  profile: bool = False) -> dict[str, Any]:
+    """Open `streams` streams to `system` and fan out stamped messages; the system is already started."""
+    rss_before = rss_bytes(system.sse_pid)
+    opened = await client.open("127.0.0.1", system.sse_port, system.stream_targets(streams),
+                               concurrency=concurrency)
+    if opened["ok"] == 0:
+        raise RuntimeError(f"{system.name}: no stream opened: {opened['errors']}")
+    arrived: dict[int, float] = {}
+    observer = await system.observe_events(lambda n, t: arrived.setdefault(n, t)) if observe else None
+    try:
+        # Message 0 warms up and settles: once it is on every stream, whatever the opening caused
+        # (presence events, first-time code paths) has been delivered before it.
+        await system.send(0)
+        settled = await client.wait_complete(0, SETTLE_TIMEOUT)
+        rss_open = rss_bytes(system.sse_pid)
+        profiler = Profiler(system.sse_pid, f"profile-{system.name}") if profile else None
+        if profiler:
+            await profiler.start()
+        sent: dict[int, float] = {}
+        timeouts = 0
+        for msg_no in range(1, messages + 1):
+            sent[msg_no] = await system.send(msg_no)
+            if not await client.wait_complete(msg_no, 30):
+                timeouts += 1
+            if pace:
+                await asyncio.sleep(pace)
+        burst_first = messages + 1
+        burst_nos = list(range(burst_first, burst_first + burst))
+        burst_began = now()
+        if burst:
+            queue = list(reversed(burst_nos))
+
+            async def sender() -> None:
+                conn = system.connection()
+                try:
+                    while queue:
+                        msg_no = queue.pop()
+                        sent[msg_no] = await system.send(msg_no, conn)
+                finally:
+                    conn.close()
+
+            await asyncio.gather(*(sender() for _ in range(senders)))
+            for msg_no in burst_nos:
+                if not await client.wait_complete(msg_no, 60):
+                    timeouts += 1
+        rss_after = rss_bytes(system.sse_pid)
+        profile_summary = await profiler.stop() if profiler else None
+        receipts = await client.receipts(expected=list(range(1, burst_first + burst)))
+    finally:
+        if observer is not None:
+            await observer.close()
+
+    paced_latency, burst_latency, fanout_part = [], [], []
+    burst_last = burst_began
+    for msg_no, sent_at, received_at in zip(receipts.msg_nos, receipts.sent_ats, receipts.received_ats):
+        if msg_no == 0:
+            continue
+        if msg_no < burst_first:
+            paced_latency.append(received_at - sent_at)
+            if msg_no in arrived:
+                fanout_part.append(received_at - arrived[msg_no])
+        else:
+            burst_latency.append(received_at - sent_at)
+            burst_last = max(burst_last, received_at)
+    expected_deliveries = receipts.streams * (messages + burst)
+    api_part = [arrived[n] - sent[n] for n in sent if n in arrived and n < burst_first]
+    return {
+        "system": system.name,
+        "streams_requested": streams,
+        "streams_open": opened["ok"],
+        "open_failures": opened["errors"],
+        "open_seconds": opened["seconds"],
+        "settled": settled,
+        "rss_before_mb": rss_before / 2**20,
+        "rss_open_mb": rss_open / 2**20,
+        "rss_after_mb": rss_after / 2**20,
+        "rss_per_stream_kb": (rss_open - rss_before) / 1024 / max(1, opened["ok"]),
+        "messages": messages,
+        "latency": summarize_ms(paced_latency),
+        "fanout_part": summarize_ms(fanout_part) if fanout_part else None,
+        "api_part": summarize_ms(api_part) if api_part else None,
+        "burst": burst,
+        "burst_latency": summarize_ms(burst_latency),
+        "burst_seconds": burst_last - burst_began,
+        "deliveries_per_second": (len(burst_latency) / (burst_last - burst_began)) if burst_latency else 0.0,
+        "expected_deliveries": expected_deliveries,
+        "missing": receipts.missing,
+        "duplicates": receipts.duplicates,
+        "out_of_order": receipts.out_of_order,
+        "closed_by_server": receipts.closed_after_open,
+        "timeouts": timeouts,
+        "profile": profile_summary,
+    }
+
+
+async def run_system(system, args, *, observe: bool) -> dict[str, Any]:
+    client = LoadClient(args.processes)
+    try:
+        await system.start()
+        if hasattr(system, "seed"):
+            began = now()
+            await system.seed(args.members)
+            print(f"  seeded {args.members} users and one chat in {now() - began:.1f}s", flush=True)
+        await client.start()
+        return await measure(system, client, streams=args.members * args.tabs, messages=args.messages,
+                             burst=args.burst, senders=args.senders, concurrency=args.concurrency,
+                             observe=observe, profile=args.profile)
+    finally:
+        await client.close()
+        await system.stop()
+
+
+def report(title: str, ours: dict, base: dict) -> None:
+    rows = [
+        ("streams open", ours["streams_open"], base["streams_open"]),
+        ("time to open (s)", ours["open_seconds"], base["open_seconds"]),
+        ("RSS per stream (KiB)", ours["rss_per_stream_kb"], base["rss_per_stream_kb"]),
+        ("RSS with streams open (MiB)", ours["rss_open_mb"], base["rss_open_mb"]),
+        ("send→receive p50 (ms)", ours["latency"]["p50_ms"], base["latency"]["p50_ms"]),
+        ("send→receive p99 (ms)", ours["latency"]["p99_ms"], base["latency"]["p99_ms"]),
+        ("send→receive max (ms)", ours["latency"]["max_ms"], base["latency"]["max_ms"]),
+    ]
+    if ours.get("fanout_part"):
+        rows += [
+            ("fan-out only p50 (ms)", ours["fanout_part"]["p50_ms"], base["latency"]["p50_ms"]),
+            ("fan-out only p99 (ms)", ours["fanout_part"]["p99_ms"], base["latency"]["p99_ms"]),
+        ]
+    if ours.get("api_part"):
+        rows.append(("api part (send→NATS) p50 (ms)", ours["api_part"]["p50_ms"], None))
+    rows += [
+        ("burst p99 (ms)", ours["burst_latency"]["p99_ms"], base["burst_latency"]["p99_ms"]),
+        ("deliveries per second (burst)", ours["deliveries_per_second"], base["deliveries_per_second"]),
+        ("missing deliveries", ours["missing"], base["missing"]),
+        ("duplicate deliveries", ours["duplicates"], base["duplicates"]),
+        ("frames out of order", ours["out_of_order"], base["out_of_order"]),
+        ("streams closed by server", ours["closed_by_server"], base["closed_by_server"]),
+    ]
+    print_table(title, rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--members", type=int, default=100, help="users in the chat (default 100)")
+    parser.add_argument("--tabs", type=int, default=20, help="streams per user (default 20: 2,000 streams)")
+    parser.add_argument("--messages", type=int, default=50, help="messages sent one at a time (default 50)")
+    parser.add_argument("--burst", type=int, default=50, help="messages sent back to back afterwards (default 50)")
+    parser.add_argument("--senders", type=int, default=4, help="concurrent senders in the burst")
+    parser.add_argument("--processes", type=int, default=1, help="load-client processes")
+    parser.add_argument("--concurrency", type=int, default=100, help="streams being opened at once")
+    parser.add_argument("--only", choices=("fechatter", "bare"), help="measure one system only")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' working directory (logs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="record each SSE server with py-spy during the messages (pip install '.[bench]')")
+
+
+async def run(args) -> dict[str, Any]:
+    raise_fd_limit()
+    directory = workdir("fanout")
+    results: dict[str, Any] = {}
+    try:
+        if args.only != "fechatter":
+            print(f"sse_fanout: bare broadcaster, {args.members * args.tabs} streams", flush=True)
+            results["bare"] = await run_system(BareServer(directory), args, observe=False)
+        if args.only != "bare":
+            print(f"sse_fanout: fechatter notify, {args.members} members × {args.tabs} tabs", flush=True)
+            results["fechatter"] = await run_system(FechatterStack(directory / "fechatter"), args, observe=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            print(f"working directory kept: {directory}")
+    if "bare" in results and "fechatter" in results:
+        report(f"sse_fanout: {args.members} members × {args.tabs} tabs = {args.members * args.tabs} streams, "
+               f"{args.messages} paced + {args.burst} burst messages", results["fechatter"], results["bare"])
+    else:
+        for name, result in results.items():
+            print(name, {k: v for k, v in result.items() if k != "profile"})
+    for result in results.values():
+        print_profile(result.get("profile"))
+    print(f"saved {save_result('sse_fanout', {'args': vars(args), **results})}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
