@@ -38,8 +38,13 @@ test: venv-test /usr/bin/chromium
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 
-bench: venv
-	@echo "make bench: not written yet; it will run $(VENV)/bin/python -m bench"; exit 1
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-app
+	$(PIP) install -q '.[bench]'
+	touch $@
+
+# A few minutes with modest defaults; BENCH_ARGS scales up (see `.venv/bin/python -m bench --help`).
+bench: $(VENV)/.installed-bench
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 faults: venv-test
 	@echo "make faults: not written yet; it will run $(VENV)/bin/pytest -m faults"; exit 1
