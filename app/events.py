@@ -112,6 +112,28 @@ def make_event(
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
 
+# Events that change who is in a chat; the notify role keeps its membership map current from them.
+MEMBERSHIP_EVENTS = frozenset({CHAT_CREATED, CHAT_DELETED, MEMBER_JOINED, MEMBER_LEFT})
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """What the notify role reads of an envelope: the routing fields, with `data` left as its JSON bytes."""
+
+    type: str
+    chat_id: str | None = None
+    user_id: str | None = None
+    recipients: list[str] | None = None
+    chat_ids: list[str] | None = None
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_delivery_decoder = msgspec.json.Decoder(Delivery)
+
+
+def decode_delivery(payload: bytes) -> Delivery:
+    """Decodes routing only: `data` goes into the SSE frame as published, never re-encoded."""
+    return _delivery_decoder.decode(payload)
+
 
 def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
@@ -201,6 +223,18 @@ class EventBus:
         if not self.nc.is_connected:
             raise ConnectionError("NATS is not connected")
         await self.js.stream_info(self.stream)
+
+    async def last_sequence(self) -> tuple[int, datetime.datetime | None]:
+        """The stream's last sequence and when it was stored (None for an empty stream)."""
+        info = await self.js.stream_info(self.stream)
+        last = info.state.last_seq
+        if not last:
+            return 0, None
+        try:
+            message = await self.js.get_msg(self.stream, seq=last)
+        except NotFoundError:  # removed by the age limit in between: as good as older than any window
+            return last, None
+        return last, message.time
 
     async def publish(self, event: Event) -> int:
         """Publish and wait for JetStream's ack; returns the stream sequence. Raises when NATS is away."""

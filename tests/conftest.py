@@ -112,3 +112,47 @@ def app(io_loop, config, deps):
 @pytest.fixture
 def api(http_server, base_url, http_client):
     return Api(base_url, http_client)
+
+
+@pytest.fixture
+def notify_app(io_loop, config, deps):
+    """The notify role's application on this test's stream and database, consuming from start."""
+    from roles.notify import make_app as make_notify_app
+
+    notify = make_notify_app(config, deps.store, deps.bus, deps.verifier, deps.metrics)
+    io_loop.run_sync(notify.start)
+    yield notify
+    io_loop.run_sync(notify.stop)
+
+
+@pytest.fixture
+def notify_url(io_loop, notify_app):
+    """The notify role served on a free port of its own (the api keeps pytest-tornado's base_url)."""
+    import asyncio
+
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    sock, port = bind_unused_port()
+    server = HTTPServer(notify_app)
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    io_loop.run_sync(lambda: asyncio.wait_for(server.close_all_connections(), 5))
+
+
+@pytest.fixture
+def sse(notify_url):
+    """`await sse(token, last_event_id=..., ...)` -> an open tests.sse_client.SSEClient, closed afterwards."""
+    from tests.sse_client import SSEClient
+
+    clients = []
+
+    async def open_stream(token=None, *, url=None, **kwargs):
+        client = SSEClient(url or notify_url, token=token, **kwargs)
+        clients.append(client)
+        return await client.open()
+
+    yield open_stream
+    for client in clients:
+        client.close()

@@ -2,20 +2,70 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+
+from tornado.ioloop import PeriodicCallback
+
 from app.auth import TokenVerifier
 from app.config import Config
 from app.events import EventBus
 from app.metrics import Metrics
+from app.services import membership
 from app.store import Store
 from app.web import HealthHandler, MetricsHandler, NotFoundHandler, ReadyHandler, RoleApp, log_request, route
+from roles.notify.consumer import EventConsumer
+from roles.notify.frames import PING
+from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
+from roles.notify.metrics import NotifyMetrics
+from roles.notify.presence import Presence
+from roles.notify.registry import Registry
+from roles.notify.stream import EventStreamHandler
+from roles.notify.window import ReplayWindow
+
+log = logging.getLogger("fechatter.notify")
+
+# At shutdown, how long queued presence changes get to reach JetStream.
+PRESENCE_FLUSH_SECONDS = 2.0
 
 
 class NotifyApp(RoleApp):
+    """The application plus the process's delivery state: registry, replay window, consumer, presence."""
+
+    def __init__(self, routes, *, config: Config, store: Store, bus: EventBus, metrics: Metrics, **settings):
+        super().__init__(routes, config=config, store=store, bus=bus, metrics=metrics, **settings)
+        self.registry = Registry(functools.partial(membership.user_chat_ids, store))
+        self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
+        self.notify_metrics = NotifyMetrics(metrics, self.registry)
+        self.presence = Presence(bus, self.registry)
+        self.consumer = EventConsumer(bus, self.window, self.registry, self.notify_metrics)
+        self.stopping = False
+        self._keepalive: PeriodicCallback | None = None
+
     async def start(self) -> None:
-        pass
+        await self.consumer.start()
+        # One timer for every stream, not a task per stream.
+        self._keepalive = PeriodicCallback(self._tick, self.settings["config"].notify.keepalive_seconds * 1000)
+        self._keepalive.start()
+
+    def _tick(self) -> None:
+        self.window.trim(time.time())
+        for stream in self.registry.all_streams():
+            stream.send(PING)
 
     async def stop(self) -> None:
-        pass
+        """Closes every stream (clients reconnect elsewhere and resume) and stops consuming."""
+        self.stopping = True
+        if self._keepalive is not None:
+            self._keepalive.stop()
+        streams = self.registry.all_streams()
+        for stream in streams:
+            stream.end()
+        if streams:
+            log.info("closed %d streams", len(streams))
+        await self.presence.flush(PRESENCE_FLUSH_SECONDS)
+        await self.consumer.stop()
 
 
 def make_app(
@@ -30,6 +80,9 @@ def make_app(
         route("/health", HealthHandler),
         route("/health/ready", ReadyHandler),
         route("/metrics", MetricsHandler),
+        route("/events", EventStreamHandler),
+        route("/api/online-users", OnlineUsersHandler),
+        route("/api/sse/health", SseHealthHandler),
         route(r"/api/.*", NotFoundHandler),
     ]
     return NotifyApp(

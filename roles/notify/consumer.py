@@ -1,0 +1,164 @@
+"""Reads every event from JetStream in order, keeps the replay window and fans each frame out to streams."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+
+import msgspec
+
+from app import events
+from app.events import Delivery, EventBus, decode_delivery
+from roles.notify.frames import event_frame
+from roles.notify.metrics import NotifyMetrics
+from roles.notify.registry import Registry
+from roles.notify.window import ReplayWindow, WindowEntry
+
+log = logging.getLogger("fechatter.notify.consumer")
+
+
+class EventConsumer:
+    """One JetStream ordered consumer per process; a frame's id is the event's stream sequence.
+
+    It starts `replay_window_seconds` in the past so the window is full before any stream opens: a
+    restarted process can serve resumes at once, and old events are never delivered as live ones.
+    """
+
+    def __init__(self, bus: EventBus, window: ReplayWindow, registry: Registry, metrics: NotifyMetrics):
+        self.bus = bus
+        self.window = window
+        self.registry = registry
+        self.metrics = metrics
+        self.ready = asyncio.Event()
+        self._catch_up_to = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._subscription = None
+
+    async def start(self) -> None:
+        self.ready = asyncio.Event()
+        start_time = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=self.window.max_age
+        )
+        last_seq, last_time = await self.bus.last_sequence()
+        if last_time is None or last_time < start_time:
+            # Nothing recent: the window is empty and covers exactly the current end of the stream.
+            self.window.start_at(last_seq)
+            self.ready.set()
+        else:
+            self._catch_up_to = last_seq
+        self._subscription = await self.bus.subscribe_ordered(self._on_message, start_time=start_time)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()
+            except Exception as e:  # noqa: BLE001 - NATS may be gone at shutdown
+                log.debug("unsubscribe failed: %s", e)
+            self._subscription = None
+        for _, waiter in self._waiters:
+            waiter.cancel()
+        self._waiters.clear()
+
+    async def wait_for_seq(self, seq: int, timeout: float) -> bool:
+        """True once the event `seq` has been consumed here, False after `timeout`."""
+        if self.window.last_seq >= seq:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, waiter))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._waiters = [(s, w) for s, w in self._waiters if w is not waiter]
+
+    async def _on_message(self, msg) -> None:
+        # Everything here is synchronous: the window, membership and every stream's buffer change
+        # together between two awaits, which is what lets a stream register and replay atomically.
+        try:
+            metadata = msg.metadata
+            seq = metadata.sequence.stream
+            if seq <= self.window.last_seq:
+                return  # a redelivery after the ordered consumer re-created itself
+            stored_at = metadata.timestamp.timestamp()
+            entry = self._entry(seq, stored_at, decode_delivery(msg.data))
+        except Exception:  # noqa: BLE001 - one malformed event must not stop delivery of the rest
+            log.exception("cannot read event %r; skipped", getattr(msg, "reply", None))
+            return
+        self.metrics.events_consumed.inc()
+        self.window.append(entry)
+        if entry.changes and entry.changes_first:
+            self.registry.apply(entry.changes)
+        delivered = self.fan_out(entry)
+        if entry.changes and not entry.changes_first:
+            self.registry.apply(entry.changes)
+        if delivered:
+            self.metrics.events_delivered.inc(delivered)
+        if self.ready.is_set():
+            self.metrics.delivery_seconds.observe(max(0.0, time.time() - stored_at))
+        elif seq >= self._catch_up_to:
+            self.ready.set()
+        if self._waiters:
+            for waiting_for, waiter in self._waiters:
+                if waiting_for <= seq and not waiter.done():
+                    waiter.set_result(None)
+
+    def fan_out(self, entry: WindowEntry) -> int:
+        """Writes the event's one frame to every stream it is for; no await, no lookup outside memory."""
+        chat_members = self.registry.chat_members
+        if entry.chat_ids is not None:
+            targets: set[str] = set()
+            for chat_id in entry.chat_ids:
+                targets.update(chat_members.get(chat_id, ()))
+            targets.discard(entry.subject)
+        elif entry.recipients:
+            targets = set(chat_members.get(entry.chat_id, ()))
+            targets.update(entry.recipients)
+        else:
+            targets = chat_members.get(entry.chat_id, ())  # type: ignore[assignment]
+        users = self.registry.users
+        frame = entry.frame
+        count = 0
+        for user_id in targets:
+            user = users.get(user_id)
+            if user is None:
+                continue
+            for stream in user.streams:
+                stream.send(frame)
+                count += 1
+        return count
+
+    def _entry(self, seq: int, stored_at: float, event: Delivery) -> WindowEntry:
+        data = bytes(event.data)
+        if b"\n" in data or b"\r" in data:
+            # Pretty-printed JSON from some other publisher: an SSE data line must be one line.
+            data = msgspec.json.encode(msgspec.json.decode(data))
+        frame = event_frame(seq, event.type, data)
+        recipients = tuple(event.recipients) if event.recipients else None
+        if event.type in events.USER_EVENTS:
+            return WindowEntry(seq, stored_at, event.type, frame, subject=event.user_id,
+                               chat_ids=tuple(event.chat_ids or ()))
+        changes: tuple[tuple[str, str, bool], ...] = ()
+        changes_first = True
+        chat_id = event.chat_id
+        if event.type in events.MEMBERSHIP_EVENTS and chat_id:
+            payload = msgspec.json.decode(data) if event.type != events.CHAT_DELETED else {}
+            if event.type == events.MEMBER_JOINED and payload.get("user_id"):
+                changes = ((payload["user_id"], chat_id, True),)
+            elif event.type == events.MEMBER_LEFT and payload.get("user_id"):
+                changes, changes_first = ((payload["user_id"], chat_id, False),), False
+            elif event.type == events.CHAT_CREATED:
+                changes = tuple((user, chat_id, True) for user in payload.get("members") or ())
+            elif event.type == events.CHAT_DELETED:
+                # Whoever this process knows as a member leaves too, should `recipients` miss someone.
+                gone = set(recipients or ()) | self.registry.chat_members.get(chat_id, set())
+                changes, changes_first = tuple((user, chat_id, False) for user in sorted(gone)), False
+            if event.type == events.MEMBER_LEFT and changes:
+                removed = changes[0][0]
+                if not recipients or removed not in recipients:
+                    recipients = (*(recipients or ()), removed)
+        return WindowEntry(seq, stored_at, event.type, frame, chat_id=chat_id, recipients=recipients,
+                           changes=changes, changes_first=changes_first)

@@ -1,0 +1,103 @@
+"""The notify role's JSON routes and the base they share with the stream: CORS and tokens in the URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from app.auth import Identity, InvalidToken
+from app.errors import APIError, not_found
+from app.services import membership
+from app.web import BaseHandler, authenticated
+
+PREFLIGHT_MAX_AGE = 600
+
+
+def allowed_origins(config, request_host: str) -> set[str]:
+    """notify.cors_origins, or else the api's origin on this host and the loopback names of it."""
+    if config.notify.cors_origins:
+        return {origin.rstrip("/") for origin in config.notify.cors_origins}
+    port = config.api.port
+    hostname = urlsplit(f"//{request_host}").hostname or "127.0.0.1"
+    hosts = {hostname, "localhost", "127.0.0.1", "[::1]"}
+    if ":" in hostname:
+        hosts.add(f"[{hostname}]")
+    origins = set()
+    for host in hosts:
+        for scheme, default_port in (("http", 80), ("https", 443)):
+            origins.add(f"{scheme}://{host}:{port}")
+            if port == default_port:
+                origins.add(f"{scheme}://{host}")
+    return origins
+
+
+class NotifyHandler(BaseHandler):
+    """Answers browsers of the api's origin (CORS) and takes `?access_token=`, as EventSource sends no headers."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        origin = self.request.headers.get("Origin")
+        if origin:
+            self.set_header("Vary", "Origin")
+            allowed = allowed_origins(self.settings["config"], self.request.host or "")
+            if "*" in allowed or origin.rstrip("/") in allowed:
+                self.set_header("Access-Control-Allow-Origin", origin)
+                self.set_header("Access-Control-Expose-Headers", "Retry-After")
+
+    def options(self, *args, **kwargs) -> None:
+        """CORS preflight: a cross-origin GET with an Authorization or Last-Event-ID header."""
+        self.set_header("Access-Control-Allow-Methods", "GET, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control, Content-Type")
+        self.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE))
+        self.set_status(204)
+        self.finish()
+
+    def get_current_user(self) -> Identity | None:
+        token = self.bearer_token() or self.get_query_argument("access_token", None)
+        if not token:
+            return None
+        try:
+            return self.settings["tokens"].verify(token)
+        except InvalidToken as e:
+            self._auth_failure = str(e)
+            return None
+
+    def require_user(self) -> Identity:
+        if self.current_user is None:
+            raise APIError(401, "unauthorized", self._auth_failure or "an access token is required")
+        return self.current_user
+
+
+class OnlineUsersHandler(NotifyHandler):
+    """Who is online, only within what the caller may see: a chat of theirs, or their own workspace."""
+
+    @authenticated
+    async def get(self) -> None:
+        identity: Identity = self.current_user
+        chat_id = self.get_query_argument("chat_id", None)
+        workspace_id = self.get_query_argument("workspace_id", None)
+        if chat_id and workspace_id:
+            raise APIError(422, "validation_failed", "give chat_id or workspace_id, not both",
+                           fields={"chat_id": "not with workspace_id"})
+        presence = self.application.presence
+        if chat_id is not None:
+            if not await membership.is_member(self.store, chat_id, identity.user_id):
+                raise not_found("chat")
+            online = presence.online_in_chats([chat_id])
+        elif workspace_id is not None:
+            if workspace_id != identity.workspace_id:
+                raise not_found("workspace")
+            online = presence.online_in_workspace(workspace_id)
+        else:
+            chats = self.application.registry.chats_of(identity.user_id)
+            if chats is None:
+                chats = await membership.user_chat_ids(self.store, identity.user_id)
+            online = presence.online_in_chats(chats)
+        users = await membership.user_names(self.store, online, identity.workspace_id)
+        self.write_json({"users": users})
+
+
+class SseHealthHandler(NotifyHandler):
+    def get(self) -> None:
+        self.write_json(
+            {"status": "healthy", "service": "notify", "transport": "sse", **self.application.registry.describe()}
+        )

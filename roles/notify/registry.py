@@ -1,0 +1,170 @@
+"""Who is connected: user -> open streams, user -> chats, chat -> connected members. All in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Iterable, Protocol
+
+
+class Stream(Protocol):
+    """An open SSE stream as the registry and the fan-out see it."""
+
+    user_id: str
+
+    def send(self, frame: bytes) -> None: ...
+
+
+class UserEntry:
+    """A user with streams open (or opening) on this process."""
+
+    __slots__ = ("user_id", "workspace_id", "streams", "chats", "opening", "loading", "buffered")
+
+    def __init__(self, user_id: str, workspace_id: str):
+        self.user_id = user_id
+        self.workspace_id = workspace_id
+        self.streams: set[Stream] = set()
+        self.chats: set[str] = set()
+        # Streams between authentication and registration: they keep the entry alive.
+        self.opening = 0
+        # The Mongo load of this user's chats while it runs; membership events seen meanwhile are buffered.
+        self.loading: asyncio.Future[None] | None = None
+        self.buffered: list[tuple[str, bool]] | None = None
+
+
+class Registry:
+    """The notify process's view of its users; every lookup on the delivery path is a dict/set access."""
+
+    def __init__(self, load_chats: Callable[[str], Awaitable[set[str]]]):
+        self._load_chats = load_chats
+        self.users: dict[str, UserEntry] = {}
+        # chat -> users with an entry here who are members; what a chat event is delivered to.
+        self.chat_members: dict[str, set[str]] = {}
+        self.stream_count = 0
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def streams_of(self, user_id: str) -> int:
+        entry = self.users.get(user_id)
+        return len(entry.streams) + entry.opening if entry else 0
+
+    async def acquire(self, user_id: str, workspace_id: str) -> UserEntry:
+        """The user's entry with their chats loaded; pair with register() or abandon()."""
+        entry = self.users.get(user_id)
+        if entry is None:
+            entry = self.users[user_id] = UserEntry(user_id, workspace_id)
+            entry.loading = asyncio.get_running_loop().create_future()
+            entry.buffered = []
+            entry.opening += 1
+            try:
+                chats = await self._load_chats(user_id)
+            except BaseException as e:
+                entry.opening -= 1
+                loading, entry.loading, entry.buffered = entry.loading, None, None
+                self._discard_if_unused(entry)
+                loading.set_exception(e)
+                loading.exception()  # the waiting tabs re-raise it; nobody else needs to
+                raise
+            # Membership events consumed while Mongo answered are newer than or equal to what it
+            # said; applying them in order on top gives the current membership.
+            buffered, entry.buffered = entry.buffered, None
+            self._set_chats(entry, chats)
+            for chat_id, member in buffered:
+                self._change(entry, chat_id, member)
+            loading, entry.loading = entry.loading, None
+            loading.set_result(None)
+            return entry
+        entry.opening += 1
+        if entry.loading is not None:
+            try:
+                await asyncio.shield(entry.loading)
+            except BaseException:
+                entry.opening -= 1
+                self._discard_if_unused(entry)
+                raise
+        return entry
+
+    def abandon(self, entry: UserEntry) -> None:
+        """An acquired stream that never opened (client gone, refused)."""
+        entry.opening -= 1
+        self._discard_if_unused(entry)
+
+    def register(self, entry: UserEntry, stream: Stream) -> bool:
+        """Adds an acquired stream; True when it is the user's first."""
+        entry.opening -= 1
+        entry.streams.add(stream)
+        self.stream_count += 1
+        return len(entry.streams) == 1
+
+    def unregister(self, stream: Stream) -> UserEntry | None:
+        """Removes a stream; returns the entry when that was the user's last stream (they went offline)."""
+        entry = self.users.get(stream.user_id)
+        if entry is None or stream not in entry.streams:
+            return None
+        entry.streams.discard(stream)
+        self.stream_count -= 1
+        if entry.streams:
+            return None
+        self._discard_if_unused(entry)
+        return entry
+
+    def all_streams(self) -> list[Stream]:
+        return [stream for entry in self.users.values() for stream in entry.streams]
+
+    def _discard_if_unused(self, entry: UserEntry) -> None:
+        if entry.streams or entry.opening or self.users.get(entry.user_id) is not entry:
+            return
+        del self.users[entry.user_id]
+        for chat_id in entry.chats:
+            members = self.chat_members.get(chat_id)
+            if members is not None:
+                members.discard(entry.user_id)
+                if not members:
+                    del self.chat_members[chat_id]
+
+    # -- membership ------------------------------------------------------------------------------
+
+    def _set_chats(self, entry: UserEntry, chats: Iterable[str]) -> None:
+        for chat_id in chats:
+            self._change(entry, chat_id, True)
+
+    def _change(self, entry: UserEntry, chat_id: str, member: bool) -> None:
+        if member:
+            entry.chats.add(chat_id)
+            self.chat_members.setdefault(chat_id, set()).add(entry.user_id)
+        elif chat_id in entry.chats:
+            entry.chats.discard(chat_id)
+            members = self.chat_members.get(chat_id)
+            if members is not None:
+                members.discard(entry.user_id)
+                if not members:
+                    del self.chat_members[chat_id]
+
+    def apply(self, changes: Iterable[tuple[str, str, bool]]) -> None:
+        """Membership changes from consumed events; only users with an entry here matter."""
+        for user_id, chat_id, member in changes:
+            entry = self.users.get(user_id)
+            if entry is None:
+                continue
+            if entry.buffered is not None:
+                entry.buffered.append((chat_id, member))
+            else:
+                self._change(entry, chat_id, member)
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def online(self, user_id: str) -> bool:
+        entry = self.users.get(user_id)
+        return entry is not None and bool(entry.streams)
+
+    def chats_of(self, user_id: str) -> set[str] | None:
+        entry = self.users.get(user_id)
+        if entry is None or entry.loading is not None:
+            return None
+        return entry.chats
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connected_users": sum(1 for entry in self.users.values() if entry.streams),
+            "connections": self.stream_count,
+            "active_chats": len(self.chat_members),
+        }

@@ -1,0 +1,187 @@
+"""GET /events: one long-lived Server-Sent Events response per browser tab."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tornado.iostream import StreamBufferFullError
+
+from app.errors import APIError, DependencyUnavailable
+from app.store import UNAVAILABLE_ERRORS as MONGO_UNAVAILABLE
+from roles.notify.frames import cursor_frame, resync_frame, retry_frame
+from roles.notify.handlers import NotifyHandler
+from roles.notify.registry import UserEntry
+
+log = logging.getLogger("fechatter.notify.stream")
+
+# How long an open waits for the replay window to fill after a start, and for an id this process
+# has not consumed yet (another process may be a little ahead).
+READY_WAIT_SECONDS = 10.0
+AHEAD_WAIT_SECONDS = 2.0
+RETRY_AFTER_SECONDS = "5"
+
+
+class EventStreamHandler(NotifyHandler):
+    """Registered with the connection registry while open; the consumer writes frames straight into it.
+
+    In the style of jupyterhub's progress handler: write, flush, and the connection closing ends the
+    request. Nothing runs per stream while it is idle: keepalive is one timer for all streams, and
+    frames are written by the consumer without awaiting each stream in turn.
+    """
+
+    def initialize(self) -> None:
+        self.user_id = ""
+        self.closed = False
+        self._entry: UserEntry | None = None
+        self._registered = False
+        self._done: asyncio.Future[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def get(self) -> None:
+        app = self.application
+        identity = self.require_user()
+        if app.stopping:
+            raise APIError(503, "shutting_down", "this notify process is shutting down; reconnect",
+                           headers={"Retry-After": "1"})
+        limits = self.config.limits
+        if limits.enabled and app.registry.streams_of(identity.user_id) >= limits.streams_per_user:
+            raise APIError(429, "too_many_streams",
+                           f"at most {limits.streams_per_user} streams per user; close another tab",
+                           headers={"Retry-After": RETRY_AFTER_SECONDS})
+        resume = self._resume_point()
+        if not app.consumer.ready.is_set():
+            try:
+                await asyncio.wait_for(app.consumer.ready.wait(), READY_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                raise DependencyUnavailable("nats") from None
+        self.user_id = identity.user_id
+        try:
+            entry = await app.registry.acquire(identity.user_id, identity.workspace_id)
+        except MONGO_UNAVAILABLE:
+            raise DependencyUnavailable("mongodb") from None
+        try:
+            if isinstance(resume, int) and resume > app.window.last_seq:
+                await app.consumer.wait_for_seq(resume, AHEAD_WAIT_SECONDS)
+        except BaseException:
+            app.registry.abandon(entry)
+            raise
+        if self.closed:  # the client left while we waited
+            app.registry.abandon(entry)
+            return
+        self._done = asyncio.get_running_loop().create_future()
+        self._open(entry, resume, identity.expires_at)
+        await self._done
+
+    def _resume_point(self) -> int | str | None:
+        """The last id the client saw: an int, None for a fresh stream, or a string that is no id of ours."""
+        raw = self.request.headers.get("Last-Event-ID")
+        if raw is None:
+            raw = self.get_query_argument("last_event_id", None)
+        if raw is None or not raw.strip():
+            return None
+        raw = raw.strip()
+        return int(raw) if raw.isdigit() and len(raw) < 20 else raw
+
+    def _open(self, entry: UserEntry, resume: int | str | None, expires_at: float) -> None:
+        # No await from here to the flush: nothing the consumer handles can fall between replay and live.
+        app = self.application
+        window = app.window
+        limit = self.config.notify.max_pending_bytes
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")  # proxies must not hold frames back
+        self.write(retry_frame(self.config.notify.retry_ms))
+        window.trim(time.time())
+        frames: list[bytes] = []
+        if isinstance(resume, int) and window.covers(resume):
+            frames = window.replay(entry.user_id, entry.chats, resume)
+            app.notify_metrics.resumes.inc()
+        elif resume is not None:
+            reason = "too_old" if isinstance(resume, int) and resume < (window.floor or 0) else "unknown"
+            frames = [resync_frame(window.last_seq, reason)]
+            app.notify_metrics.resyncs.inc()
+        size = sum(map(len, frames))
+        if size > limit:
+            # More missed than one stream may buffer: send a bounded page and end; the client resumes
+            # from its last id and gets the next page, so the server never holds more than the limit.
+            page, size = [], 0
+            for frame in frames:
+                size += len(frame)
+                if size > limit:
+                    break
+                page.append(frame)
+            for frame in page:
+                self.write(frame)
+            app.notify_metrics.events_delivered.inc(len(page))
+            app.registry.abandon(entry)
+            self.closed = True
+            self.finish()
+            self._done.set_result(None)
+            return
+        self._entry = entry
+        first = app.registry.register(entry, self)
+        self._registered = True
+        for frame in frames:
+            self.write(frame)
+        self.write(cursor_frame(window.last_seq))
+        self.flush()
+        if frames:
+            app.notify_metrics.events_delivered.inc(len(frames))
+        # From here on the stream may buffer at most `limit` unsent bytes; past that the client is too slow.
+        self.request.connection.stream.max_write_buffer_size = limit
+        if first:
+            app.presence.opened(entry)
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, expires_at - time.time()), self.end)
+
+    def send(self, frame: bytes) -> None:
+        """Called by the fan-out for every frame; never awaits, never raises."""
+        if self.closed:
+            return
+        self.write(frame)
+        try:
+            self.flush()
+        except StreamBufferFullError:
+            self.closed = True
+            # Not now: the fan-out is iterating over the registry's sets.
+            asyncio.get_running_loop().call_soon(self._drop_slow)
+
+    def _drop_slow(self) -> None:
+        self.application.notify_metrics.slow_disconnects.inc()
+        log.info("stream of %s closed: client too slow to read", self.user_id)
+        self._release()
+        self.request.connection.close()
+
+    def end(self) -> None:
+        """Ends the stream cleanly (token expired, shutdown); the client reconnects and resumes."""
+        if self.closed:
+            return
+        self.closed = True
+        self._release()
+        if not self._finished:
+            try:
+                self.finish()
+            except StreamBufferFullError:  # no room even for the last chunk: just close
+                self.request.connection.close()
+
+    def on_connection_close(self) -> None:
+        self.closed = True
+        self._release()
+
+    def on_finish(self) -> None:
+        self.closed = True
+        self._release()
+
+    def _release(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._registered:
+            self._registered = False
+            gone = self.application.registry.unregister(self)
+            if gone is not None:
+                self.application.presence.closed(gone)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
