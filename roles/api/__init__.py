@@ -14,6 +14,10 @@ from app.events import EventBus
 from app.metrics import Metrics
 from app.openapi import build_openapi
 from app.services.accounts import AccountService
+from app.services.chats import ChatService
+from app.services.files import FileService
+from app.services.messages import MessageService
+from app.services.outbox import Outbox
 from app.services.ratelimit import RateLimiter
 from app.store import Store
 from app.web import (
@@ -26,7 +30,7 @@ from app.web import (
     log_request,
     route,
 )
-from roles.api import accounts
+from roles.api import accounts, chats, files, messages
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -62,9 +66,16 @@ class ApiApp(RoleApp):
 
 def make_services(config: Config, store: Store, bus: EventBus, issuer: TokenIssuer) -> SimpleNamespace:
     limiter = RateLimiter(store, config.limits.enabled)
+    outbox = Outbox(store, bus, config.api)
+    chat_service = ChatService(store, outbox)
+    file_service = FileService(store, config.files.max_bytes)
     return SimpleNamespace(
         limiter=limiter,
         accounts=AccountService(store, issuer, PasswordHashing(), config.auth, config.limits, limiter),
+        outbox=outbox,
+        chats=chat_service,
+        files=file_service,
+        messages=MessageService(store, outbox, chat_service, file_service, limiter, config),
     )
 
 
@@ -77,7 +88,7 @@ def make_app(
     **settings,
 ) -> ApiApp:
     services = make_services(config, store, bus, issuer)
-    api_routes = [*accounts.routes]
+    api_routes = [*accounts.routes, *chats.routes, *messages.routes, *files.routes]
     routes = [
         route("/", IndexHandler),
         route("/health", HealthHandler),
@@ -96,7 +107,8 @@ def make_app(
         tokens=issuer,
         services=services,
         metrics=metrics,
-        background=[],
+        # The outbox drainer publishes events saved while NATS was away or by a crashed request.
+        background=[services.outbox],
         log_function=log_request,
         default_handler_class=NotFoundHandler,
         template_path=str(ROOT / "templates"),

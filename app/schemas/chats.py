@@ -1,0 +1,56 @@
+"""Bodies of chats and their members."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from app.schemas.common import Id, Request, Response, Timestamp
+from app.schemas.messages import MessageOut
+
+ChatType = Literal["direct", "group", "private_channel", "public_channel"]
+MemberRole = Literal["owner", "admin", "member"]
+ChatName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"\S")]
+Description = Annotated[str, msgspec.Meta(max_length=1000)]
+UserIds = Annotated[list[Id], msgspec.Meta(max_length=1000)]
+
+
+class ChatCreateIn(Request):
+    type: ChatType
+    name: ChatName | None = None
+    description: Description | None = None
+    # The other members; the caller is always one.
+    members: UserIds = []
+
+
+class ChatUpdateIn(Request):
+    name: ChatName | None = None
+    description: Description | None = None
+
+
+class MembersAddIn(Request):
+    user_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class ChatOut(Response):
+    id: Id
+    workspace_id: Id
+    type: ChatType
+    name: str | None
+    description: str | None
+    owner_id: Id
+    members: list[Id]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ChatSummaryOut(ChatOut):
+    unread_count: int
+    last_message: MessageOut | None
+
+
+class MemberOut(Response):
+    user_id: Id
+    role: MemberRole
+    joined_at: Timestamp

@@ -1,0 +1,85 @@
+"""Bodies of messages, read marks, search and files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from app.schemas.common import Id, Request, Response, Timestamp
+
+Content = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S", description="1..4000 characters")]
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=128,
+        description="A retry with the same key from the same sender in the same chat returns the first message",
+    ),
+]
+FileIds = Annotated[list[Id], msgspec.Meta(max_length=10)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+
+
+class MessageCreateIn(Request):
+    content: Content
+    idempotency_key: IdempotencyKey | None = None
+    reply_to: Id | None = None
+    files: FileIds = []
+
+
+class MessageUpdateIn(Request):
+    content: Content
+
+
+class MessageOut(Response):
+    id: Id
+    chat_id: Id
+    seq: int
+    # None only for the tombstone that fills a seq left by a send that crashed half-way.
+    sender_id: Id | None
+    content: str
+    files: list[Id]
+    reply_to: Id | None
+    created_at: Timestamp
+    edited_at: Timestamp | None
+    deleted: bool
+
+
+class MessageListQuery(msgspec.Struct, kw_only=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+    before: Seq | None = None
+    after: Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None
+
+
+class MessagePage(Response):
+    messages: list[MessageOut]
+    has_more: bool
+
+
+class ReadIn(Request):
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
+class SearchQuery(msgspec.Struct, kw_only=True):
+    # The upper bound is config limits.search_query_max_chars, checked by the service.
+    q: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    chat_id: Id | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+
+
+class SearchOut(Response):
+    messages: list[MessageOut]
+
+
+class FileOut(Response):
+    id: Id
+    name: str
+    size: int
+    content_type: str
+    url: str
+
+
+class FileUploadIn(msgspec.Struct):
+    """multipart/form-data with one part named `file` (for the OpenAPI document)."""
+
+    file: Annotated[str, msgspec.Meta(extra_json_schema={"format": "binary"})]

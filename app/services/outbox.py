@@ -1,0 +1,246 @@
+"""The transactional outbox: an event is saved before its change and published after it, never lost, never phantom."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from pymongo.errors import PyMongoError
+
+from app import events
+from app.config import ApiConfig
+from app.events import Event, EventBus, encode_event
+from app.store import Store, new_id, utcnow
+
+log = logging.getLogger("fechatter.outbox")
+
+T = TypeVar("T")
+
+PENDING = "pending"  # saved before the change; the change may or may not have happened
+COMMITTED = "committed"  # the change happened; the event must be published
+
+
+@dataclass(frozen=True)
+class Check:
+    """How the drainer tells, for an abandoned entry, whether its change happened.
+
+    Stored flat in the entry (no operators in stored documents): the document `id` of `collection`
+    exists (`op="exists"`), is gone (`op="absent"`), has `field == value` (`op="eq"`) or
+    `field >= value` (`op="gte"`).
+    """
+
+    collection: str
+    id: str
+    op: str = "exists"
+    field: str | None = None
+    value: Any = None
+
+    def filter(self) -> dict[str, Any]:
+        query: dict[str, Any] = {"_id": self.id}
+        if self.op == "eq":
+            query[self.field] = self.value
+        elif self.op == "gte":
+            query[self.field] = {"$gte": self.value}
+        return query
+
+
+class Outbox:
+    """Every change of the api role goes through `apply(event, check, change)`.
+
+    1. The event is inserted into `store.outbox` (state pending) BEFORE the change, so a crash
+       after the change cannot lose it.
+    2. The change runs. If it raises, the entry is deleted (best effort) and the error goes on:
+       no phantom event.
+    3. The event is published with Nats-Msg-Id = event id, then the entry is deleted. If NATS
+       is away, the entry is marked committed and the drainer publishes it when NATS is back.
+
+    While this process has events waiting in the outbox (`backlog`), new events wait behind them
+    instead of being published directly, so a chat's events never overtake each other. The
+    drainer publishes committed entries at once and in order (created_at, then a per-process
+    counter); a pending entry older than api.outbox_grace_seconds was abandoned by a crashed
+    request: it is published only if its Check says the change happened, otherwise dropped (and
+    for message.created the seq it took is filled with a tombstone, see MessageService). Entries
+    live in MongoDB, so a restarted api process drains what the previous one left.
+    """
+
+    def __init__(self, store: Store, bus: EventBus, config: ApiConfig):
+        self.store = store
+        self.bus = bus
+        self.config = config
+        self.process_id = new_id()
+        self._counter = itertools.count(1)
+        # True until a drain pass finds nothing waiting: events of this process queue behind it.
+        self.backlog = True
+        self._generation = 0
+        # Entries whose request decided to defer but has not yet marked them committed.
+        self._deferring: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        # Set by MessageService: fills the seq of an abandoned message.created (chat_id, seq).
+        self.repair_message_gap: Callable[[str, int], Awaitable[bool]] | None = None
+
+    # -- the request side -------------------------------------------------------------------
+
+    async def apply(self, event: Event, check: Check, change: Callable[[], Awaitable[T]], **extra: Any) -> T:
+        """Save the event, make the change, publish; the change's result is returned."""
+        entry = {
+            "_id": event.id,
+            "state": PENDING,
+            "owner": self.process_id,
+            "n": next(self._counter),
+            "created_at": utcnow(),
+            "type": event.type,
+            "chat_id": event.chat_id,
+            "subject": self.bus.subjects.for_event(event),
+            "payload": encode_event(event).decode(),
+            "check_collection": check.collection,
+            "check_id": check.id,
+            "check_op": check.op,
+            "check_field": check.field,
+            "check_value": check.value,
+            **extra,
+        }
+        await self.store.outbox.insert_one(entry)
+        try:
+            result = await change()
+        except BaseException:
+            try:
+                await self.store.outbox.delete_one({"_id": event.id, "state": PENDING})
+            except PyMongoError:
+                pass  # the drainer's check finds the change did not happen and drops the entry
+            raise
+        await self._publish_or_defer(entry)
+        return result
+
+    async def publish_ephemeral(self, event: Event) -> None:
+        """Typing: nothing is stored, so nothing to replay later; dropped while NATS is away."""
+        try:
+            await self.bus.publish(event)
+        except events.UNAVAILABLE_ERRORS as e:
+            log.info("dropped %s event while NATS is away: %s", event.type, e.__class__.__name__)
+
+    async def _publish_or_defer(self, entry: dict[str, Any]) -> None:
+        if not self.backlog and self.bus.connected:
+            try:
+                await self.bus.publish_encoded(entry["subject"], entry["_id"], entry["payload"].encode())
+            except events.UNAVAILABLE_ERRORS:
+                pass
+            else:
+                try:
+                    await self.store.outbox.delete_one({"_id": entry["_id"]})
+                except PyMongoError:
+                    pass  # published already; a re-publish by the drainer is dropped by Nats-Msg-Id
+                return
+        # Synchronously (no await in between) join the backlog, so the drainer cannot miss us.
+        self.backlog = True
+        self._generation += 1
+        self._deferring.add(entry["_id"])
+        try:
+            # Upsert: the drainer may have dropped a slow request's entry as abandoned meanwhile.
+            await self.store.outbox.replace_one(
+                {"_id": entry["_id"]}, {**entry, "state": COMMITTED}, upsert=True
+            )
+        except PyMongoError as e:
+            log.warning("could not mark event %s committed (%s); the drainer checks it after the grace period",
+                        entry["_id"], e)
+        finally:
+            self._deferring.discard(entry["_id"])
+            self._wake.set()
+
+    # -- the drainer -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox-drainer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.outbox_interval_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                again = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - MongoDB or NATS away: try again next round
+                log.warning("outbox drain failed: %s", e)
+                continue
+            if again:
+                self._wake.set()
+
+    async def drain_once(self, batch: int = 500) -> bool:
+        """One pass in order; True when there is more to do right away."""
+        if not self.bus.connected:
+            return False
+        generation = self._generation
+        grace = datetime.timedelta(seconds=self.config.outbox_grace_seconds)
+        now = utcnow()
+        waiting = False
+        count = 0
+        cursor = self.store.outbox.find({}).sort([("created_at", 1), ("n", 1)]).limit(batch)
+        async for entry in cursor:
+            count += 1
+            if entry["_id"] in self._deferring:
+                waiting = True
+                break  # its committed mark is on the way; nothing after it may go first
+            if entry["state"] == COMMITTED:
+                await self._publish_entry(entry)
+                continue
+            if now - entry["created_at"] <= grace:
+                # An in-flight request: it publishes its own event, or defers it behind the backlog.
+                continue
+            await self._settle_abandoned(entry)
+        more = count >= batch
+        if not waiting and not more and generation == self._generation and not self._deferring:
+            self.backlog = False
+        return more
+
+    async def _publish_entry(self, entry: dict[str, Any]) -> None:
+        await self.bus.publish_encoded(entry["subject"], entry["_id"], entry["payload"].encode())
+        await self.store.outbox.delete_one({"_id": entry["_id"]})
+
+    async def _settle_abandoned(self, entry: dict[str, Any]) -> None:
+        check = Check(
+            entry["check_collection"], entry["check_id"], entry["check_op"], entry.get("check_field"),
+            entry.get("check_value"),
+        )
+        happened = await self._check(check)
+        if not happened and entry["type"] == events.MESSAGE_CREATED and self.repair_message_gap is not None:
+            # The request took a seq and died before the message was saved: fill the seq.
+            if not await self.repair_message_gap(entry["chat_id"], entry["seq"]):
+                happened = await self._check(check)  # the message was saved after all
+        if happened:
+            log.info("publishing abandoned %s event %s", entry["type"], entry["_id"])
+            await self._publish_entry(entry)
+        else:
+            log.info("dropping %s event %s: its change never happened", entry["type"], entry["_id"])
+            await self.store.outbox.delete_one({"_id": entry["_id"], "state": PENDING})
+
+    async def _check(self, check: Check) -> bool:
+        collection = getattr(self.store, check.collection)
+        found = await collection.find_one(check.filter(), {"_id": 1})
+        return (found is None) if check.op == "absent" else (found is not None)
+

@@ -1,0 +1,126 @@
+"""Handlers for chats, their members and joining public channels."""
+
+from __future__ import annotations
+
+from app.openapi import Operation
+from app.schemas.chats import ChatCreateIn, ChatOut, ChatSummaryOut, ChatUpdateIn, MemberOut, MembersAddIn
+from app.web import BaseHandler, authenticated, route
+
+TAGS = ("chats",)
+
+
+class ChatsHandler(BaseHandler):
+    api_doc = {
+        "get": Operation(
+            "The caller's chats with unread counts and last messages, most recent activity first",
+            responses={200: list[ChatSummaryOut]}, tags=TAGS,
+        ),
+        "post": Operation(
+            "Create a chat (members excludes the caller); an existing direct chat is returned with 200",
+            body=ChatCreateIn, responses={201: ChatOut, 200: ChatOut}, errors=(409, 429), tags=TAGS,
+        ),
+    }
+
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(await self.services.chats.list_mine(self.current_user))
+
+    @authenticated
+    async def post(self) -> None:
+        body = self.parse_body(ChatCreateIn)
+        chat, created = await self.services.chats.create(self.current_user, body)
+        self.write_json(chat, status=201 if created else 200)
+
+
+class PublicChannelsHandler(BaseHandler):
+    api_doc = {
+        "get": Operation(
+            "Public channels of the caller's workspace that the caller has not joined, by name",
+            responses={200: list[ChatOut]}, tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(await self.services.chats.list_public(self.current_user))
+
+
+class ChatHandler(BaseHandler):
+    api_doc = {
+        "get": Operation("A chat the caller belongs to, or a public channel of their workspace",
+                         responses={200: ChatOut}, errors=(404,), tags=TAGS),
+        "patch": Operation("Rename or describe a chat; owner or admin only", body=ChatUpdateIn,
+                           responses={200: ChatOut}, errors=(403, 404, 409), tags=TAGS),
+        "delete": Operation("Delete a chat with its messages; owner only", responses={204: None},
+                            errors=(403, 404), tags=TAGS),
+    }
+
+    @authenticated
+    async def get(self, chat_id: str) -> None:
+        self.write_json(await self.services.chats.get(self.current_user, chat_id))
+
+    @authenticated
+    async def patch(self, chat_id: str) -> None:
+        body = self.parse_body(ChatUpdateIn)
+        self.write_json(await self.services.chats.update(self.current_user, chat_id, body))
+
+    @authenticated
+    async def delete(self, chat_id: str) -> None:
+        await self.services.chats.delete(self.current_user, chat_id)
+        self.set_status(204)
+        self.finish()
+
+
+class MembersHandler(BaseHandler):
+    api_doc = {
+        "get": Operation("Members of a chat", responses={200: list[MemberOut]}, errors=(404,), tags=TAGS),
+        "post": Operation(
+            "Add members (not to direct chats; private channels: owner or admin only); answers all members",
+            body=MembersAddIn, responses={200: list[MemberOut]}, errors=(403, 404), tags=TAGS,
+        ),
+    }
+
+    @authenticated
+    async def get(self, chat_id: str) -> None:
+        self.write_json(await self.services.chats.members(self.current_user, chat_id))
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        body = self.parse_body(MembersAddIn)
+        self.write_json(await self.services.chats.add_members(self.current_user, chat_id, body))
+
+
+class MemberHandler(BaseHandler):
+    api_doc = {
+        "delete": Operation(
+            "Remove a member (owner or admin), or leave (your own user id); the owner cannot leave",
+            responses={204: None}, errors=(403, 404, 409), tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def delete(self, chat_id: str, user_id: str) -> None:
+        await self.services.chats.remove_member(self.current_user, chat_id, user_id)
+        self.set_status(204)
+        self.finish()
+
+
+class JoinHandler(BaseHandler):
+    api_doc = {
+        "post": Operation("Join a public channel of your workspace", responses={200: ChatOut},
+                          errors=(404,), tags=TAGS)
+    }
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        self.write_json(await self.services.chats.join(self.current_user, chat_id))
+
+
+routes = [
+    route("/api/chats", ChatsHandler),
+    route("/api/channels/public", PublicChannelsHandler),
+    route("/api/chats/{chat_id}", ChatHandler),
+    route("/api/chats/{chat_id}/members", MembersHandler),
+    route("/api/chats/{chat_id}/members/{user_id}", MemberHandler),
+    route("/api/chats/{chat_id}/join", JoinHandler),
+]

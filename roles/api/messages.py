@@ -1,0 +1,113 @@
+"""Handlers for messages, read marks, typing and search."""
+
+from __future__ import annotations
+
+from app.openapi import Operation
+from app.schemas.messages import (
+    MessageCreateIn,
+    MessageListQuery,
+    MessageOut,
+    MessagePage,
+    MessageUpdateIn,
+    ReadIn,
+    SearchOut,
+    SearchQuery,
+)
+from app.web import BaseHandler, authenticated, route
+
+TAGS = ("messages",)
+
+
+def _no_content(handler: BaseHandler) -> None:
+    handler.set_status(204)
+    handler.finish()
+
+
+class MessagesHandler(BaseHandler):
+    api_doc = {
+        "get": Operation(
+            "A page of messages in ascending seq: the latest, or before / after a seq",
+            query=MessageListQuery, responses={200: MessagePage}, errors=(404,), tags=TAGS,
+        ),
+        "post": Operation(
+            "Send a message; a retry with the same idempotency_key answers the first message with 200",
+            body=MessageCreateIn, responses={201: MessageOut, 200: MessageOut}, errors=(403, 404, 409, 429),
+            tags=TAGS,
+        ),
+    }
+
+    @authenticated
+    async def get(self, chat_id: str) -> None:
+        query = self.parse_query(MessageListQuery)
+        self.write_json(await self.services.messages.list(self.current_user, chat_id, query))
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        body = self.parse_body(MessageCreateIn)
+        message, created = await self.services.messages.send(self.current_user, chat_id, body)
+        self.write_json(message, status=201 if created else 200)
+
+
+class MessageHandler(BaseHandler):
+    api_doc = {
+        "patch": Operation("Edit a message; sender only", body=MessageUpdateIn, responses={200: MessageOut},
+                           errors=(403, 404, 409), tags=TAGS),
+        "delete": Operation("Delete a message, leaving a tombstone; sender or chat owner/admin",
+                            responses={204: None}, errors=(403, 404, 409), tags=TAGS),
+    }
+
+    @authenticated
+    async def patch(self, chat_id: str, message_id: str) -> None:
+        body = self.parse_body(MessageUpdateIn)
+        self.write_json(await self.services.messages.edit(self.current_user, chat_id, message_id, body))
+
+    @authenticated
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        await self.services.messages.delete(self.current_user, chat_id, message_id)
+        _no_content(self)
+
+
+class ReadHandler(BaseHandler):
+    api_doc = {
+        "post": Operation("Move the caller's read mark forward (never backwards)", body=ReadIn,
+                          responses={204: None}, errors=(403, 404), tags=TAGS)
+    }
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        body = self.parse_body(ReadIn)
+        await self.services.messages.read(self.current_user, chat_id, body.seq)
+        _no_content(self)
+
+
+class TypingHandler(BaseHandler):
+    api_doc = {
+        "post": Operation("Tell the chat the caller is typing; nothing is stored", responses={204: None},
+                          errors=(403, 404), tags=TAGS)
+    }
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        await self.services.messages.typing(self.current_user, chat_id)
+        _no_content(self)
+
+
+class SearchHandler(BaseHandler):
+    api_doc = {
+        "get": Operation("Text search over the messages of the caller's chats, newest first",
+                         query=SearchQuery, responses={200: SearchOut}, errors=(404,), tags=TAGS)
+    }
+
+    @authenticated
+    async def get(self) -> None:
+        query = self.parse_query(SearchQuery)
+        self.write_json(await self.services.messages.search(self.current_user, query))
+
+
+routes = [
+    route("/api/chats/{chat_id}/messages", MessagesHandler),
+    route("/api/chats/{chat_id}/messages/{message_id}", MessageHandler),
+    route("/api/chats/{chat_id}/read", ReadHandler),
+    route("/api/chats/{chat_id}/typing", TypingHandler),
+    route("/api/search/messages", SearchHandler),
+]

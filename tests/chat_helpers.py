@@ -1,0 +1,48 @@
+"""Helpers for the chat, message, file and event tests: a small team of users and the stream's events."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from app.events import EventBus, decode_event
+from nats.js.errors import NotFoundError
+
+
+async def make_team(api) -> SimpleNamespace:
+    """owner, member and outsider in one workspace; stranger in another."""
+    owner = await api.signup(fullname="Olga Owner")
+    code = owner["workspace"]["invite_code"]
+    member = await api.signup(invite_code=code, fullname="Mia Member")
+    outsider = await api.signup(invite_code=code, fullname="Otto Outsider")
+    stranger = await api.signup(fullname="Sam Stranger")
+    return SimpleNamespace(owner=owner, member=member, outsider=outsider, stranger=stranger)
+
+
+async def create_chat(api, creator, type_, members=(), name=None, **extra):
+    body = {"type": type_, "members": [m["id"] for m in members], **extra}
+    if name is not None:
+        body["name"] = name
+    reply = await api.post("/api/chats", body, token=creator["token"])
+    assert reply.status in (200, 201), reply.body
+    return reply.body
+
+
+async def stream_events(bus: EventBus):
+    """Every event on the stream, in stream order, each with its Nats-Msg-Id header."""
+    info = await bus.js.stream_info(bus.stream)
+    found = []
+    for seq in range(info.state.first_seq or 1, info.state.last_seq + 1):
+        try:
+            msg = await bus.js.get_msg(bus.stream, seq=seq)
+        except NotFoundError:
+            continue
+        event = decode_event(msg.data)
+        found.append(SimpleNamespace(event=event, msg_id=(msg.headers or {}).get("Nats-Msg-Id"), seq=seq))
+    return found
+
+
+async def events_of(bus: EventBus, type_: str, chat_id: str | None = None):
+    return [
+        item.event for item in await stream_events(bus)
+        if item.event.type == type_ and (chat_id is None or item.event.chat_id == chat_id)
+    ]

@@ -1,0 +1,255 @@
+"""Chats and members: the four types and their rules, authorization by role and workspace, bad input."""
+
+import pytest
+
+from tests.chat_helpers import create_chat, make_team
+
+pytestmark = pytest.mark.gen_test(timeout=60)
+
+
+async def test_create_each_type_and_its_rules(api):
+    t = await make_team(api)
+    direct = await api.post("/api/chats", {"type": "direct", "members": [t.member["id"]]}, token=t.owner["token"])
+    assert direct.status == 201
+    assert direct.body["type"] == "direct" and sorted(direct.body["members"]) == sorted([t.owner["id"], t.member["id"]])
+    assert direct.body["created_at"].endswith("Z")
+    again = await api.post("/api/chats", {"type": "direct", "members": [t.member["id"]]}, token=t.owner["token"])
+    assert again.status == 200 and again.body["id"] == direct.body["id"]
+    reverse = await api.post("/api/chats", {"type": "direct", "members": [t.owner["id"]]}, token=t.member["token"])
+    assert reverse.status == 200 and reverse.body["id"] == direct.body["id"]
+
+    for body, field in [
+        ({"type": "direct", "members": [t.member["id"], t.outsider["id"]]}, "members"),
+        ({"type": "direct", "members": []}, "members"),
+        ({"type": "direct", "members": [t.owner["id"]]}, "members"),  # only yourself
+        ({"type": "direct", "members": [t.outsider["id"]], "name": "dm"}, "name"),
+        ({"type": "group", "members": [t.member["id"]]}, "members"),
+        ({"type": "private_channel", "members": []}, "name"),
+        ({"type": "public_channel", "name": "x", "members": [t.stranger["id"]]}, "members"),
+        ({"type": "group", "members": [t.member["id"], "000000000000000000000000"]}, "members"),
+        ({"type": "channel", "name": "x"}, "type"),
+    ]:
+        reply = await api.post("/api/chats", body, token=t.owner["token"])
+        assert reply.status == 422, (body, reply.body)
+        assert field in reply.body["error"]["fields"], (body, reply.body)
+
+    group = await create_chat(api, t.owner, "group", [t.member, t.outsider])
+    assert group["type"] == "group" and len(group["members"]) == 3 and group["name"] is None
+    channel = await create_chat(api, t.owner, "private_channel", [t.member], name="Design", description="pixels")
+    assert channel["name"] == "Design" and channel["description"] == "pixels" and channel["owner_id"] == t.owner["id"]
+    taken = await api.post("/api/chats", {"type": "public_channel", "name": "design"}, token=t.member["token"])
+    assert taken.status == 409 and taken.error_code == "chat_name_taken"
+    # Names are per workspace: another workspace may use it.
+    elsewhere = await api.post("/api/chats", {"type": "public_channel", "name": "Design"}, token=t.stranger["token"])
+    assert elsewhere.status == 201
+
+
+async def test_authorization_by_role_and_workspace(api):
+    t = await make_team(api)
+    private = await create_chat(api, t.owner, "private_channel", [t.member], name="secret")
+    public = await create_chat(api, t.owner, "public_channel", [t.member], name="general")
+    path = f"/api/chats/{private['id']}"
+
+    assert (await api.get(path, token=t.owner["token"])).status == 200
+    assert (await api.get(path, token=t.member["token"])).status == 200
+    hidden = await api.get(path, token=t.outsider["token"])
+    missing = await api.get("/api/chats/000000000000000000000000", token=t.outsider["token"])
+    assert hidden.status == missing.status == 404 and hidden.body == missing.body  # existence never leaks
+    assert (await api.get(path, token=t.stranger["token"])).status == 404
+    assert (await api.get(path)).status == 401
+    assert (await api.get(f"{path}/members", token=t.outsider["token"])).status == 404
+    # A public channel is visible to its workspace only.
+    assert (await api.get(f"/api/chats/{public['id']}", token=t.outsider["token"])).status == 200
+    assert (await api.get(f"/api/chats/{public['id']}/members", token=t.outsider["token"])).status == 200
+    assert (await api.get(f"/api/chats/{public['id']}", token=t.stranger["token"])).status == 404
+    # ... but not changeable by a non-member.
+    assert (await api.patch(f"/api/chats/{public['id']}", {"name": "x"}, token=t.outsider["token"])).status == 403
+
+    assert (await api.patch(path, {"name": "renamed"}, token=t.member["token"])).status == 403
+    assert (await api.patch(path, {"name": "renamed"}, token=t.outsider["token"])).status == 404
+    assert (await api.patch(path, {"name": "renamed"}, token=t.stranger["token"])).status == 404
+    assert (await api.patch(path, {"name": "renamed"})).status == 401
+    renamed = await api.patch(path, {"name": "renamed", "description": "new"}, token=t.owner["token"])
+    assert renamed.status == 200 and renamed.body["name"] == "renamed" and renamed.body["description"] == "new"
+    assert (await api.patch(path, {"name": "GENERAL"}, token=t.owner["token"])).status == 409
+    assert (await api.patch(path, {}, token=t.owner["token"])).status == 422
+
+    # An admin may rename but not delete.
+    await api_set_role(api, private["id"], t.member["id"], "admin")
+    assert (await api.patch(path, {"description": "by admin"}, token=t.member["token"])).status == 200
+    assert (await api.delete(path, token=t.member["token"])).status == 403
+    assert (await api.delete(path, token=t.outsider["token"])).status == 404
+    assert (await api.delete(path)).status == 401
+    assert (await api.delete(path, token=t.owner["token"])).status == 204
+    assert (await api.get(path, token=t.owner["token"])).status == 404
+    assert (await api.get(path, token=t.member["token"])).status == 404
+
+
+async def api_set_role(api, chat_id, user_id, role):
+    """There is no route to promote a member yet; the test sets the role where it is stored."""
+    store = api.deps.store
+    result = await store.members.update_one({"chat_id": chat_id, "user_id": user_id}, {"$set": {"role": role}})
+    assert result.modified_count == 1
+
+
+@pytest.fixture
+def api(api, deps):
+    api.deps = deps
+    return api
+
+
+async def test_members_add_remove_leave_and_join(api):
+    t = await make_team(api)
+    group = await create_chat(api, t.owner, "group", [t.member, t.outsider])
+    members_path = f"/api/chats/{group['id']}/members"
+    listed = await api.get(members_path, token=t.member["token"])
+    assert listed.status == 200
+    assert {m["user_id"]: m["role"] for m in listed.body} == {
+        t.owner["id"]: "owner", t.member["id"]: "member", t.outsider["id"]: "member"}
+    assert all(m["joined_at"].endswith("Z") for m in listed.body)
+
+    # A member may not remove others; anyone may leave; the owner may not leave.
+    assert (await api.delete(f"{members_path}/{t.outsider['id']}", token=t.member["token"])).status == 403
+    assert (await api.delete(f"{members_path}/{t.owner['id']}", token=t.owner["token"])).status == 409
+    assert (await api.delete(f"{members_path}/{t.stranger['id']}", token=t.owner["token"])).status == 404
+    assert (await api.delete(f"{members_path}/not-an-id!", token=t.owner["token"])).status == 404
+    assert (await api.delete(f"{members_path}/{t.member['id']}", token=t.member["token"])).status == 204
+    assert (await api.get(f"/api/chats/{group['id']}", token=t.member["token"])).status == 404
+    assert (await api.delete(f"{members_path}/{t.outsider['id']}", token=t.owner["token"])).status == 204
+
+    # Adding: members of the workspace only; any member of a group; answers every member.
+    added = await api.post(members_path, {"user_ids": [t.member["id"], t.outsider["id"]]}, token=t.owner["token"])
+    assert added.status == 200 and len(added.body) == 3
+    again = await api.post(members_path, {"user_ids": [t.member["id"]]}, token=t.member["token"])
+    assert again.status == 200 and len(again.body) == 3
+    foreign = await api.post(members_path, {"user_ids": [t.stranger["id"]]}, token=t.owner["token"])
+    assert foreign.status == 422 and "user_ids" in foreign.body["error"]["fields"]
+    assert (await api.post(members_path, {"user_ids": [t.member["id"]]}, token=t.stranger["token"])).status == 404
+
+    direct = await create_chat(api, t.owner, "direct", [t.member])
+    no_add = await api.post(f"/api/chats/{direct['id']}/members", {"user_ids": [t.outsider["id"]]},
+                            token=t.owner["token"])
+    assert no_add.status == 422
+
+    private = await create_chat(api, t.owner, "private_channel", [t.member], name="core")
+    invite = await api.post(f"/api/chats/{private['id']}/members", {"user_ids": [t.outsider["id"]]},
+                            token=t.member["token"])
+    assert invite.status == 403
+    # Joining: public channels only; a private one stays invisible.
+    assert (await api.post(f"/api/chats/{private['id']}/join", token=t.outsider["token"])).status == 404
+
+    public = await create_chat(api, t.owner, "public_channel", [], name="town-square")
+    browse = await api.get("/api/channels/public", token=t.outsider["token"])
+    assert browse.status == 200 and [c["id"] for c in browse.body] == [public["id"]]
+    assert (await api.get("/api/channels/public", token=t.stranger["token"])).body == []
+    assert (await api.get("/api/channels/public", token=t.owner["token"])).body == []  # already in it
+    joined = await api.post(f"/api/chats/{public['id']}/join", token=t.outsider["token"])
+    assert joined.status == 200 and t.outsider["id"] in joined.body["members"]
+    assert (await api.post(f"/api/chats/{public['id']}/join", token=t.outsider["token"])).status == 200
+    assert (await api.get("/api/channels/public", token=t.outsider["token"])).body == []
+    assert (await api.post(f"/api/chats/{public['id']}/join", token=t.stranger["token"])).status == 404
+    assert (await api.post(f"/api/chats/{public['id']}/join")).status == 401
+    mine = await api.get("/api/chats", token=t.outsider["token"])
+    assert public["id"] in [c["id"] for c in mine.body]
+
+
+async def test_list_chats_with_unread_counts_and_recent_first(api):
+    t = await make_team(api)
+    quiet = await create_chat(api, t.owner, "group", [t.member, t.outsider])
+    busy = await create_chat(api, t.owner, "direct", [t.member])
+    for i in range(3):
+        reply = await api.post(f"/api/chats/{busy['id']}/messages", {"content": f"hi {i}"}, token=t.member["token"])
+        assert reply.status == 201
+    own = await api.post(f"/api/chats/{busy['id']}/messages", {"content": "mine"}, token=t.owner["token"])
+    assert own.status == 201
+
+    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    assert [c["id"] for c in chats] == [busy["id"], quiet["id"]]
+    top = chats[0]
+    assert top["unread_count"] == 3  # the caller's own message does not count
+    assert top["last_message"]["content"] == "mine" and top["last_message"]["seq"] == 4
+    assert chats[1]["unread_count"] == 0 and chats[1]["last_message"] is None
+    assert set(top) >= {"id", "type", "name", "description", "members", "unread_count", "last_message", "updated_at"}
+
+    second = (await api.get(f"/api/chats/{busy['id']}/messages", token=t.owner["token"])).body["messages"][1]
+    assert (await api.delete(f"/api/chats/{busy['id']}/messages/{second['id']}", token=t.member["token"])).status == 204
+    assert (await api.post(f"/api/chats/{busy['id']}/read", {"seq": 1}, token=t.owner["token"])).status == 204
+    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    assert chats[0]["unread_count"] == 1  # seq 2 deleted, seq 3 unread
+
+    # Activity in the quiet chat moves it to the top.
+    assert (await api.post(f"/api/chats/{quiet['id']}/messages", {"content": "wake"},
+                           token=t.outsider["token"])).status == 201
+    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    assert [c["id"] for c in chats] == [quiet["id"], busy["id"]]
+    assert (await api.get("/api/chats", token=t.stranger["token"])).body == []
+    assert (await api.get("/api/chats")).status == 401
+
+
+async def test_bad_input_is_refused_and_writes_nothing(api, deps):
+    t = await make_team(api)
+    token = t.owner["token"]
+    long_name = "n" * 81
+    bodies = [
+        {"type": {"$gt": ""}, "members": []},
+        {"type": "public_channel", "name": {"$gt": ""}},
+        {"type": "public_channel", "name": long_name},
+        {"type": "public_channel", "name": "   "},
+        {"type": "public_channel", "name": 5},
+        {"type": "public_channel", "name": "ok", "description": "d" * 1001},
+        {"type": "public_channel", "name": "ok", "description": ["x"]},
+        {"type": "group", "members": {"$in": [t.member["id"]]}},
+        {"type": "group", "members": [{"$gt": ""}, t.member["id"]]},
+        {"type": "group", "members": [t.member["id"], t.outsider["id"]], "owner_id": t.member["id"]},
+        [],
+        "text",
+    ]
+    for body in bodies:
+        reply = await api.post("/api/chats", body, token=token)
+        assert reply.status == 422, (body, reply.body)
+        assert reply.body["error"]["code"] == "validation_failed"
+    for raw in (b"{", b"", b"\xff"):
+        reply = await api.call("POST", "/api/chats", raw=raw, token=token)
+        assert reply.status == 400, (raw, reply.body)
+    assert await deps.store.chats.count_documents({}) == 0
+    assert await deps.store.members.count_documents({}) == 0
+    assert await deps.store.outbox.count_documents({}) == 0
+
+    chat = await create_chat(api, t.owner, "public_channel", [t.member], name="c1")
+    for body in ({"name": {"$gt": ""}}, {"name": ""}, {"description": 7}, {"name": "x", "type": "group"}):
+        reply = await api.patch(f"/api/chats/{chat['id']}", body, token=token)
+        assert reply.status == 422, (body, reply.body)
+    for body in ({"user_ids": []}, {"user_ids": "abc"}, {"user_ids": [{"$gt": ""}]}, {}):
+        reply = await api.post(f"/api/chats/{chat['id']}/members", body, token=token)
+        assert reply.status == 422, (body, reply.body)
+    stored = await deps.store.chats.find_one({"_id": chat["id"]})
+    assert stored["name"] == "c1" and await deps.store.members.count_documents({}) == 2
+    for path in ("/api/chats/%7B%24gt%7D", "/api/chats/a.b", "/api/chats/" + "x" * 65, "/api/chats/x/nope"):
+        assert (await api.get(path, token=token)).status == 404, path
+
+
+async def test_openapi_documents_every_chat_route(api):
+    doc = (await api.get("/api/openapi.json")).body
+    paths = doc["paths"]
+    expected = {
+        "/api/chats": {"get", "post"},
+        "/api/channels/public": {"get"},
+        "/api/chats/{chat_id}": {"get", "patch", "delete"},
+        "/api/chats/{chat_id}/members": {"get", "post"},
+        "/api/chats/{chat_id}/members/{user_id}": {"delete"},
+        "/api/chats/{chat_id}/join": {"post"},
+        "/api/chats/{chat_id}/messages": {"get", "post"},
+        "/api/chats/{chat_id}/messages/{message_id}": {"patch", "delete"},
+        "/api/chats/{chat_id}/read": {"post"},
+        "/api/chats/{chat_id}/typing": {"post"},
+        "/api/search/messages": {"get"},
+        "/api/files": {"post"},
+        "/api/files/{file_id}": {"get"},
+    }
+    for path, methods in expected.items():
+        assert set(paths[path]) == methods, path
+    create = paths["/api/chats"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ChatCreateIn")
+    assert {"200", "201", "401", "409", "422"} <= set(create["responses"])
+    assert "multipart/form-data" in paths["/api/files"]["post"]["requestBody"]["content"]
+    assert {"ChatSummaryOut", "MessageOut", "MessagePage", "FileOut"} <= set(doc["components"]["schemas"])
