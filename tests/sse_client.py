@@ -90,22 +90,32 @@ class SSEClient:
         return self
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        text = ""
+        # Chunked while the stream is open; a stream that ends at once may come with a Content-Length.
+        self._text = ""
         try:
-            while True:
-                size_line = await reader.readuntil(b"\r\n")
-                size = int(size_line.strip().split(b";")[0], 16)
-                if size == 0:
-                    break
-                chunk = await reader.readexactly(size + 2)
-                text += chunk[:-2].decode()
-                while "\n\n" in text:
-                    block, text = text.split("\n\n", 1)
-                    self._frame(block)
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                while True:
+                    size_line = await reader.readuntil(b"\r\n")
+                    size = int(size_line.strip().split(b";")[0], 16)
+                    if size == 0:
+                        break
+                    chunk = await reader.readexactly(size + 2)
+                    self._feed(chunk[:-2])
+            elif "content-length" in self.headers:
+                self._feed(await reader.readexactly(int(self.headers["content-length"])))
+            else:
+                while chunk := await reader.read(65536):
+                    self._feed(chunk)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
             self.ended.set()
+
+    def _feed(self, data: bytes) -> None:
+        self._text += data.decode()
+        while "\n\n" in self._text:
+            block, self._text = self._text.split("\n\n", 1)
+            self._frame(block)
 
     def _frame(self, block: str) -> None:
         fields: dict[str, str] = {}

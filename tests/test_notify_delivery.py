@@ -1,12 +1,14 @@
 """Live delivery: every tab of every member gets each event once, in order; nobody else gets anything."""
 
+import asyncio
+
 import pytest
 
 from app import events
 from tests.helpers import wait_for
 from tests.notify_helpers import World
 
-pytestmark = pytest.mark.gen_test
+pytestmark = pytest.mark.gen_test(timeout=30)
 
 
 @pytest.fixture
@@ -42,3 +44,113 @@ async def test_every_tab_of_every_member_and_no_one_else(world, sse, notify_app)
     await ada1.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == marker, message="marker")
     assert all(f.data["chat_id"] == chat for f in ada1.of(events.MESSAGE_CREATED))
     assert eve.events == [] and by.events == []
+
+
+async def test_edit_delete_typing_read_events(world, sse):
+    ws = await world.workspace()
+    ada, bob = await world.user(ws), await world.user(ws)
+    outsider = await world.user(ws)
+    chat = await world.chat(ada, bob, type="direct")
+    bob_stream, out_stream = await sse(bob.token), await sse(outsider.token)
+    message = await world.send(chat, ada, "first")
+    edited = {**message, "content": "edited", "edited_at": "2026-01-01T00:00:00.000Z"}
+    await world.publish(events.MESSAGE_UPDATED, edited, chat, ada)
+    await world.publish(events.MESSAGE_DELETED, {"id": message["id"], "chat_id": chat, "seq": message["seq"]},
+                        chat, ada)
+    await world.publish(events.TYPING, {"chat_id": chat, "user_id": ada.id}, chat, ada)
+    await world.publish(events.READ, {"chat_id": chat, "user_id": ada.id, "seq": 1}, chat, ada)
+    frames = await bob_stream.wait_count(5)
+    assert [(f.event, f.data) for f in frames] == [
+        (events.MESSAGE_CREATED, message),
+        (events.MESSAGE_UPDATED, edited),
+        (events.MESSAGE_DELETED, {"id": message["id"], "chat_id": chat, "seq": 1}),
+        (events.TYPING, {"chat_id": chat, "user_id": ada.id}),
+        (events.READ, {"chat_id": chat, "user_id": ada.id, "seq": 1}),
+    ]
+    assert out_stream.events == []
+
+
+async def test_membership_changes_on_open_streams(world, sse):
+    ws = await world.workspace()
+    ada, bob, cy = await world.user(ws, "Ada"), await world.user(ws, "Bob"), await world.user(ws, "Cy")
+    chat = await world.chat(ada, bob)
+    bob_stream, cy_stream = await sse(bob.token), await sse(cy.token)
+    await world.send(chat, ada, "before cy")
+
+    await world.add(chat, cy, ada)
+    joined = await cy_stream.wait_count(1, events.MEMBER_JOINED)
+    assert joined[0].data == {"chat_id": chat, "user_id": cy.id, "role": "member"}
+    after_join = await world.send(chat, ada, "cy is in")
+    await cy_stream.wait_count(1, events.MESSAGE_CREATED)
+    assert [f.data for f in cy_stream.of(events.MESSAGE_CREATED)] == [after_join]
+
+    await world.remove(chat, bob, ada)
+    left = await bob_stream.wait_count(1, events.MEMBER_LEFT)
+    assert left[0].data["user_id"] == bob.id
+    after_leave = await world.send(chat, ada, "bob is out")
+    await cy_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == after_leave)
+    # Bob heard of his removal and of nothing after it.
+    assert [f.data["content"] for f in bob_stream.of(events.MESSAGE_CREATED)] == ["before cy", "cy is in"]
+    assert bob_stream.events[-1].event == events.MEMBER_LEFT
+
+    # A chat created with open members is theirs at once; a deleted one stops at once.
+    new_chat = await world.chat(cy, bob)
+    created = await bob_stream.wait_count(1, events.CHAT_CREATED)
+    assert created[0].data["id"] == new_chat
+    first = await world.send(new_chat, cy, "new chat")
+    await bob_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == first)
+    await world.delete_chat(new_chat, cy)
+    await bob_stream.wait_count(1, events.CHAT_DELETED)
+    await world.publish(events.MESSAGE_CREATED, {"id": "ghost", "chat_id": new_chat}, new_chat, cy)
+    marker = await world.send(chat, ada, "marker")
+    await cy_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == marker)
+    assert all(f.data.get("id") != "ghost" for f in bob_stream.events + cy_stream.events)
+
+
+async def test_registry_empty_after_many_streams_close(world, sse, notify_app):
+    ws = await world.workspace()
+    users = [await world.user(ws) for _ in range(5)]
+    chat = await world.chat(*users)
+    clients = []
+    for round_ in range(4):
+        for user in users:
+            for _ in range(10):
+                clients.append(await sse(user.token))
+        registry = notify_app.registry
+        assert registry.stream_count == 50 and len(registry.users) == 5
+        assert registry.chat_members[chat] == {u.id for u in users}
+        for client in clients:
+            client.close()
+        clients.clear()
+        await wait_for(lambda: registry.stream_count == 0, message="streams closed")
+        assert registry.users == {} and registry.chat_members == {}
+    # Still delivering after all that churn.
+    client = await sse(users[0].token)
+    message = await world.send(chat, users[1], "still here")
+    await client.wait_for(lambda c: c.of(events.MESSAGE_CREATED) and c.events[-1].data == message)
+
+
+async def test_chats_loaded_while_events_arrive_are_not_lost(world, sse, notify_app):
+    """Membership events consumed while a user's chats load from Mongo are applied after the load."""
+    ws = await world.workspace()
+    ada, bob = await world.user(ws), await world.user(ws)
+    chat = await world.chat(ada)
+    registry = notify_app.registry
+    original = registry._load_chats
+    gate = asyncio.Event()
+
+    async def slow_load(user_id):
+        chats = await original(user_id)  # read before bob is added
+        await gate.wait()
+        return chats
+
+    registry._load_chats = slow_load
+    opening = asyncio.ensure_future(sse(bob.token))
+    await wait_for(lambda: bob.id in registry.users, message="load started")
+    seq = await world.add(chat, bob, ada)
+    await wait_for(lambda: notify_app.window.last_seq >= seq, message="join consumed")
+    gate.set()
+    bob_stream = await opening
+    registry._load_chats = original
+    message = await world.send(chat, ada, "bob sees this")
+    await bob_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED) and c.events[-1].data == message)

@@ -117,8 +117,7 @@ class EventStreamHandler(NotifyHandler):
             app.notify_metrics.events_delivered.inc(len(page))
             app.registry.abandon(entry)
             self.closed = True
-            self.finish()
-            self._done.set_result(None)
+            self.finish()  # on_finish resolves _done
             return
         self._entry = entry
         first = app.registry.register(entry, self)
