@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 from typing import Any
 
@@ -165,6 +166,7 @@ async def run(args) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
     asyncio.run(run(parser.parse_args()))
 
 
