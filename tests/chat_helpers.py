@@ -41,6 +41,11 @@ async def stream_events(bus: EventBus):
     return found
 
 
+async def count(collection, query) -> int:
+    """count_documents fails on nx-27017 for a collection that never had a document; find does not."""
+    return len(await collection.find(query, {"_id": 1}).to_list())
+
+
 async def events_of(bus: EventBus, type_: str, chat_id: str | None = None):
     return [
         item.event for item in await stream_events(bus)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.chat_helpers import create_chat, make_team
+from tests.chat_helpers import count, create_chat, make_team
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 
@@ -211,9 +211,9 @@ async def test_bad_input_is_refused_and_writes_nothing(api, deps):
     for raw in (b"{", b"", b"\xff"):
         reply = await api.call("POST", "/api/chats", raw=raw, token=token)
         assert reply.status == 400, (raw, reply.body)
-    assert await deps.store.chats.count_documents({}) == 0
-    assert await deps.store.members.count_documents({}) == 0
-    assert await deps.store.outbox.count_documents({}) == 0
+    assert await count(deps.store.chats, {}) == 0
+    assert await count(deps.store.members, {}) == 0
+    assert await count(deps.store.outbox, {}) == 0
 
     chat = await create_chat(api, t.owner, "public_channel", [t.member], name="c1")
     for body in ({"name": {"$gt": ""}}, {"name": ""}, {"description": 7}, {"name": "x", "type": "group"}):
@@ -223,7 +223,7 @@ async def test_bad_input_is_refused_and_writes_nothing(api, deps):
         reply = await api.post(f"/api/chats/{chat['id']}/members", body, token=token)
         assert reply.status == 422, (body, reply.body)
     stored = await deps.store.chats.find_one({"_id": chat["id"]})
-    assert stored["name"] == "c1" and await deps.store.members.count_documents({}) == 2
+    assert stored["name"] == "c1" and await count(deps.store.members, {}) == 2
     for path in ("/api/chats/%7B%24gt%7D", "/api/chats/a.b", "/api/chats/" + "x" * 65, "/api/chats/x/nope"):
         assert (await api.get(path, token=token)).status == 404, path
 

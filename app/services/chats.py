@@ -85,8 +85,8 @@ class ChatService:
     async def _check_users(self, workspace_id: str, user_ids: list[str], field: str) -> None:
         if not user_ids:
             return
-        found = await self.store.users.count_documents({"_id": {"$in": user_ids}, "workspace_id": workspace_id})
-        if found != len(user_ids):
+        cursor = self.store.users.find({"_id": {"$in": user_ids}, "workspace_id": workspace_id}, {"_id": 1})
+        if len(await cursor.to_list()) != len(user_ids):
             raise invalid(field, "every user must belong to your workspace")
 
     # -- chats -------------------------------------------------------------------------------

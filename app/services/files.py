@@ -66,10 +66,9 @@ class FileService:
         return file_out(file_id, doc["metadata"]), await stream.read()
 
     async def check_ids(self, workspace_id: str, file_ids: list[str]) -> None:
-        found = await self.store.files.count_documents(
-            {"_id": {"$in": file_ids}, "metadata.workspace_id": workspace_id}
-        )
-        if found != len(file_ids):
+        # find, not count_documents: nx-27017 fails to count a collection that has no document yet.
+        cursor = self.store.files.find({"_id": {"$in": file_ids}, "metadata.workspace_id": workspace_id}, {"_id": 1})
+        if len(await cursor.to_list()) != len(file_ids):
             raise invalid("files", "every file must be uploaded in your workspace")
 
     @staticmethod
