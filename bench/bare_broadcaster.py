@@ -64,9 +64,11 @@ class HealthHandler(tornado.web.RequestHandler):
 class Broadcaster:
     """The open streams and a counter for frame ids."""
 
-    def __init__(self) -> None:
+    def __init__(self, direct: bool = False) -> None:
         self.streams: set[EventsHandler] = set()
         self.last_id = 0
+        if direct:
+            self.send = self.send_direct
 
     def broadcast(self, event: bytes, data: bytes) -> int:
         self.last_id += 1
@@ -79,6 +81,20 @@ class Broadcaster:
         for stream in streams:
             stream.write(frame)
             stream.flush()
+        return len(streams)
+
+    def send_direct(self, frame: bytes) -> int:
+        """An experiment (--direct), not the floor: the HTTP chunk framed once, written to each IOStream.
+
+        Every stream gets the same bytes, so the chunk header can be built once per event; this
+        skips RequestHandler.write/flush and HTTP1Connection.write (and their futures) per stream.
+        """
+        chunk = b"%x\r\n%s\r\n" % (len(frame), frame)
+        streams = list(self.streams)
+        for stream in streams:
+            iostream = stream.request.connection.stream
+            if not iostream.closed():
+                iostream.write(chunk)
         return len(streams)
 
     def ping(self) -> None:
@@ -97,11 +113,11 @@ def make_app(broadcaster: Broadcaster) -> tornado.web.Application:
     )
 
 
-async def serve(port: int, host: str) -> None:
+async def serve(port: int, host: str, direct: bool = False) -> None:
     from bench.common import raise_fd_limit
 
     raise_fd_limit()
-    broadcaster = Broadcaster()
+    broadcaster = Broadcaster(direct)
     server = HTTPServer(make_app(broadcaster), idle_connection_timeout=75)
     server.listen(port, address=host)
     pinger = PeriodicCallback(broadcaster.ping, KEEPALIVE_SECONDS * 1000)
@@ -127,9 +143,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--direct", action="store_true",
+                        help="experiment: write each pre-framed chunk straight to the IOStreams")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.port, args.host))
+    asyncio.run(serve(args.port, args.host, args.direct))
 
 
 if __name__ == "__main__":

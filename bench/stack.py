@@ -34,8 +34,9 @@ class BareServer:
 
     name = "bare"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, direct: bool = False):
         self.workdir = workdir
+        self.direct = direct
         self.port = free_port()
         self.child: Child | None = None
         self.publisher = HttpConnection(HOST, self.port)
@@ -49,8 +50,8 @@ class BareServer:
         return self.child.pid
 
     async def start(self) -> None:
-        self.child = await spawn("bare", [sys.executable, "-m", "bench.bare_broadcaster", "--port", str(self.port)],
-                                 self.workdir / "bare.log")
+        args = [sys.executable, "-m", "bench.bare_broadcaster", "--port", str(self.port)]
+        self.child = await spawn("bare", args + (["--direct"] if self.direct else []), self.workdir / "bare.log")
         await wait_http_ok(HOST, self.port, proc=self.child.proc)
 
     def stream_targets(self, count: int) -> list[tuple[str, dict]]:
