@@ -14,6 +14,7 @@ from pymongo.errors import (
     ConnectionFailure,
     ExecutionTimeout,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
     WTimeoutError,
 )
@@ -120,7 +121,13 @@ class Store:
             unique=True,
             partialFilterExpression={"idempotency_key": {"$exists": True}},
         )
-        await self.messages.create_index([("content", "text")])
+        try:
+            await self.messages.create_index([("content", "text")])
+        except OperationFailure as e:
+            # nx-27017 refuses to re-create an existing text index once messages exist (a restart);
+            # MongoDB treats it as the no-op it is. Anything else is a real failure.
+            if "constraint failed" not in str(e):
+                raise
         await self.send_claims.create_index("created_at")
         await self.rate_limits.create_index("expires_at", expireAfterSeconds=0)
         # Never put _id in a compound index: nx-27017 then fails every insert.
