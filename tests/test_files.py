@@ -1,0 +1,89 @@
+"""Files: GridFS upload with a size limit, bytes only for the uploader's workspace, attached to messages."""
+
+import uuid
+
+import pytest
+
+from tests.chat_helpers import count, create_chat, make_team
+
+pytestmark = pytest.mark.gen_test(timeout=60)
+
+MAX_BYTES = 2048
+
+
+@pytest.fixture
+def config_overrides():
+    return {"limits": {"enabled": False}, "files": {"max_bytes": MAX_BYTES}}
+
+
+def multipart(parts):
+    """parts: [(field, filename, content_type, bytes)] -> (body, content type header)."""
+    boundary = uuid.uuid4().hex
+    body = b""
+    for field, filename, ctype, data in parts:
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+                 f"Content-Type: {ctype}\r\n\r\n").encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def upload(api, user, data, filename="notes.txt", ctype="text/plain", field="file"):
+    body, header = multipart([(field, filename, ctype, data)])
+    return await api.call("POST", "/api/files", raw=body, token=user["token"] if user else None,
+                          headers={"Content-Type": header})
+
+
+async def test_upload_and_read_within_the_workspace_only(api):
+    t = await make_team(api)
+    data = bytes(range(256)) * 4
+    up = await upload(api, t.owner, data, filename="../../etc/report.bin", ctype="application/octet-stream")
+    assert up.status == 201, up.body
+    assert up.body["name"] == "report.bin" and up.body["size"] == len(data)
+    assert up.body["content_type"] == "application/octet-stream" and up.body["url"] == f"/api/files/{up.body['id']}"
+
+    for user in (t.owner, t.outsider):  # anyone in the workspace, member of a chat or not
+        got = await api.get(up.body["url"], token=user["token"])
+        assert got.status == 200 and got.body == data
+        assert got.headers["Content-Type"] == "application/octet-stream"
+        assert got.headers["Content-Disposition"].startswith("attachment")
+    hidden = await api.get(up.body["url"], token=t.stranger["token"])
+    missing = await api.get("/api/files/000000000000000000000000", token=t.stranger["token"])
+    assert hidden.status == missing.status == 404 and hidden.body == missing.body
+    assert (await api.get(up.body["url"])).status == 401
+    assert (await api.get("/api/files/%7B%24gt%7D", token=t.owner["token"])).status == 404
+
+    page = await upload(api, t.owner, b"<script>alert(1)</script>", filename="x.html", ctype="text/html")
+    served = await api.get(page.body["url"], token=t.owner["token"])
+    assert served.headers["Content-Disposition"].startswith("attachment")  # never rendered on our origin
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+
+
+async def test_upload_limits_and_bad_uploads(api, deps):
+    t = await make_team(api)
+    exactly = await upload(api, t.owner, b"x" * MAX_BYTES)
+    assert exactly.status == 201
+    too_big = await upload(api, t.owner, b"x" * (MAX_BYTES + 1))
+    assert too_big.status == 413 and too_big.error_code == "payload_too_large"
+    way_too_big = await upload(api, t.owner, b"x" * (MAX_BYTES * 20))
+    assert way_too_big.status == 413
+    wrong_field = await upload(api, t.owner, b"abc", field="attachment")
+    assert wrong_field.status == 422 and "file" in wrong_field.body["error"]["fields"]
+    json_body = await api.post("/api/files", {"file": "abc"}, token=t.owner["token"])
+    assert json_body.status == 422
+    assert (await upload(api, None, b"abc")).status == 401
+    assert await count(deps.store.files, {}) == 1
+
+
+async def test_messages_carry_files_of_the_workspace(api):
+    t = await make_team(api)
+    chat = await create_chat(api, t.owner, "direct", [t.member])
+    mine = (await upload(api, t.owner, b"ours")).body
+    theirs = (await upload(api, t.stranger, b"theirs")).body
+    path = f"/api/chats/{chat['id']}/messages"
+    sent = await api.post(path, {"content": "see attached", "files": [mine["id"]]}, token=t.owner["token"])
+    assert sent.status == 201 and sent.body["files"] == [mine["id"]]
+    foreign = await api.post(path, {"content": "leak", "files": [theirs["id"]]}, token=t.owner["token"])
+    assert foreign.status == 422 and "files" in foreign.body["error"]["fields"]
+    listed = (await api.get(path, token=t.member["token"])).body["messages"]
+    assert [m["files"] for m in listed] == [[mine["id"]]]
+    assert (await api.get(mine["url"], token=t.member["token"])).body == b"ours"
