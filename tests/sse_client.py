@@ -87,6 +87,9 @@ class SSEClient:
             return self
         if self.read:
             self._task = asyncio.get_running_loop().create_task(self._read(reader))
+        else:
+            # Leave the bytes in the socket: the kernel's window fills and the server must buffer.
+            writer.transport.pause_reading()
         return self
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
