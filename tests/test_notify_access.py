@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gen_test(timeout=30)
 
 @pytest.fixture
 def config_overrides():
-    return {"limits": {"enabled": True, "streams_per_user": 3}}
+    return {"limits": {"enabled": True, "streams_per_user": 3}, "notify": {"keepalive_seconds": 0.3}}
 
 
 @pytest.fixture
@@ -164,3 +164,13 @@ async def test_access_log_never_contains_the_token(world, sse, caplog):
     lines = [r.getMessage() for r in caplog.records if "/events" in r.getMessage()]
     assert all("access_token=[redacted]" in line for line in lines), lines
     assert not any(ada.token in line or ada.token[-20:] in line for line in lines)
+
+
+async def test_keepalive_pings_every_interval(world, sse):
+    ws = await world.workspace()
+    ada = await world.user(ws)
+    stream = await sse(ada.token)
+    started = time.monotonic()
+    await stream.wait_for(lambda c: c.pings >= 3, message="3 pings")
+    # 0.3 s apart: three pings take at least 0.6 s and, with one timer for all streams, not much more.
+    assert 0.55 < time.monotonic() - started < 3

@@ -154,3 +154,21 @@ async def test_chats_loaded_while_events_arrive_are_not_lost(world, sse, notify_
     registry._load_chats = original
     message = await world.send(chat, ada, "bob sees this")
     await bob_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED) and c.events[-1].data == message)
+
+
+async def test_an_unreadable_event_is_skipped_and_keeps_its_place(world, sse, deps):
+    ws = await world.workspace()
+    ada, bob = await world.user(ws), await world.user(ws)
+    chat = await world.chat(ada, bob)
+    bob_stream = await sse(bob.token)
+    await bob_stream.wait_for(lambda c: c.last_id is not None, message="cursor")
+    start = bob_stream.last_id
+    subject = deps.bus.subjects.for_event(events.make_event(events.MESSAGE_CREATED, {}, chat_id=chat))
+    garbage_seq = await deps.bus.publish_encoded(subject, "garbage-1", b"{not json")
+    after = await world.send(chat, ada, "after the garbage")
+    await bob_stream.wait_for(lambda c: [f.data for f in c.of(events.MESSAGE_CREATED)] == [after])
+    assert bob_stream.of(events.MESSAGE_CREATED)[0].id > garbage_seq
+    bob_stream.close()
+    again = await sse(bob.token, last_event_id=start)
+    await again.wait_count(1, events.MESSAGE_CREATED)
+    assert [f.data for f in again.events] == [after]

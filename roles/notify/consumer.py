@@ -80,14 +80,18 @@ class EventConsumer:
         # together between two awaits, which is what lets a stream register and replay atomically.
         try:
             metadata = msg.metadata
-            seq = metadata.sequence.stream
-            if seq <= self.window.last_seq:
-                return  # a redelivery after the ordered consumer re-created itself
-            stored_at = metadata.timestamp.timestamp()
+        except Exception:  # noqa: BLE001 - not a JetStream message at all
+            log.warning("not a stream message on %s; ignored", getattr(msg, "subject", None))
+            return
+        seq = metadata.sequence.stream
+        if seq <= self.window.last_seq:
+            return  # a redelivery after the ordered consumer re-created itself
+        stored_at = metadata.timestamp.timestamp()
+        try:
             entry = self._entry(seq, stored_at, decode_delivery(msg.data))
         except Exception:  # noqa: BLE001 - one malformed event must not stop delivery of the rest
-            log.exception("cannot read event %r; skipped", getattr(msg, "reply", None))
-            return
+            log.exception("event %d is not an envelope we can read; skipped", seq)
+            entry = WindowEntry(seq, stored_at, "", b"")  # holds its place: delivered to nobody
         self.metrics.events_consumed.inc()
         self.window.append(entry)
         if entry.changes and entry.changes_first:
