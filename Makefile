@@ -30,7 +30,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-app
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y chromium
 
 run: venv
-	$(VENV)/bin/python main.py --role=all
+	$(VENV)/bin/python main.py --role=all --seed-demo
 
 # pytest exits 5 when it collected no tests: say so plainly instead of failing.
 test: venv-test /usr/bin/chromium

@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--role", choices=ROLES, required=True, help="which role this process takes")
     parser.add_argument("--config", help="a YAML file overriding config.yaml (env FECHATTER_* overrides both)")
     parser.add_argument("--port", type=int, help="the port to listen on (with --role=all: the api's)")
+    parser.add_argument(
+        "--seed-demo", action="store_true",
+        help="with --role=all: create a demo workspace with three users (if missing) and print their sign-ins",
+    )
     return parser.parse_args(argv)
 
 
@@ -60,7 +64,7 @@ def _http_server(app, config: Config, port: int, host: str) -> HTTPServer:
     return server
 
 
-async def run(role: str, config: Config, port: int | None) -> int:
+async def run(role: str, config: Config, port: int | None, seed_demo: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -114,6 +118,13 @@ async def run(role: str, config: Config, port: int | None) -> int:
 
             api = make_api_app(config, store, bus, issuer, metrics)
             api_port = port or config.api.port
+            if seed_demo and role == "all":
+                # Before listening, so nobody can sign in before the demo people exist.
+                from app.services.demo import seed_demo as seed
+
+                credentials = await seed(api.settings["services"])
+                lines = "\n".join(f"    {email}  /  {password}" for email, password in credentials)
+                print(f"\nFechatter demo: http://{config.api.host}:{api_port}/ — sign in as\n{lines}\n", flush=True)
             apps.append((api, _http_server(api, config, api_port, config.api.host)))
             log.info("api listening on http://%s:%d/", config.api.host, api_port)
         if role in ("notify", "all"):
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(run(args.role, config, args.port))
+        return asyncio.run(run(args.role, config, args.port, args.seed_demo))
     except (Fatal, KeyConfigError, EmbeddedServerError, OSError) as e:
         print(f"fechatter: {e}", file=sys.stderr)
         return 1

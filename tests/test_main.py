@@ -1,5 +1,6 @@
 """main.py as operators run it: config errors, key rules, readiness under outages, clean SIGTERM."""
 
+import json
 import os
 import signal
 import subprocess
@@ -121,7 +122,8 @@ def test_role_all_stops_cleanly_on_sigterm(tmp_path):
     api_port, notify_port = free_port(), free_port()
     env = {"FECHATTER_DATA_DIR": str(tmp_path / "data"), "FECHATTER_API_PORT": str(api_port),
            "FECHATTER_NOTIFY_PORT": str(notify_port)}
-    process = subprocess.Popen([sys.executable, "main.py", "--role=all"], cwd=ROOT, env={**os.environ, **env},
+    process = subprocess.Popen([sys.executable, "main.py", "--role=all", "--seed-demo"], cwd=ROOT,
+                               env={**os.environ, **env},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         import urllib.request
@@ -143,8 +145,26 @@ def test_role_all_stops_cleanly_on_sigterm(tmp_path):
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 2  # nats-server and nx-27017
         assert (tmp_path / "data" / "dev-ed25519-private.pem").exists()
+        # The seeded demo people can sign in and find their channel.
+        from app.services.demo import DEMO_PASSWORD, DEMO_PEOPLE
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/api/signin", method="POST",
+            data=json.dumps({"email": DEMO_PEOPLE[1][1], "password": DEMO_PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            token = json.loads(r.read())["access_token"]
+        chats_request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/api/chats", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(chats_request, timeout=5) as r:
+            chats = json.loads(r.read())
+        assert {c["name"] for c in chats if c["type"] == "public_channel"} == {"general"}
+        assert any(c["type"] == "direct" for c in chats)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+        assert DEMO_PEOPLE[0][1] in process.stdout.read()
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left behind: {alive}"
     finally:
