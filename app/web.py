@@ -64,8 +64,7 @@ def authenticated(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitabl
 
     @functools.wraps(method)
     async def wrapper(self: "BaseHandler", *args: Any, **kwargs: Any) -> T:
-        if self.current_user is None:
-            raise APIError(401, "unauthorized", self._auth_failure or "an access token is required")
+        self.require_user()
         return await method(self, *args, **kwargs)
 
     wrapper.requires_auth = True  # type: ignore[attr-defined]
@@ -114,15 +113,28 @@ class BaseHandler(tornado.web.RequestHandler):
             return token.strip()
         return None
 
+    def request_token(self) -> str | None:
+        """Where this handler takes the access token from; the notify role also reads the URL."""
+        return self.bearer_token()
+
     def get_current_user(self) -> Identity | None:
-        token = self.bearer_token()
-        if token is None:
+        token = self.request_token()
+        if not token:
             return None
         try:
             return self.settings["tokens"].verify(token)
         except InvalidToken as e:
             self._auth_failure = str(e)
             return None
+
+    def require_user(self) -> Identity:
+        """The caller, or 401 JSON (never a redirect) saying why the token was refused."""
+        if self.current_user is None:
+            raise APIError(
+                401, "unauthorized", self._auth_failure or "an access token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return self.current_user
 
     def get_json_body(self) -> Any:
         """The decoded JSON body; 400 when it is not JSON at all."""

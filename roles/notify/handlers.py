@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from app.auth import Identity, InvalidToken
+from app.auth import Identity
 from app.errors import APIError, not_found
 from app.services import membership
 from app.web import BaseHandler, authenticated
@@ -51,20 +51,8 @@ class NotifyHandler(BaseHandler):
         self.set_status(204)
         self.finish()
 
-    def get_current_user(self) -> Identity | None:
-        token = self.bearer_token() or self.get_query_argument("access_token", None)
-        if not token:
-            return None
-        try:
-            return self.settings["tokens"].verify(token)
-        except InvalidToken as e:
-            self._auth_failure = str(e)
-            return None
-
-    def require_user(self) -> Identity:
-        if self.current_user is None:
-            raise APIError(401, "unauthorized", self._auth_failure or "an access token is required")
-        return self.current_user
+    def request_token(self) -> str | None:
+        return self.bearer_token() or self.get_query_argument("access_token", None)
 
 
 class OnlineUsersHandler(NotifyHandler):
