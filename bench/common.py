@@ -96,6 +96,18 @@ def rss_bytes(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far: Python's work vs the kernel's (sockets)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user, times.system
+
+
 class HttpError(Exception):
     pass
 

@@ -39,7 +39,8 @@ async def measure(system, client: LoadClient, *, streams: int, steps: int, concu
         })
         print(f"  {system.name}: {opened_total} streams open, RSS {rows[-1]['rss_mb']:.1f} MiB, "
               f"fan-out to all in {rows[-1]['last_delivery_ms']:.1f} ms", flush=True)
-    receipts = await client.receipts(expected=list(range(1, steps + 1)))
+    # Message k was sent after step k's streams opened: due on the streams of steps 1..k.
+    receipts = await client.receipts(expected=[[k, k] for k in range(1, steps + 1)])
     by_step: dict[int, list[float]] = {}
     for msg_no, sent_at, received_at in zip(receipts.msg_nos, receipts.sent_ats, receipts.received_ats):
         by_step.setdefault(msg_no, []).append(received_at - sent_at)

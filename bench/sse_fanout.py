@@ -17,7 +17,7 @@ import shutil
 from typing import Any
 
 from bench.common import (
-    Profiler, print_profile, print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now,
+    Profiler, cpu_split, print_profile, print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now,
 )
 from bench.sse_load import LoadClient
 from bench.stack import BareServer, FechatterStack, workdir
@@ -42,6 +42,7 @@ async def measure(system, client: LoadClient, *, streams: int, messages: int, bu
         await system.send(0)
         settled = await client.wait_complete(0, SETTLE_TIMEOUT)
         rss_open = rss_bytes(system.sse_pid)
+        cpu_began = cpu_split(system.sse_pid)
         profiler = Profiler(system.sse_pid, f"profile-{system.name}") if profile else None
         if profiler:
             await profiler.start()
@@ -73,6 +74,7 @@ async def measure(system, client: LoadClient, *, streams: int, messages: int, bu
                 if not await client.wait_complete(msg_no, 60):
                     timeouts += 1
         rss_after = rss_bytes(system.sse_pid)
+        cpu_user, cpu_system = (after - before for after, before in zip(cpu_split(system.sse_pid), cpu_began))
         profile_summary = await profiler.stop() if profiler else None
         receipts = await client.receipts(expected=list(range(1, burst_first + burst)))
     finally:
@@ -118,6 +120,9 @@ async def measure(system, client: LoadClient, *, streams: int, messages: int, bu
         "out_of_order": receipts.out_of_order,
         "closed_by_server": receipts.closed_after_open,
         "timeouts": timeouts,
+        # CPU time of the SSE server process per delivery: immune to other processes taking the cores.
+        "cpu_us_per_delivery": (cpu_user + cpu_system) * 1e6 / max(1, receipts.streams * (messages + burst)),
+        "cpu_user_share": cpu_user / max(1e-9, cpu_user + cpu_system),
         "profile": profile_summary,
     }
 
@@ -159,6 +164,8 @@ def report(title: str, ours: dict, base: dict) -> None:
     rows += [
         ("burst p99 (ms)", ours["burst_latency"]["p99_ms"], base["burst_latency"]["p99_ms"]),
         ("deliveries per second (burst)", ours["deliveries_per_second"], base["deliveries_per_second"]),
+        ("server CPU per delivery (µs)", ours["cpu_us_per_delivery"], base["cpu_us_per_delivery"]),
+        ("  of which user (Python) %", 100 * ours["cpu_user_share"], 100 * base["cpu_user_share"]),
         ("missing deliveries", ours["missing"], base["missing"]),
         ("duplicate deliveries", ours["duplicates"], base["duplicates"]),
         ("frames out of order", ours["out_of_order"], base["out_of_order"]),

@@ -31,7 +31,7 @@ class SSEStream(asyncio.Protocol):
 
     __slots__ = (
         "owner", "index", "request", "transport", "opened", "head", "status", "chunked",
-        "chunk_left", "skip", "raw", "text", "seen", "frames", "last_id", "out_of_order", "closed",
+        "chunk_left", "skip", "raw", "text", "seen", "frames", "last_id", "out_of_order", "closed", "epoch",
     )
 
     def __init__(self, owner: "Worker", index: int, request: bytes):
@@ -52,6 +52,7 @@ class SSEStream(asyncio.Protocol):
         self.last_id = -1
         self.out_of_order = 0
         self.closed = False
+        self.epoch = owner.epoch  # which open command opened it
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -186,6 +187,7 @@ class Worker:
     complete: set[int] = field(default_factory=set)
     open_failures: dict[str, int] = field(default_factory=dict)
     closed_after_open: int = 0
+    epoch: int = 0
 
     @property
     def live(self) -> int:
@@ -218,6 +220,7 @@ class Worker:
     async def open(self, host: str, port: int, targets: list[list], concurrency: int, timeout: float) -> dict:
         """Open every target ([path, headers]); returns counts and how long it took."""
         began = now()
+        self.epoch += 1
         already, failures_before = len(self.streams), sum(self.open_failures.values())
         gate = asyncio.Semaphore(concurrency)
 
@@ -238,12 +241,19 @@ class Worker:
         return {"ok": len(self.streams) - already, "failed": sum(self.open_failures.values()) - failures_before,
                 "errors": self.open_failures, "seconds": now() - began}
 
-    def report(self, expected: list[int]) -> dict:
-        """Receipts as packed arrays, and per-stream missing/duplicate counts for the expected messages."""
+    def report(self, expected: list) -> dict:
+        """Receipts as packed arrays, and per-stream missing/duplicate counts for the expected messages.
+
+        An expected item is a message number (due on every stream), or [message number, n]: due on
+        the streams opened by the first n open commands only (the others opened after it was sent).
+        """
+        expected = [item if isinstance(item, list) else [item, None] for item in expected]
         missing = duplicates = 0
         for stream in self.streams:
             seen = stream.seen
-            for msg_no in expected:
+            for msg_no, epoch in expected:
+                if epoch is not None and stream.epoch > epoch:
+                    continue
                 count = seen[msg_no] if msg_no < len(seen) else 0
                 if count == 0:
                     missing += 1
