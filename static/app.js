@@ -58,6 +58,7 @@ class App {
     this.reloadChatsSoon = debounce(() => this.loadChats().catch(() => {}), 300);
     this.reloadUsersSoon = debounce(() => this.loadUsers().then(() => this.renderAll()).catch(() => {}), 300);
     this.markReadSoon = debounce(() => this.markRead(), 250);
+    this.loadPresenceSoon = debounce(() => this.loadPresence(), 200);
     this.el = {
       auth: document.getElementById("auth-view"),
       app: document.getElementById("app-view"),
@@ -460,6 +461,10 @@ class App {
 
   chatChanged(chat) {
     if (!chat.id) return;
+    // Presence events come only when someone's first stream opens or last one closes, so people
+    // already online when they first share a chat with us are learnt from online-users. This
+    // event arrives after notify counts the new members in, so the answer includes them.
+    if (!this.store.chats.has(chat.id)) this.loadPresenceSoon();
     this.store.upsertChat(chat);
     if (chat.members === undefined && !this.store.chats.get(chat.id).memberIds.length) this.reloadChatsSoon();
     this.renderChatList();
@@ -476,12 +481,14 @@ class App {
   memberJoined({ chat_id: chatId, user_id: userId }) {
     if (this.store.me && userId === this.store.me.id) {
       this.api.chat(chatId).then((chat) => this.addChat(chat)).catch(() => this.reloadChatsSoon());
+      this.loadPresenceSoon();
       return;
     }
     const chat = this.store.chats.get(chatId);
     if (!chat) return;
     if (!chat.memberIds.includes(userId)) chat.memberIds.push(userId);
     if (!this.store.users.has(userId)) this.reloadUsersSoon();
+    this.loadPresenceSoon();
     if (chatId === this.store.openChatId) this.loadMembers(chatId);
     this.renderChatList();
   }
@@ -560,6 +567,7 @@ class App {
   }
 
   closeChat() {
+    this.flushRead();
     this.store.openChatId = null;
     this.preview = null;
     this.editingId = null;
@@ -572,6 +580,7 @@ class App {
 
   async openChat(chatId) {
     const switching = chatId !== this.store.openChatId;
+    if (switching) this.flushRead();
     this.store.openChatId = chatId;
     this.editingId = null;
     document.body.dataset.view = "chat";
@@ -622,6 +631,12 @@ class App {
   }
 
   // --- read marks ----------------------------------------------------------------------
+
+  // Leaving a chat: the read mark still waiting for its debounce goes now, while the chat is
+  // still the open one; otherwise a quick reply-and-back leaves the chat unread.
+  flushRead() {
+    if (this.store.openChatId) this.markRead();
+  }
 
   async markRead() {
     const chatId = this.store.openChatId;
