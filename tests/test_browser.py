@@ -1,0 +1,423 @@
+"""The demo UI in Debian's chromium: two people in two browser contexts against the api and notify roles run as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from app.embedded import free_port
+from tests.browser_helpers import LIVE_TIMEOUT_MS, UserPage, launch
+from tests.conftest import make_test_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+PHONE = {"width": 375, "height": 740}
+START_TIMEOUT = 30.0
+
+
+class RoleProcess:
+    """`main.py --role=<role>` on a fixed port, its output kept in a log file for failures."""
+
+    def __init__(self, role: str, port: int, env: dict[str, str], log_dir: Path):
+        self.role, self.port, self.env = role, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_dir / f"{role}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RoleProcess":
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}"],
+                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.healthy():
+            assert self.process.poll() is None, f"{self.role} exited at start:\n{self.log()}"
+            assert time.monotonic() < deadline, f"{self.role} not healthy after {START_TIMEOUT}s:\n{self.log()}"
+            time.sleep(0.05)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.role} ignored signal {signum}:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+class Stack:
+    """The api and notify roles as two processes on this module's database and stream."""
+
+    def __init__(self, config, log_dir: Path):
+        self.config = config
+        api_port, notify_port = free_port(), free_port()
+        common = {
+            "FECHATTER_DATA_DIR": config.data_dir,
+            "FECHATTER_LOG_LEVEL": "warning",
+            "FECHATTER_MONGO_URI": config.mongo.uri,
+            "FECHATTER_MONGO_DATABASE": config.mongo.database,
+            "FECHATTER_NATS_URL": config.nats.url,
+            "FECHATTER_NATS_STREAM": config.nats.stream,
+            "FECHATTER_NATS_SUBJECT_PREFIX": config.nats.subject_prefix,
+        }
+        api_url, notify_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{notify_port}"
+        # The page finds notify through the api's config, and notify lets the page's origin in (CORS).
+        self.api = RoleProcess("api", api_port, {
+            **common, "FECHATTER_AUTH_PRIVATE_KEY_FILE": config.auth.private_key_file,
+            "FECHATTER_API_PUBLIC_NOTIFY_URL": notify_url,
+        }, log_dir)
+        self.notify = RoleProcess("notify", notify_port, {
+            **common, "FECHATTER_AUTH_PUBLIC_KEY_FILE": config.auth.public_key_file,
+            "FECHATTER_NOTIFY_CORS_ORIGINS": api_url,
+        }, log_dir)
+
+    @property
+    def base_url(self) -> str:
+        return self.api.url
+
+    def call(self, method: str, path: str, body=None, token: str | None = None):
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        request = urllib.request.Request(self.api.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                text = reply.read()
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"{method} {path}: {e.code} {e.read()!r}") from None
+        return json.loads(text) if text else None
+
+    def person(self, fullname: str, *, workspace: str | None = None, invite_code: str | None = None) -> dict:
+        """A user made over the API (the sign-up form is tested once, in its own test)."""
+        body = {"fullname": fullname, "email": f"{fullname.split()[0].lower()}.{uuid.uuid4().hex[:8]}@example.com",
+                "password": PASSWORD}
+        if invite_code:
+            body["invite_code"] = invite_code
+        else:
+            body["workspace"] = workspace or f"Workspace {uuid.uuid4().hex[:8]}"
+        answer = self.call("POST", "/api/signup", body)
+        return {**answer["user"], "email": body["email"], "token": answer["access_token"], "workspace": answer["workspace"]}
+
+    def pair(self) -> tuple[dict, dict]:
+        """Two people of one new workspace: the owner and one who joined by invite code."""
+        ada = self.person("Ada Lovelace")
+        code = self.call("GET", "/api/workspace", token=ada["token"])["invite_code"]
+        return ada, self.person("Bob Babbage", invite_code=code)
+
+
+def _drop(config) -> None:
+    from pymongo import MongoClient
+
+    client = MongoClient(config.mongo.uri, serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(config.mongo.database)
+    finally:
+        client.close()
+
+    async def delete_stream():
+        from app.events import connect_nats
+
+        nc = await connect_nats(config.nats.url, name="fechatter-test-cleanup")
+        try:
+            await nc.jetstream().delete_stream(config.nats.stream)
+        finally:
+            await nc.close()
+
+    # Playwright's sync API keeps an event loop on this thread while the browser is open.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, delete_stream()).result(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
+    directory = tmp_path_factory.mktemp("browser")
+    config = make_test_config(directory, mongo_uri, nats_url, key_files)
+    running = Stack(config, directory)
+    try:
+        running.api.start()
+        running.notify.start()
+        yield running
+    finally:
+        codes = {role.role: role.stop() for role in (running.notify, running.api)}
+        try:
+            _drop(config)
+        except Exception:  # noqa: BLE001 - cleanup of a shared server; the test result stands
+            pass
+    assert codes == {"notify": 0, "api": 0}, f"roles did not stop cleanly: {codes}\n{running.api.log()}\n{running.notify.log()}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, stack):
+    """`open_page(viewport=None)` -> a UserPage in a context of its own, closed afterwards."""
+    pages = []
+
+    def open_one(**kwargs) -> UserPage:
+        page = UserPage(browser, stack.base_url, **kwargs)
+        page.page.set_default_timeout(10_000)
+        pages.append(page)
+        return page
+
+    yield open_one
+    for page in pages:
+        page.close()
+
+
+def signed_in(open_page, person: dict, **kwargs) -> UserPage:
+    page = open_page(**kwargs)
+    page.goto()
+    page.sign_in(person["email"], PASSWORD)
+    expect(page.by("current-user")).to_have_text(person["fullname"])
+    return page
+
+
+def test_sign_up_with_a_new_workspace_join_by_invite_link_and_sign_in(open_page, stack):
+    ada, bob = open_page(), open_page()
+    ada.goto()
+    expect(ada.by("signin-form")).to_be_visible()
+    ada.screenshot("01-sign-in")
+    workspace = f"Analytical Engines {uuid.uuid4().hex[:6]}"
+    ada_email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+    ada.sign_up("Ada Lovelace", ada_email, PASSWORD, workspace=workspace)
+    expect(ada.by("workspace-name")).to_have_text(workspace)
+    expect(ada.by("current-user")).to_have_text("Ada Lovelace")
+    expect(ada.by("chat-list-empty")).to_be_visible()
+
+    code, link = ada.invite()
+    assert link == f"{stack.base_url}/?invite={code}"
+    bob.page.goto(link)
+    # The link opens the sign-up form in "join" mode with the code filled in.
+    expect(bob.by("signup-form")).to_be_visible()
+    expect(bob.by("signup-mode-join")).to_be_checked()
+    expect(bob.by("signup-invite-code")).to_have_value(code)
+    bob_email = f"bob.{uuid.uuid4().hex[:8]}@example.com"
+    bob.by("signup-fullname").fill("Bob Babbage")
+    bob.by("signup-email").fill(bob_email)
+    bob.by("signup-password").fill(PASSWORD)
+    bob.screenshot("02-sign-up-by-invite-link")
+    bob.by("signup-submit").click()
+    bob.wait_signed_in()
+    expect(bob.by("workspace-name")).to_have_text(workspace)
+    # Only the owner gets the invite button; the ?invite= query is gone from the address.
+    expect(bob.by("invite-people")).to_be_hidden()
+    assert "invite=" not in bob.page.url
+
+    bob.sign_out()
+    bob.by("signin-email").fill(bob_email)
+    bob.by("signin-password").fill("not the password")
+    bob.by("signin-submit").click()
+    expect(bob.by("signin-error")).not_to_be_empty()
+    expect(bob.by("app-view")).to_be_hidden()
+    # Chromium logs the API's 401 answer itself; that one line is expected, nothing else.
+    assert [e for e in bob.errors if "401" in e] == bob.errors and len(bob.errors) == 1, bob.errors
+    bob.errors.clear()
+    bob.sign_in(bob_email, PASSWORD)
+    expect(bob.by("current-user")).to_have_text("Bob Babbage")
+    # A reload keeps the session.
+    bob.page.reload()
+    bob.wait_signed_in()
+    expect(bob.by("current-user")).to_have_text("Bob Babbage")
+    # Bob is offered to Ada as someone to message.
+    ada.by("new-direct").click()
+    expect(ada.page.locator('[data-testid="user-option"]').filter(has_text="Bob Babbage")).to_be_visible()
+    ada.page.keyboard.press("Escape")
+    for page in (ada, bob):
+        page.assert_no_console_errors()
+
+
+def test_live_messages_typing_presence_edit_delete_and_unread(open_page, stack):
+    ada_person, bob_person = stack.pair()
+    ada, bob = signed_in(open_page, ada_person), signed_in(open_page, bob_person)
+
+    direct = ada.new_chat("direct", ["Bob Babbage"])
+    expect(ada.by("chat-title")).to_have_text("Bob Babbage")
+    # The new chat reaches Bob live, titled with the other person's name.
+    assert bob.open_chat_named("Ada Lovelace") == direct
+    # Presence: Bob holds a stream, so Ada sees him online, in the sidebar and in the members panel.
+    expect(ada.chat_item(direct).get_by_test_id("presence-dot")).to_have_attribute("data-status", "online", timeout=LIVE_TIMEOUT_MS)
+    expect(ada.by("online-members").get_by_text("Bob Babbage")).to_be_visible()
+
+    ada.send("Hello Bob, the engine runs!")
+    expect(bob.message_with_text("Hello Bob, the engine runs!")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    bob.send("Splendid. Send me the tables.")
+    expect(ada.message_with_text("Splendid. Send me the tables.")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(ada.message_with_text("Hello Bob, the engine runs!")).to_have_count(1)
+    expect(ada.messages()).to_have_count(2)
+    expect(bob.messages()).to_have_count(2)
+
+    # Typing: Bob types without sending; Ada sees it; his message then clears it.
+    bob.by("message-input").press_sequentially("Working on", delay=20)
+    expect(ada.by("typing-indicator")).to_have_text("Bob is typing…", timeout=LIVE_TIMEOUT_MS)
+    ada.screenshot("04-typing-and-presence")
+    bob.by("message-input").press_sequentially(" it now", delay=10)
+    bob.by("message-input").press("Enter")
+    expect(ada.message_with_text("Working on it now")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(ada.by("typing-indicator")).to_have_text("")
+    bob.screenshot("03-chat-live-messages")
+
+    # An edit and a delete by Ada reach Bob.
+    ada.edit_message("Hello Bob, the engine runs!", "Hello Bob, the engine really runs!")
+    edited = bob.message_with_text("Hello Bob, the engine really runs!")
+    expect(edited).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(edited.get_by_test_id("message-edited")).to_be_visible()
+    expect(bob.message_with_text("Hello Bob, the engine runs!")).to_have_count(0)
+    message_id = edited.get_attribute("data-message-id")
+    ada.delete_message("Hello Bob, the engine really runs!")
+    tombstone = bob.message_by_id(message_id)
+    expect(tombstone).to_have_attribute("data-deleted", "true", timeout=LIVE_TIMEOUT_MS)
+    expect(tombstone.get_by_test_id("message-content")).to_have_text("message deleted")
+    expect(ada.message_by_id(message_id)).to_have_attribute("data-deleted", "true")
+    expect(bob.messages()).to_have_count(3)
+
+    # Unread: Ada posts in a new channel while Bob reads the direct chat; his badge counts, then clears.
+    channel_name = f"engine-{uuid.uuid4().hex[:6]}"
+    channel = ada.new_chat("public_channel", ["Bob Babbage"], name=channel_name)
+    ada.send("Tables are in.")
+    badge = bob.unread_badge(channel)
+    expect(badge).to_have_text("1", timeout=LIVE_TIMEOUT_MS)
+    ada.send("And the punched cards.")
+    expect(badge).to_have_text("2", timeout=LIVE_TIMEOUT_MS)
+    expect(bob.unread_badge(direct)).to_have_count(0)
+    # Most recent activity first.
+    expect(bob.by("chat-item").first).to_have_attribute("data-chat-id", channel)
+    bob.chat_item(channel).click()
+    expect(bob.by("chat-title")).to_have_text(f"# {channel_name}")
+    expect(bob.message_with_text("And the punched cards.")).to_be_visible()
+    expect(badge).to_have_count(0)
+    # The read mark reached the server: a reload shows no badge either.
+    bob.page.reload()
+    bob.wait_signed_in()
+    expect(bob.chat_item(channel)).to_be_visible()
+    expect(bob.chat_item(channel)).to_have_attribute("data-unread", "0")
+    expect(bob.unread_badge(channel)).to_have_count(0)
+    # Bob is reading the channel, so Ada's next message there never raises his badge.
+    ada.send("Reading along?")
+    expect(bob.message_with_text("Reading along?")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(bob.unread_badge(channel)).to_have_count(0)
+
+    # Presence goes offline when Bob signs out and comes back when he signs in.
+    bob.sign_out()
+    dot = ada.chat_item(direct).get_by_test_id("presence-dot")
+    expect(dot).to_have_attribute("data-status", "offline", timeout=LIVE_TIMEOUT_MS)
+    bob.sign_in(bob_person["email"], PASSWORD)
+    expect(dot).to_have_attribute("data-status", "online", timeout=LIVE_TIMEOUT_MS)
+    for page in (ada, bob):
+        page.assert_no_console_errors()
+
+
+def test_phone_width(open_page, stack):
+    ada_person, bob_person = stack.pair()
+    chat = stack.call("POST", "/api/chats", {"type": "direct", "members": [bob_person["id"]]}, token=ada_person["token"])
+    for text in ("Are you on the train?", "Yes, reading the notes on my phone."):
+        stack.call("POST", f"/api/chats/{chat['id']}/messages", {"content": text}, token=ada_person["token"])
+
+    phone = open_page(viewport=PHONE)
+    phone.goto()
+    expect(phone.by("signin-form")).to_be_visible()
+    phone.screenshot("05-phone-sign-in")
+    assert_fits(phone)
+    phone.sign_in(bob_person["email"], PASSWORD)
+    # One pane at a time: the chat list first, with the unread badge.
+    expect(phone.unread_badge(chat["id"])).to_have_text("2")
+    expect(phone.by("chat-pane")).to_be_hidden()
+    phone.screenshot("06-phone-chat-list")
+    assert_fits(phone)
+    phone.open_chat_named("Ada Lovelace")
+    expect(phone.by("chat-list")).to_be_hidden()
+    expect(phone.message_with_text("Yes, reading the notes on my phone.")).to_be_visible()
+    expect(phone.by("back-button")).to_be_visible()
+    expect(phone.by("message-input")).to_be_in_viewport()
+    phone.send("Reply from a narrow screen")
+    expect(phone.message_with_text("Reply from a narrow screen")).to_be_visible()
+    phone.screenshot("07-phone-chat")
+    assert_fits(phone)
+    phone.by("back-button").click()
+    expect(phone.by("chat-list")).to_be_visible()
+    expect(phone.unread_badge(chat["id"])).to_have_count(0)
+    phone.assert_no_console_errors()
+
+
+def assert_fits(page: UserPage) -> None:
+    """Nothing wider than the screen: no sideways scrolling on a phone."""
+    width = page.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"page is {width}px wide on a {PHONE['width']}px screen"
+
+
+def test_page_reconnects_after_notify_restarts_and_shows_a_missed_message_once(open_page, stack):
+    ada_person, bob_person = stack.pair()
+    ada, bob = signed_in(open_page, ada_person), signed_in(open_page, bob_person)
+    chat = ada.new_chat("direct", ["Bob Babbage"])
+    bob.open_chat_named("Ada Lovelace")
+    streams: list[str] = []
+    bob.page.on("request", lambda request: streams.append(request.url) if "/events?" in request.url else None)
+    ada.send("before the restart")
+    expect(bob.message_with_text("before the restart")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expected = 1
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        name = signal.Signals(signum).name
+        code = stack.notify.stop(signum)
+        assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL), stack.notify.log()
+        for page in (ada, bob):
+            expect(page.by("connection-state")).to_have_attribute("data-state", "reconnecting", timeout=LIVE_TIMEOUT_MS)
+        missed = f"sent while notify was down ({name})"
+        ada.send(missed)
+        # Ada's own page has it from the API's answer, before any stream is back.
+        expect(ada.message_with_text(missed)).to_have_count(1)
+        if signum == signal.SIGKILL:
+            bob.screenshot("08-reconnecting")
+        stack.notify.start()
+        for page in (ada, bob):
+            page.wait_live()
+        expect(bob.message_with_text(missed)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+        # The page resumed from the last event it saw rather than starting a fresh stream.
+        assert streams and "last_event_id=" in streams[-1], streams
+        after = f"live again after {name}"
+        ada.send(after)
+        expect(bob.message_with_text(after)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+        expected += 2
+        # Once each, in order, on both sides, after the live message proved the stream is flowing.
+        for page in (ada, bob):
+            expect(page.messages()).to_have_count(expected)
+            expect(page.message_with_text(missed)).to_have_count(1)
+        texts = bob.page.locator('[data-testid="message-list"] [data-testid="message-content"]').all_inner_texts()
+        assert texts[-2:] == [missed, after]
+    assert bob.chat_item(chat).get_attribute("data-unread") == "0"
+    bob.screenshot("09-reconnected")
+    for page in (ada, bob):
+        page.assert_no_console_errors(allow_network_errors=True)
