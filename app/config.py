@@ -24,6 +24,7 @@ class ApiConfig(Section):
     xheaders: bool
     max_body_bytes: int
     public_notify_url: str
+    processes: int
     outbox_interval_seconds: float
     outbox_grace_seconds: float
 
@@ -37,6 +38,8 @@ class NotifyConfig(Section):
     retry_ms: int
     max_pending_bytes: int
     cors_origins: list[str]
+    processes: int
+    presence_ttl_seconds: int
 
 
 class MongoConfig(Section):
@@ -52,6 +55,7 @@ class NatsConfig(Section):
     stream_max_age_seconds: float
     duplicate_window_seconds: float
     publish_timeout_seconds: float
+    replicas: int
 
 
 class AuthConfig(Section):
@@ -178,6 +182,11 @@ def load_config(
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
         raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+    for key, value in (("api.processes", config.api.processes), ("notify.processes", config.notify.processes)):
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if config.notify.presence_ttl_seconds < 1:
+        raise ConfigError("notify.presence_ttl_seconds must be at least 1 (NATS message TTLs are whole seconds)")
     if config.nats.stream_max_age_seconds <= config.notify.replay_window_seconds:
         raise ConfigError("nats.stream_max_age_seconds must exceed notify.replay_window_seconds")
     return config

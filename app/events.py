@@ -13,7 +13,8 @@ from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from app.config import NatsConfig
 from app.store import isoformat, new_id, utcnow
@@ -156,6 +157,31 @@ class Subjects:
         return f"{self.prefix}.chat.{event.chat_id}.{event.type}"
 
 
+def presence_bucket(stream: str) -> str:
+    """The KV bucket of presence: one per event stream, so stacks sharing a NATS never see each other's users."""
+    return f"{stream}_PRESENCE"
+
+
+def presence_process_key(process_id: str) -> str:
+    """A notify process's heartbeat; it carries a message TTL, so a crashed process's key expires."""
+    return f"p.{process_id}"
+
+
+def presence_user_key(user_id: str) -> str:
+    """The notify processes holding streams of a user; no TTL: a sweep removes processes that died."""
+    return f"u.{user_id}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a KV key is stored under (NATS KV convention), for writes the KV client lacks."""
+    return f"$KV.{bucket}.{key}"
+
+
+def presence_event_id(user_id: str, status: str, revision: int) -> str:
+    """Nats-Msg-Id of a presence change: the KV revision that made it, so a re-publish is dropped."""
+    return f"presence-{user_id}-{status}-{revision}"
+
+
 async def connect_nats(url: str, name: str, connect_timeout: float = 10.0) -> NATS:
     """Connect, retrying until connect_timeout; once connected, reconnect forever."""
 
@@ -210,6 +236,7 @@ class EventBus:
             retention=js_api.RetentionPolicy.LIMITS,
             max_age=self.config.stream_max_age_seconds,
             duplicate_window=self.config.duplicate_window_seconds,
+            num_replicas=self.config.replicas,
         )
         try:
             await self.js.stream_info(self.stream)
@@ -217,6 +244,25 @@ class EventBus:
             await self.js.add_stream(stream_config)
         else:
             await self.js.update_stream(stream_config)
+
+    async def presence_store(self, marker_ttl_seconds: float) -> KeyValue:
+        """The presence bucket, created on first use: message TTLs allowed, expiries leave a marker watchers see."""
+        bucket = presence_bucket(self.stream)
+        try:
+            return await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            pass
+        config = js_api.KeyValueConfig(
+            bucket=bucket,
+            history=1,
+            storage=js_api.StorageType.FILE,
+            replicas=self.config.replicas,
+            limit_marker_ttl=marker_ttl_seconds,
+        )
+        try:
+            return await self.js.create_key_value(config)
+        except BadRequestError:  # another process created it a moment ago
+            return await self.js.key_value(bucket)
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raises unless NATS and the stream answer."""

@@ -38,13 +38,15 @@ class NotifyApp(RoleApp):
         self.registry = Registry(functools.partial(membership.user_chat_ids, store))
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
         self.notify_metrics = NotifyMetrics(metrics, self.registry)
-        self.presence = Presence(bus, self.registry)
+        self.presence = Presence(bus, self.registry, store, functools.partial(membership.user_chat_ids, store),
+                                 config.notify.presence_ttl_seconds)
         self.consumer = EventConsumer(bus, self.window, self.registry, self.notify_metrics)
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
+        await self.presence.start()
         # One timer for every stream, not a task per stream.
         self._keepalive = PeriodicCallback(self._tick, self.settings["config"].notify.keepalive_seconds * 1000)
         self._keepalive.start()
@@ -65,6 +67,7 @@ class NotifyApp(RoleApp):
         if streams:
             log.info("closed %d streams", len(streams))
         await self.presence.flush(PRESENCE_FLUSH_SECONDS)
+        await self.presence.stop(PRESENCE_FLUSH_SECONDS)
         await self.consumer.stop()
 
 

@@ -70,7 +70,7 @@ class OnlineUsersHandler(NotifyHandler):
         if chat_id is not None:
             if not await membership.is_member(self.store, chat_id, identity.user_id):
                 raise not_found("chat")
-            online = presence.online_in_chats([chat_id])
+            online = await presence.online_in_chats([chat_id])
         elif workspace_id is not None:
             if workspace_id != identity.workspace_id:
                 raise not_found("workspace")
@@ -79,13 +79,15 @@ class OnlineUsersHandler(NotifyHandler):
             chats = self.application.registry.chats_of(identity.user_id)
             if chats is None:
                 chats = await membership.user_chat_ids(self.store, identity.user_id)
-            online = presence.online_in_chats(chats)
+            online = await presence.online_in_chats(chats)
         users = await membership.user_names(self.store, online, identity.workspace_id)
         self.write_json({"users": users})
 
 
 class SseHealthHandler(NotifyHandler):
     def get(self) -> None:
-        self.write_json(
-            {"status": "healthy", "service": "notify", "transport": "sse", **self.application.registry.describe()}
-        )
+        local = self.application.registry.describe()
+        # Users online anywhere in the cluster (so every process agrees with online-users); the
+        # connection and chat counts are this process's.
+        local["connected_users"] = len(self.application.presence.online_users())
+        self.write_json({"status": "healthy", "service": "notify", "transport": "sse", **local})
