@@ -11,7 +11,7 @@ import msgspec
 
 from app import events
 from app.events import Delivery, EventBus, decode_delivery
-from roles.notify.frames import event_frame
+from roles.notify.frames import event_frame, http_chunk
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.registry import Registry
 from roles.notify.window import ReplayWindow, WindowEntry
@@ -125,13 +125,14 @@ class EventConsumer:
             targets = chat_members.get(entry.chat_id, ())  # type: ignore[assignment]
         users = self.registry.users
         frame = entry.frame
+        chunk = http_chunk(frame)
         count = 0
         for user_id in targets:
             user = users.get(user_id)
             if user is None:
                 continue
             for stream in user.streams:
-                stream.send(frame)
+                stream.send(frame, chunk)
                 count += 1
         return count
 

@@ -12,6 +12,14 @@ def event_frame(seq: int, event_type: str, data_json: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data_json)
 
 
+def http_chunk(frame: bytes) -> bytes:
+    """The frame as one HTTP/1.1 chunk, built once per event and written to every stream's socket."""
+    return b"%x\r\n%b\r\n" % (len(frame), frame)
+
+
+PING_CHUNK = http_chunk(PING)
+
+
 def cursor_frame(seq: int) -> bytes:
     """An id with no data: EventSource records it as the last event id without firing an event."""
     return b"id: %d\n\n" % seq

@@ -11,7 +11,7 @@ class Stream(Protocol):
 
     user_id: str
 
-    def send(self, frame: bytes) -> None: ...
+    def send(self, frame: bytes, chunk: bytes | None = None) -> None: ...
 
 
 class UserEntry:

@@ -6,11 +6,11 @@ import asyncio
 import logging
 import time
 
-from tornado.iostream import StreamBufferFullError
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from app.errors import APIError, DependencyUnavailable
 from app.store import UNAVAILABLE_ERRORS as MONGO_UNAVAILABLE
-from roles.notify.frames import cursor_frame, resync_frame, retry_frame
+from roles.notify.frames import cursor_frame, http_chunk, resync_frame, retry_frame
 from roles.notify.handlers import NotifyHandler
 from roles.notify.registry import UserEntry
 
@@ -38,6 +38,7 @@ class EventStreamHandler(NotifyHandler):
         self._registered = False
         self._done: asyncio.Future[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._socket: IOStream | None = None
 
     async def get(self) -> None:
         app = self.application
@@ -130,22 +131,36 @@ class EventStreamHandler(NotifyHandler):
             app.notify_metrics.events_delivered.inc(len(frames))
         # From here on the stream may buffer at most `limit` unsent bytes; past that the client is too slow.
         self.request.connection.stream.max_write_buffer_size = limit
+        if self.request.version == "HTTP/1.1":
+            # Tornado chunks an HTTP/1.1 response that has no Content-Length, as this one.
+            self._socket = self.request.connection.stream
         if first:
             app.presence.opened(entry)
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(max(0.0, expires_at - time.time()), self.end)
 
-    def send(self, frame: bytes) -> None:
-        """Called by the fan-out for every frame; never awaits, never raises."""
+    def send(self, frame: bytes, chunk: bytes | None = None) -> None:
+        """Called by the fan-out for every frame; never awaits, never raises.
+
+        The headers went out in _open, so the frame goes straight to the socket's buffer, already
+        framed as an HTTP chunk by the caller once for all streams: RequestHandler.write/flush would
+        re-frame it and make two futures per stream per event, most of the fan-out's cost.
+        """
         if self.closed:
             return
-        self.write(frame)
         try:
-            self.flush()
+            if self._socket is None:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
+                self.write(frame)
+                self.flush()
+            else:
+                self._socket.write(chunk if chunk is not None else http_chunk(frame))
         except StreamBufferFullError:
             self.closed = True
             # Not now: the fan-out is iterating over the registry's sets.
             asyncio.get_running_loop().call_soon(self._drop_slow)
+        except StreamClosedError:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self._release)
 
     def _drop_slow(self) -> None:
         self.application.notify_metrics.slow_disconnects.inc()
