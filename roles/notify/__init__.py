@@ -16,12 +16,12 @@ from app.services import membership
 from app.store import Store
 from app.web import HealthHandler, MetricsHandler, NotFoundHandler, ReadyHandler, RoleApp, log_request, route
 from roles.notify.consumer import EventConsumer
-from roles.notify.frames import PING
+from roles.notify.frames import PING, PING_CHUNK
 from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.presence import Presence
 from roles.notify.registry import Registry
-from roles.notify.stream import EventStreamHandler
+from roles.notify.stream import KEEPALIVE_SLICES, EventStreamHandler
 from roles.notify.window import ReplayWindow
 
 log = logging.getLogger("fechatter.notify")
@@ -43,18 +43,30 @@ class NotifyApp(RoleApp):
         self.consumer = EventConsumer(bus, self.window, self.registry, self.notify_metrics)
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
+        self._ticks = 0
 
     async def start(self) -> None:
         await self.consumer.start()
         await self.presence.start()
-        # One timer for every stream, not a task per stream.
-        self._keepalive = PeriodicCallback(self._tick, self.settings["config"].notify.keepalive_seconds * 1000)
+        # One timer for every stream, not a task per stream. Each stream is visited every half
+        # keepalive, one slice of them per tick so 10,000 pings never go out in one burst, and is
+        # pinged only when nothing was written to it since the last visit: at most one keepalive apart.
+        period = self.settings["config"].notify.keepalive_seconds / 2 / KEEPALIVE_SLICES
+        self._keepalive = PeriodicCallback(self._tick, period * 1000)
         self._keepalive.start()
 
     def _tick(self) -> None:
-        self.window.trim(time.time())
+        self._ticks += 1
+        if self._ticks % KEEPALIVE_SLICES == 0:
+            self.window.trim(time.time())
+        current = self._ticks % KEEPALIVE_SLICES
         for stream in self.registry.all_streams():
-            stream.send(PING)
+            if stream.keepalive_slice != current:
+                continue
+            if stream.wrote:
+                stream.wrote = False
+            else:
+                stream.send(PING, PING_CHUNK)
 
     async def stop(self) -> None:
         """Closes every stream (clients reconnect elsewhere and resume) and stops consuming."""

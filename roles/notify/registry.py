@@ -10,6 +10,8 @@ class Stream(Protocol):
     """An open SSE stream as the registry and the fan-out see it."""
 
     user_id: str
+    keepalive_slice: int
+    wrote: bool
 
     def send(self, frame: bytes, chunk: bytes | None = None) -> None: ...
 

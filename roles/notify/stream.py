@@ -16,6 +16,9 @@ from roles.notify.registry import UserEntry
 
 log = logging.getLogger("fechatter.notify.stream")
 
+# Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
+KEEPALIVE_SLICES = 4
+
 # How long an open waits for the replay window to fill after a start, and for an id this process
 # has not consumed yet (another process may be a little ahead).
 READY_WAIT_SECONDS = 10.0
@@ -39,6 +42,9 @@ class EventStreamHandler(NotifyHandler):
         self._done: asyncio.Future[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._socket: IOStream | None = None
+        # Keepalive bookkeeping: which tick visits this stream, and whether it was written to since.
+        self.keepalive_slice = (id(self) >> 4) % KEEPALIVE_SLICES
+        self.wrote = False
 
     async def get(self) -> None:
         app = self.application
@@ -148,6 +154,7 @@ class EventStreamHandler(NotifyHandler):
         """
         if self.closed:
             return
+        self.wrote = True
         try:
             if self._socket is None:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
                 self.write(frame)
