@@ -78,6 +78,19 @@ class ChatService:
             raise forbidden("join this channel first")
         return chat, member
 
+    async def membership(self, user: Identity, chat_id: str) -> dict[str, Any]:
+        """The caller's membership, without reading the chat: the hot path of a send.
+
+        The chat is read only when there is no membership, to answer exactly as require_member
+        does (404, or 403 for a public channel of the caller's workspace).
+        """
+        if not valid_id(chat_id):
+            raise not_found("chat")
+        member = await self.store.members.find_one({"chat_id": chat_id, "user_id": user.user_id})
+        if member is None or member.get("workspace_id") != user.workspace_id:
+            _, member = await self.require_member(user, chat_id)
+        return member
+
     async def member_ids(self, chat_id: str) -> list[str]:
         cursor = self.store.members.find({"chat_id": chat_id}, {"user_id": 1}).sort([("joined_at", 1), ("_id", 1)])
         return [doc["user_id"] async for doc in cursor]

@@ -110,7 +110,9 @@ class MessageService:
 
     async def send(self, user: Identity, chat_id: str, body: MessageCreateIn) -> tuple[MessageOut, bool]:
         """(message, created); a retry with the same idempotency key gets the first message and False."""
-        chat, _ = await self.chats.require_member(user, chat_id)
+        # The membership alone authorizes; the chat document comes back from the seq's $inc.
+        member = await self.chats.membership(user, chat_id)
+        chat = {"_id": chat_id, "workspace_id": member["workspace_id"]}
         key = body.idempotency_key
         if key is not None:
             first = await self._by_key(chat_id, user.user_id, key)
@@ -133,7 +135,7 @@ class MessageService:
 
         for _ in range(MAX_SEQ_ATTEMPTS):
             if seq is None:
-                seq = await self._next_seq(chat_id)
+                seq = await self._next_seq(chat)
                 if claim is not None:
                     await self.store.send_claims.update_one(
                         {"_id": claim["_id"], "owner": claim["owner"]}, {"$set": {"seq": seq}}
@@ -150,16 +152,17 @@ class MessageService:
         raise APIError(503, "send_failed", "the message could not be saved; retry",
                        headers={"Retry-After": "1"})
 
-    async def _next_seq(self, chat_id: str) -> int:
-        chat = await self.store.chats.find_one_and_update(
-            {"_id": chat_id},
+    async def _next_seq(self, chat: dict[str, Any]) -> int:
+        # The workspace in the filter keeps the membership's word honest: no seq outside it.
+        taken = await self.store.chats.find_one_and_update(
+            {"_id": chat["_id"], "workspace_id": chat["workspace_id"]},
             {"$inc": {"last_seq": 1}, "$currentDate": {"last_message_at": True}},
             projection={"last_seq": 1},
             return_document=ReturnDocument.AFTER,
         )
-        if chat is None:
+        if taken is None:
             raise not_found("chat")  # deleted meanwhile
-        return chat["last_seq"]
+        return taken["last_seq"]
 
     async def _insert(self, user: Identity, chat: dict[str, Any], body: MessageCreateIn, seq: int) -> MessageOut:
         doc: dict[str, Any] = {
