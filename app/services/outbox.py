@@ -57,6 +57,11 @@ class Outbox:
        no phantom event.
     3. The event is published with Nats-Msg-Id = event id, then the entry is deleted. If NATS
        is away, the entry is marked committed and the drainer publishes it when NATS is back.
+       Deletes of acknowledged entries are grouped: concurrent requests share one delete_many
+       (a request still returns only once its own entry is gone), and the drainer deletes what
+       it published in one delete_many per pass. Until deleted, an acknowledged entry is
+       remembered in `_acked` and never published again by this process; another process (or a
+       restart) that re-publishes it within the stream's duplicate window is dropped by Nats-Msg-Id.
 
     While this process has events waiting in the outbox (`backlog`), new events wait behind them
     instead of being published directly, so a chat's events never overtake each other. The
@@ -78,6 +83,9 @@ class Outbox:
         self._generation = 0
         # Entries whose request decided to defer but has not yet marked them committed.
         self._deferring: set[str] = set()
+        # Entries JetStream acknowledged that are not deleted yet, and the delete_many under way.
+        self._acked: set[str] = set()
+        self._forgetting: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -131,10 +139,7 @@ class Outbox:
             except events.UNAVAILABLE_ERRORS:
                 pass
             else:
-                try:
-                    await self.store.outbox.delete_one({"_id": entry["_id"]})
-                except PyMongoError:
-                    pass  # published already; a re-publish by the drainer is dropped by Nats-Msg-Id
+                await self._forget(entry["_id"])
                 return
         # Synchronously (no await in between) join the backlog, so the drainer cannot miss us.
         self.backlog = True
@@ -152,6 +157,29 @@ class Outbox:
             self._deferring.discard(entry["_id"])
             self._wake.set()
 
+    async def _forget(self, entry_id: str) -> None:
+        """Delete an acknowledged entry, in one delete_many with every other one acknowledged meanwhile."""
+        self._acked.add(entry_id)
+        while entry_id in self._acked:
+            task = self._forgetting
+            if task is None or task.done():
+                task = self._forgetting = asyncio.get_running_loop().create_task(self._delete_acked())
+            # Shielded: a cancelled request must not cancel the delete it shares with others.
+            if not await asyncio.shield(task):
+                return  # MongoDB away: published already; the drainer deletes it later and skips it meanwhile
+
+    async def _delete_acked(self) -> bool:
+        ids = list(self._acked)
+        if not ids:
+            return True
+        try:
+            await self.store.outbox.delete_many({"_id": {"$in": ids}})
+        except PyMongoError as e:
+            log.info("could not delete %d published outbox entries yet: %s", len(ids), e.__class__.__name__)
+            return False
+        self._acked.difference_update(ids)
+        return True
+
     # -- the drainer -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -168,6 +196,10 @@ class Outbox:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._forgetting is not None:
+            await asyncio.gather(self._forgetting, return_exceptions=True)
+        if self._acked:
+            await self._delete_acked()
 
     def wake(self) -> None:
         self._wake.set()
@@ -203,6 +235,8 @@ class Outbox:
         cursor = self.store.outbox.find({}).sort([("created_at", 1), ("n", 1)]).limit(batch)
         async for entry in cursor:
             count += 1
+            if entry["_id"] in self._acked:
+                continue  # published; its delete is on the way
             if entry["_id"] in self._deferring:
                 waiting = True
                 break  # its committed mark is on the way; nothing after it may go first
@@ -213,6 +247,8 @@ class Outbox:
                 # An in-flight request: it publishes its own event, or defers it behind the backlog.
                 continue
             await self._settle_abandoned(entry)
+        if self._acked:
+            await self._delete_acked()
         more = count >= batch
         if not waiting and not more and generation == self._generation and not self._deferring:
             self.backlog = False
@@ -220,7 +256,7 @@ class Outbox:
 
     async def _publish_entry(self, entry: dict[str, Any]) -> None:
         await self.bus.publish_encoded(entry["subject"], entry["_id"], entry["payload"].encode())
-        await self.store.outbox.delete_one({"_id": entry["_id"]})
+        self._acked.add(entry["_id"])  # deleted with the rest of the pass, in one delete_many
 
     async def _settle_abandoned(self, entry: dict[str, Any]) -> None:
         check = Check(
