@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import time
 from contextlib import AsyncExitStack
 
 from tornado.httpserver import HTTPServer
 
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
-from app.embedded import EmbeddedServerError
+from app.embedded import EmbeddedServerError, _die_with_parent
 from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.store import Store, make_client
@@ -24,6 +26,10 @@ ROLES = ("api", "notify", "all")
 EMBEDDED = "embedded"
 # Streams are closed on SIGTERM; in-flight API requests get this long to finish.
 SHUTDOWN_GRACE_SECONDS = 5.0
+# With --processes: how long workers get to stop after SIGTERM before SIGKILL, and how soon after its
+# start a worker's exit counts as a start-up failure (stop everything) rather than a crash (restart it).
+WORKER_STOP_SECONDS = SHUTDOWN_GRACE_SECONDS + 10.0
+WORKER_START_SECONDS = 5.0
 
 DESCRIPTION = """\
 Fechatter, a team chat server.
@@ -46,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="a YAML file overriding config.yaml (env FECHATTER_* overrides both)")
     parser.add_argument("--port", type=int, help="the port to listen on (with --role=all: the api's)")
     parser.add_argument(
+        "--processes", type=int, metavar="N",
+        help="api/notify: N worker processes sharing the port (SO_REUSEPORT), supervised by this one "
+             "(default api.processes / notify.processes)",
+    )
+    parser.add_argument(
         "--seed-demo", action="store_true",
         help="with --role=all: create a demo workspace with three users (if missing) and print their sign-ins",
     )
@@ -56,15 +67,16 @@ class Fatal(Exception):
     """Start-up cannot go on; the message tells the operator what to fix."""
 
 
-def _http_server(app, config: Config, port: int, host: str) -> HTTPServer:
+def _http_server(app, config: Config, port: int, host: str, reuse_port: bool = False) -> HTTPServer:
     # Bodies above this are cut off by Tornado itself; handlers answer 413 below it.
     max_body = max(config.api.max_body_bytes, config.files.max_bytes) + 65536
     server = HTTPServer(app, xheaders=config.api.xheaders, max_body_size=max_body, idle_connection_timeout=75)
-    server.listen(port, address=host)
+    # reuse_port: every worker binds the port itself and the kernel spreads connections among them.
+    server.listen(port, address=host, reuse_port=reuse_port)
     return server
 
 
-async def run(role: str, config: Config, port: int | None, seed_demo: bool = False) -> int:
+async def run(role: str, config: Config, port: int | None, seed_demo: bool = False, reuse_port: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -125,14 +137,14 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
                 credentials = await seed(api.settings["services"])
                 lines = "\n".join(f"    {email}  /  {password}" for email, password in credentials)
                 print(f"\nFechatter demo: http://{config.api.host}:{api_port}/ — sign in as\n{lines}\n", flush=True)
-            apps.append((api, _http_server(api, config, api_port, config.api.host)))
+            apps.append((api, _http_server(api, config, api_port, config.api.host, reuse_port)))
             log.info("api listening on http://%s:%d/", config.api.host, api_port)
         if role in ("notify", "all"):
             from roles.notify import make_app as make_notify_app
 
             notify = make_notify_app(config, store, bus, verifier, metrics)
             notify_port = (port if role == "notify" else None) or config.notify.port
-            apps.append((notify, _http_server(notify, config, notify_port, config.notify.host)))
+            apps.append((notify, _http_server(notify, config, notify_port, config.notify.host, reuse_port)))
             log.info("notify listening on http://%s:%d/", config.notify.host, notify_port)
         for app, _ in apps:
             await app.start()
@@ -152,6 +164,74 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
     return 0
 
 
+def supervise(count: int, worker) -> int:
+    """Forks `count` workers running `worker()` and watches them; SIGTERM/SIGINT stops them all, exit 0.
+
+    Forked before any event loop or client exists: each worker builds its own MongoDB client and NATS
+    connection. A worker that dies is restarted; one that dies during start-up stops everything (exit 1).
+    """
+    die_with_parent = _die_with_parent()  # resolved before fork, called in each child
+    workers: dict[int, float] = {}  # pid -> when it started
+    stopping: list[bool] = [False]
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if die_with_parent is not None:
+                die_with_parent()  # a SIGKILLed supervisor leaves no worker behind
+            code = 1
+            try:
+                code = worker()
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        workers[pid] = time.monotonic()
+
+    def stop_all(signum=None, frame=None) -> None:
+        if not stopping[0]:
+            log.info("stopping %d workers", len(workers))
+        stopping[0] = True
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for _ in range(count):
+        spawn()
+    log.info("supervising %d workers: %s", count, sorted(workers))
+    code = 0
+    deadline = None
+    while workers:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            if stopping[0]:
+                deadline = deadline or time.monotonic() + WORKER_STOP_SECONDS
+                if time.monotonic() > deadline:
+                    log.warning("workers %s still running; killing them", sorted(workers))
+                    for left in workers:
+                        os.kill(left, signal.SIGKILL)
+            time.sleep(0.1)  # the supervisor's poll interval
+            continue
+        started = workers.pop(pid, None)
+        if started is None or stopping[0]:
+            continue
+        exit_code = os.waitstatus_to_exitcode(status)
+        if time.monotonic() - started < WORKER_START_SECONDS and exit_code != 0:
+            log.error("worker %d failed at start (exit %d); stopping", pid, exit_code)
+            code = 1
+            stop_all()
+            continue
+        log.warning("worker %d exited (%d); starting another", pid, exit_code)
+        spawn()
+    log.info("all workers stopped")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -163,11 +243,25 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    try:
-        return asyncio.run(run(args.role, config, args.port, args.seed_demo))
-    except (Fatal, KeyConfigError, EmbeddedServerError, OSError) as e:
-        print(f"fechatter: {e}", file=sys.stderr)
-        return 1
+    processes = args.processes or {"api": config.api.processes, "notify": config.notify.processes}.get(args.role, 1)
+    if processes < 1:
+        print("fechatter: --processes must be at least 1", file=sys.stderr)
+        return 2
+    if processes > 1 and args.role == "all":
+        print("fechatter: --processes is for --role=api or --role=notify; --role=all runs one process",
+              file=sys.stderr)
+        return 2
+
+    def worker() -> int:
+        try:
+            return asyncio.run(run(args.role, config, args.port, args.seed_demo, reuse_port=processes > 1))
+        except (Fatal, KeyConfigError, EmbeddedServerError, OSError) as e:
+            print(f"fechatter: {e}", file=sys.stderr)
+            return 1
+
+    if processes > 1:
+        return supervise(processes, worker)
+    return worker()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,294 @@
+"""Scale out: 2 api + 2 notify processes on one NATS and one MongoDB-wire server; --processes N workers."""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+from nats.js.errors import NoKeysError
+from tornado.testing import bind_unused_port
+
+from app import events
+from tests.chat_helpers import create_chat
+from tests.helpers import Api, wait_for
+from tests.sse_client import SSEClient
+
+pytestmark = pytest.mark.gen_test(timeout=120)
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESENCE_TTL = 3  # seconds: how long a crashed notify process's users may still look online
+
+
+def free_port() -> int:
+    sock, port = bind_unused_port()
+    sock.close()
+    return port
+
+
+class RoleProcess:
+    """`main.py --role=<role>` as operators run it, on this test's servers, database and stream."""
+
+    def __init__(self, role: str, config, key_files, log_dir: Path, *args: str):
+        self.role = role
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = args
+        self.log = log_dir / f"{role}-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "FECHATTER_DATA_DIR": config.data_dir,
+            "FECHATTER_LOG_LEVEL": "warning",
+            "FECHATTER_MONGO_URI": config.mongo.uri,
+            "FECHATTER_MONGO_DATABASE": config.mongo.database,
+            "FECHATTER_NATS_URL": config.nats.url,
+            "FECHATTER_NATS_STREAM": config.nats.stream,
+            "FECHATTER_NATS_SUBJECT_PREFIX": config.nats.subject_prefix,
+            "FECHATTER_AUTH_PRIVATE_KEY_FILE": key_files.private,
+            "FECHATTER_AUTH_PUBLIC_KEY_FILE": key_files.public,
+            "FECHATTER_LIMITS_ENABLED": "false",
+            "FECHATTER_NOTIFY_PRESENCE_TTL_SECONDS": str(PRESENCE_TTL),
+        }
+        self.process: asyncio.subprocess.Process | None = None
+        self.api = Api(self.url)
+
+    async def start(self) -> "RoleProcess":
+        with open(self.log, "ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}", *self.args,
+                cwd=ROOT, env=self.env, stdout=log, stderr=log,
+            )
+
+        async def ready():
+            assert self.process.returncode is None, f"{self.role} exited at start: {self.log.read_text()}"
+            try:
+                return (await self.api.get("/health/ready", timeout=2)).status == 200
+            except OSError:
+                return False
+
+        await wait_for(ready, timeout=30, interval=0.1, message=f"{self.role} on {self.port} ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+
+@pytest.fixture
+def role_process(config, key_files, tmp_path):
+    started: list[RoleProcess] = []
+
+    async def start(role: str, *args: str) -> RoleProcess:
+        process = RoleProcess(role, config, key_files, tmp_path, *args)
+        started.append(process)
+        return await process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def streams(io_loop):
+    opened: list[SSEClient] = []
+
+    async def open_stream(url: str, token: str, **kwargs) -> SSEClient:
+        client = SSEClient(url, token=token, **kwargs)
+        opened.append(client)
+        client = await client.open()
+        assert client.status == 200, client.body
+        return client
+
+    yield open_stream
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def presence_kv(io_loop, deps, config):
+    """The presence bucket as the notify processes share it; removed after the test."""
+    bucket = events.presence_bucket(config.nats.stream)
+    yield lambda: deps.bus.js.key_value(bucket)
+
+    async def remove():
+        try:
+            await deps.bus.js.delete_key_value(bucket)
+        except Exception:  # noqa: BLE001 - never created when the test failed early
+            pass
+
+    io_loop.run_sync(remove)
+
+
+def contents(client: SSEClient) -> list[str]:
+    return [frame.data["content"] for frame in client.of(events.MESSAGE_CREATED)]
+
+
+async def send(api: Api, user, chat_id: str, content: str) -> dict:
+    reply = await api.post(f"/api/chats/{chat_id}/messages", {"content": content}, token=user["token"])
+    assert reply.status == 201, reply.body
+    return reply.body
+
+
+async def online_ids(notify: RoleProcess, user, query: str = "") -> set[str]:
+    reply = await notify.api.get(f"/api/online-users{query}", token=user["token"])
+    assert reply.status == 200, reply.body
+    return {entry["id"] for entry in reply.body["users"]}
+
+
+async def everywhere(notifies, user, query: str = "") -> list[set[str]]:
+    return [await online_ids(notify, user, query) for notify in notifies]
+
+
+async def connected_users(notify: RoleProcess) -> int:
+    return (await notify.api.get("/api/sse/health")).body["connected_users"]
+
+
+def statuses(client: SSEClient, user) -> list[str]:
+    return [f.data["status"] for f in client.of(events.PRESENCE) if f.data["user_id"] == user["id"]]
+
+
+def once_per_transition(sequence: list[str]) -> bool:
+    return all(a != b for a, b in zip(sequence, sequence[1:])) and (not sequence or sequence[0] == "online")
+
+
+async def test_two_api_and_two_notify_processes(role_process, streams, presence_kv):
+    api1, api2 = await role_process("api"), await role_process("api")
+    n1, n2 = await role_process("notify"), await role_process("notify")
+
+    ada = await api1.api.signup(fullname="Ada")
+    code = ada["workspace"]["invite_code"]
+    bob = await api2.api.signup(invite_code=code, fullname="Bob")
+    cy = await api1.api.signup(invite_code=code, fullname="Cy")
+    chat = (await create_chat(api1.api, ada, "group", [bob, cy], name="scale"))["id"]
+
+    # Users on different notify processes chat live, through different api processes.
+    ada_s = await streams(n1.url, ada["token"])
+    bob_s = await streams(n2.url, bob["token"])
+    cy_s = await streams(n1.url, cy["token"])
+    await send(api1.api, ada, chat, "hello from api1")
+    await send(api2.api, bob, chat, "hello from api2")
+    for client in (ada_s, bob_s, cy_s):
+        await client.wait_for(lambda c: contents(c) == ["hello from api1", "hello from api2"], message="live")
+
+    # Both processes answer the same: who is online in the chat, the workspace, the caller's chats.
+    team = {ada["id"], bob["id"], cy["id"]}
+    for query in (f"?chat_id={chat}", f"?workspace_id={ada['workspace']['id']}", ""):
+        await wait_for(lambda q=query: _all_equal(everywhere((n1, n2), ada, q), team), timeout=10,
+                       message=f"online-users{query} agreeing on both processes")
+    await wait_for(lambda: _all_equal(_gather(connected_users(n1), connected_users(n2)), 3), timeout=10,
+                   message="connected_users agreeing")
+
+    # Cy leaves n1 and resumes on n2 with nothing lost; meanwhile Cy stays online (never two onlines).
+    cy_last = cy_s.last_id
+    cy_s.close()
+    missed = [(await send(api2.api if i % 2 else api1.api, ada, chat, f"missed {i}"))["content"] for i in range(20)]
+    cy_again = await streams(n2.url, cy["token"], last_event_id=cy_last)
+    await cy_again.wait_for(lambda c: contents(c) == missed, timeout=15, message="the 20 missed, resumed on n2")
+    assert not cy_again.of(events.RESYNC)
+    live = await send(api1.api, bob, chat, "after the move")
+    await cy_again.wait_for(lambda c: contents(c) == [*missed, live["content"]], message="live after resume")
+
+    # Ada heard each of Bob's and Cy's presence changes once, however many processes were involved.
+    await ada_s.wait_for(lambda c: statuses(c, bob) == ["online"], message="bob online once")
+    await ada_s.wait_for(lambda c: once_per_transition(statuses(c, cy)) and statuses(c, cy)[-1:] == ["online"],
+                         message="cy online")
+    await wait_for(lambda: _all_equal(everywhere((n1, n2), ada, f"?chat_id={chat}"), team), timeout=10,
+                   message="online-users agreeing after the move")
+
+    # n2 (Bob and Cy) is killed: they go offline within the TTL, their clients resume on n1.
+    bob_last, cy_last = bob_s.last_id, cy_again.last_id
+    n2.process.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    await n2.process.wait()
+    await bob_s.wait_ended()
+    await cy_again.wait_ended()
+    while_down = [(await send(api2.api, ada, chat, f"while n2 is down {i}"))["content"] for i in range(10)]
+    await ada_s.wait_for(lambda c: statuses(c, bob)[-1:] == ["offline"] and statuses(c, cy)[-1:] == ["offline"],
+                         timeout=PRESENCE_TTL + 5, message="bob and cy offline")
+    elapsed = time.monotonic() - killed_at
+    assert elapsed <= PRESENCE_TTL + 1.5, f"offline {elapsed:.1f}s after the kill, TTL {PRESENCE_TTL}s"
+    assert await online_ids(n1, ada, f"?chat_id={chat}") == {ada["id"]}
+    assert await connected_users(n1) == 1
+
+    bob_again = await streams(n1.url, bob["token"], last_event_id=bob_last)
+    cy_back = await streams(n1.url, cy["token"], last_event_id=cy_last)
+    assert contents(bob_s) == ["hello from api1", "hello from api2", *missed, live["content"]]
+    await bob_again.wait_for(lambda c: contents(c) == while_down, timeout=15,
+                             message="bob's missed messages on n1")
+    await cy_back.wait_for(lambda c: contents(c) == while_down, timeout=15, message="cy's missed messages on n1")
+    assert not bob_again.of(events.RESYNC) and not cy_back.of(events.RESYNC)
+    await ada_s.wait_for(lambda c: statuses(c, bob) == ["online", "offline", "online"], message="bob back online")
+    assert once_per_transition(statuses(ada_s, cy))
+    assert await online_ids(n1, ada, f"?chat_id={chat}") == team
+
+
+async def test_processes_share_one_port_and_stop_on_sigterm(role_process, streams, presence_kv, deps, config):
+    api = await role_process("api")
+    notify = await role_process("notify", "--processes=2")
+    supervisor = psutil.Process(notify.process.pid)
+    workers = await wait_for(lambda: len(supervisor.children()) == 2 and supervisor.children(), timeout=10,
+                             message="two workers")
+    kv = await presence_kv()
+
+    async def heartbeats() -> dict[int, dict]:
+        beats = {}
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return beats
+        for key in keys:
+            if key.startswith("p."):
+                try:
+                    entry = await kv.get(key)
+                except Exception:  # noqa: BLE001 - expired in between
+                    continue
+                beat = msgspec.json.decode(entry.value)
+                beats[beat["pid"]] = beat
+        return beats
+
+    await wait_for(lambda: _pids(heartbeats(), {w.pid for w in workers}), timeout=10, message="both heartbeats")
+
+    owner = await api.api.signup(fullname="Owner")
+    code = owner["workspace"]["invite_code"]
+    users = [owner] + [await api.api.signup(invite_code=code, fullname=f"U{i}") for i in range(5)]
+    chat = (await create_chat(api.api, owner, "group", users[1:], name="ports"))["id"]
+    clients = [await streams(notify.url, user["token"]) for user in users for _ in range(4)]
+
+    async def both_serve() -> bool:
+        beats = await heartbeats()
+        counts = [beats.get(w.pid, {}).get("streams", 0) for w in workers]
+        return sum(counts) == len(clients) and all(counts)
+
+    # The kernel spreads the 24 connections over both workers (SO_REUSEPORT); each reports its share.
+    await wait_for(both_serve, timeout=15, message="both workers holding streams")
+    sent = await send(api.api, owner, chat, "to every worker")
+    for client in clients:
+        await client.wait_for(lambda c: contents(c) == [sent["content"]], message="delivered by either worker")
+    # Whichever worker answers, it sees the users of the other one too.
+    for _ in range(6):
+        assert await connected_users(notify) == len(users)
+
+    notify.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(notify.process.wait(), 30) == 0
+    for client in clients:
+        await client.wait_ended()
+    assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    # A clean stop removes the heartbeats at once rather than waiting for them to expire.
+    assert await heartbeats() == {}
+
+
+async def _all_equal(values, expected) -> bool:
+    got = await values
+    return all(value == expected for value in got)
+
+
+async def _gather(*awaitables):
+    return await asyncio.gather(*awaitables)
+
+
+async def _pids(beats, pids) -> bool:
+    return set((await beats).keys()) == pids
