@@ -106,6 +106,17 @@ class BaseHandler(tornado.web.RequestHandler):
         if size > limit:
             raise APIError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Undecodable bytes in a path id name nothing that exists (404); in a query, bad input (422)."""
+        try:
+            return super().decode_argument(value, name)
+        except tornado.web.HTTPError:
+            if getattr(self, "path_kwargs", None) is None:  # Tornado decodes path arguments first
+                raise not_found((name or "resource").removesuffix("_id")) from None
+            field = name or "query"
+            raise APIError(422, "validation_failed", f"invalid query: {field}: not UTF-8",
+                           fields={field: "not UTF-8"}) from None
+
     def bearer_token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

@@ -79,7 +79,7 @@ class FileOut(Response):
     url: str
 
 
-class FileUploadIn(msgspec.Struct):
+class FileUploadIn(msgspec.Struct, forbid_unknown_fields=True):
     """multipart/form-data with one part named `file` (for the OpenAPI document)."""
 
     file: Annotated[str, msgspec.Meta(extra_json_schema={"format": "binary"})]
