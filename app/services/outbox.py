@@ -52,7 +52,7 @@ class Outbox:
     """Every change of the api role goes through `apply(event, check, change)`.
 
     1. The event is inserted into `store.outbox` (state pending) BEFORE the change, so a crash
-       after the change cannot lose it.
+       after the change cannot lose it. Entries of concurrent requests share one insert_many.
     2. The change runs. If it raises, the entry is deleted (best effort) and the error goes on:
        no phantom event.
     3. The event is published with Nats-Msg-Id = event id, then the entry is deleted. If NATS
@@ -86,6 +86,9 @@ class Outbox:
         # Entries JetStream acknowledged that are not deleted yet, and the delete_many under way.
         self._acked: set[str] = set()
         self._forgetting: asyncio.Task | None = None
+        # Entries waiting for the next insert_many, and the insert under way.
+        self._saving: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._saver: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -113,7 +116,7 @@ class Outbox:
             "check_value": check.value,
             **extra,
         }
-        await self.store.outbox.insert_one(entry)
+        await self._save(entry)
         try:
             result = await change()
         except BaseException:
@@ -156,6 +159,41 @@ class Outbox:
         finally:
             self._deferring.discard(entry["_id"])
             self._wake.set()
+
+    async def _save(self, entry: dict[str, Any]) -> None:
+        """Insert the entry; requests arriving while an insert is under way share the next insert_many.
+
+        Each request goes on only once its own entry is stored, so the entry still precedes the change.
+        """
+        loop = asyncio.get_running_loop()
+        saved = loop.create_future()
+        self._saving.append((entry, saved))
+        if self._saver is None or self._saver.done():
+            self._saver = loop.create_task(self._insert_waiting())
+        await saved
+
+    async def _insert_waiting(self) -> None:
+        while self._saving:
+            batch, self._saving = self._saving, []
+            try:
+                if len(batch) == 1:
+                    await self.store.outbox.insert_one(batch[0][0])
+                else:
+                    await self.store.outbox.insert_many([entry for entry, _ in batch])
+            except BaseException as e:
+                # Entries stored before the failure are pending with no change: the drainer drops them.
+                for _, saved in batch:
+                    if not saved.done():
+                        saved.set_exception(e)
+                if isinstance(e, asyncio.CancelledError):
+                    for _, saved in self._saving:
+                        saved.cancel()
+                    self._saving = []
+                    raise
+                continue
+            for _, saved in batch:
+                if not saved.done():
+                    saved.set_result(None)
 
     async def _forget(self, entry_id: str) -> None:
         """Delete an acknowledged entry, in one delete_many with every other one acknowledged meanwhile."""
