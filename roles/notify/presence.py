@@ -274,10 +274,12 @@ class Presence:
     async def _read(self, key: str) -> tuple[int, UserRecord | None]:
         try:
             entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return 0, None
         except KeyDeletedError as e:
             return e.entry.revision, None
+        except KeyNotFoundError as e:
+            # nats-py's get() reports a purged key as not found, carrying the marker: a compare-and-set
+            # must name the marker's revision, or a user who went offline can never come back online.
+            return (e.entry.revision if e.entry is not None else 0), None
         # An expiry marker placed by the server carries no KV-Operation, only an empty value.
         if not entry.value:
             return entry.revision, None
