@@ -249,6 +249,9 @@ class App {
     if (open && !this.store.chats.has(open) && !(this.preview && this.preview.id === open)) this.leaveView(open);
     this.renderChatList();
     this.renderHeader();
+    // The server counts up to our last mark; the chat in front of the reader is read by now.
+    const chat = open && this.store.chats.get(open);
+    if (chat && chat.unread_count && this.chatInView(open)) this.markReadSoon();
   }
 
   async loadPresence() {
@@ -520,10 +523,13 @@ class App {
 
   readEvent({ chat_id: chatId, user_id: userId, seq }) {
     if (!this.store.me || userId !== this.store.me.id) return;
-    // We read it in another tab.
     const chat = this.store.chats.get(chatId);
     if (!chat) return;
-    this.readSent.set(chatId, Math.max(this.readSent.get(chatId) || 0, seq));
+    // Our own mark coming back (or an older one): nothing new. Reloading the chats here raced
+    // the next mark and brought back a badge on the chat being read.
+    if (seq <= (this.readSent.get(chatId) || 0)) return;
+    // We read it in another tab.
+    this.readSent.set(chatId, seq);
     if (seq >= chat.maxSeq) chat.unread_count = 0;
     else this.reloadChatsSoon();
     this.renderChatList();
