@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from app.embedded import free_port
-from tests.browser_helpers import LIVE_TIMEOUT_MS, UserPage, launch
+from tests.browser_helpers import LIVE_TIMEOUT_MS, SCREENSHOTS, UserPage, launch
 from tests.conftest import make_test_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,8 @@ class RoleProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RoleProcess":
-        with self.log_path.open("ab") as log:
+        # A restart appends to the same log; a new run starts it afresh.
+        with self.log_path.open("ab" if self.process else "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}"],
                 cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
@@ -160,7 +161,10 @@ def _drop(config) -> None:
 def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
     directory = tmp_path_factory.mktemp("browser")
     config = make_test_config(directory, mongo_uri, nats_url, key_files)
-    running = Stack(config, directory)
+    # The roles' logs sit beside the screenshots, kept after the run for whoever reads a failure.
+    logs = SCREENSHOTS.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    running = Stack(config, logs)
     try:
         running.api.start()
         running.notify.start()
