@@ -198,7 +198,8 @@ async def connect_nats(url: str, name: str, connect_timeout: float = 10.0) -> NA
     while True:
         try:
             return await nats.connect(
-                url,
+                # "nats://a:4222,nats://b:4222": the seed list of a cluster (the client learns the rest).
+                [server.strip() for server in url.split(",") if server.strip()],
                 name=name,
                 connect_timeout=2,
                 allow_reconnect=True,
