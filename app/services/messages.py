@@ -110,7 +110,8 @@ class MessageService:
 
     async def send(self, user: Identity, chat_id: str, body: MessageCreateIn) -> tuple[MessageOut, bool]:
         """(message, created); a retry with the same idempotency key gets the first message and False."""
-        # The membership alone authorizes; the chat document comes back from the seq's $inc.
+        # The membership alone authorizes (it carries the chat's workspace); the chat is not read:
+        # the seq's $inc, filtered on that workspace, tells a chat deleted meanwhile.
         member = await self.chats.membership(user, chat_id)
         chat = {"_id": chat_id, "workspace_id": member["workspace_id"]}
         key = body.idempotency_key
@@ -133,6 +134,11 @@ class MessageService:
                 return claimed, False
             claim = claimed
             seq = claim.get("seq")
+            if seq is not None and await self.store.chats.find_one(
+                {"_id": chat_id, "workspace_id": chat["workspace_id"]}, {"_id": 1}
+            ) is None:
+                # A retry reusing its claimed seq takes no $inc, which would have told a deleted chat.
+                raise not_found("chat")
 
         for _ in range(MAX_SEQ_ATTEMPTS):
             if seq is None:
