@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.auth import load_issuer, TokenVerifier
 from app.config import load_config
-from app.events import EventBus, connect_nats
+from app.events import EventBus, connect_nats, presence_bucket
 from app.metrics import Metrics
 from app.store import Store, make_client
 from tests.helpers import Api
@@ -84,10 +84,11 @@ def deps(io_loop, config):
     yield built
 
     async def teardown():
-        try:
-            await built.bus.js.delete_stream(config.nats.stream)
-        except Exception:  # noqa: BLE001 - a test may have stopped NATS
-            pass
+        for stream in (config.nats.stream, f"KV_{presence_bucket(config.nats.stream)}"):
+            try:
+                await built.bus.js.delete_stream(stream)
+            except Exception:  # noqa: BLE001 - a test may have stopped NATS, or never made the bucket
+                pass
         await built.bus.close()
         try:
             await built.client.drop_database(config.mongo.database)
