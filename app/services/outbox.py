@@ -57,9 +57,9 @@ class Outbox:
        no phantom event.
     3. The event is published with Nats-Msg-Id = event id, then the entry is deleted. If NATS
        is away, the entry is marked committed and the drainer publishes it when NATS is back.
-       Deletes of acknowledged entries are grouped: concurrent requests share one delete_many
-       (a request still returns only once its own entry is gone), and the drainer deletes what
-       it published in one delete_many per pass. Until deleted, an acknowledged entry is
+       Deletes of acknowledged entries are grouped and off the request's path: one delete_many
+       at a time in the background takes every entry acknowledged meanwhile, and the drainer
+       deletes what it published in one delete_many per pass. Until deleted, an acknowledged entry is
        remembered in `_acked` and never published again by this process; another process (or a
        restart) that re-publishes it within the stream's duplicate window is dropped by Nats-Msg-Id.
 
@@ -142,7 +142,7 @@ class Outbox:
             except events.UNAVAILABLE_ERRORS:
                 pass
             else:
-                await self._forget(entry["_id"])
+                self._forget(entry["_id"])
                 return
         # Synchronously (no await in between) join the backlog, so the drainer cannot miss us.
         self.backlog = True
@@ -195,16 +195,21 @@ class Outbox:
                 if not saved.done():
                     saved.set_result(None)
 
-    async def _forget(self, entry_id: str) -> None:
-        """Delete an acknowledged entry, in one delete_many with every other one acknowledged meanwhile."""
+    def _forget(self, entry_id: str) -> None:
+        """Delete an acknowledged entry in the background, with every other one acknowledged meanwhile.
+
+        The request does not wait: the event is published, and until the delete lands this process
+        skips the entry (`_acked`) while others see a pending entry younger than the grace period.
+        """
         self._acked.add(entry_id)
-        while entry_id in self._acked:
-            task = self._forgetting
-            if task is None or task.done():
-                task = self._forgetting = asyncio.get_running_loop().create_task(self._delete_acked())
-            # Shielded: a cancelled request must not cancel the delete it shares with others.
-            if not await asyncio.shield(task):
-                return  # MongoDB away: published already; the drainer deletes it later and skips it meanwhile
+        if self._forgetting is None or self._forgetting.done():
+            self._forgetting = asyncio.get_running_loop().create_task(self._delete_all_acked())
+
+    async def _delete_all_acked(self) -> None:
+        # One delete_many at a time; entries acknowledged while it runs go in the next one.
+        while self._acked:
+            if not await self._delete_acked():
+                return  # MongoDB away: the drainer's next pass retries, and skips them meanwhile
 
     async def _delete_acked(self) -> bool:
         ids = list(self._acked)
