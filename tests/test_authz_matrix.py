@@ -187,3 +187,25 @@ async def test_public_routes_ignore_bad_tokens(api, deps):
     assert signin.status == 200
     refreshed = await api.post("/api/refresh", {"refresh_token": signin.body["refresh_token"]}, token=stale)
     assert refreshed.status == 200
+
+
+@pytest.mark.parametrize("config_overrides", [{"notify": {"cors_origins": ["https://chat.example.com"]}}])
+async def test_notify_cors_origins_are_exactly_the_configured_ones(api, deps, notify_url, config):
+    """In production the notify role answers browsers of the configured origins and of no other."""
+    user = await api.signup()
+    notify = Api(notify_url, api.client)
+    for origin, allowed in (("https://chat.example.com", True), ("https://chat.example.com.evil.io", False),
+                            (f"http://localhost:{config.api.port}", False), ("null", False)):
+        reply = await notify.get("/api/online-users", token=user["token"], headers={"Origin": origin})
+        assert reply.status == 200
+        assert (reply.headers.get("Access-Control-Allow-Origin") == origin) is allowed, origin
+        preflight = await notify.call("OPTIONS", "/events", headers={"Origin": origin,
+                                                                     "Access-Control-Request-Method": "GET"})
+        assert (preflight.headers.get("Access-Control-Allow-Origin") == origin) is allowed, origin
+
+
+def test_cors_origins_from_the_environment():
+    from app.config import load_config
+
+    config = load_config(env={"FECHATTER_NOTIFY_CORS_ORIGINS": "https://a.example.com, https://b.example.com"})
+    assert config.notify.cors_origins == ["https://a.example.com", "https://b.example.com"]
