@@ -79,14 +79,17 @@ class ChatService:
         return chat, member
 
     async def membership(self, user: Identity, chat_id: str) -> dict[str, Any]:
-        """The caller's membership, without reading the chat: the hot path of a send.
+        """The caller's membership (at least _id, workspace_id, role), without reading the chat: a send's path.
 
         The chat is read only when there is no membership, to answer exactly as require_member
         does (404, or 403 for a public channel of the caller's workspace).
         """
         if not valid_id(chat_id):
             raise not_found("chat")
-        member = await self.store.members.find_one({"chat_id": chat_id, "user_id": user.user_id})
+        # Only what a send needs: less for MongoDB to encode and the driver to decode.
+        member = await self.store.members.find_one(
+            {"chat_id": chat_id, "user_id": user.user_id}, {"workspace_id": 1, "role": 1}
+        )
         if member is None or member.get("workspace_id") != user.workspace_id:
             _, member = await self.require_member(user, chat_id)
         return member

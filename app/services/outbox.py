@@ -112,10 +112,11 @@ class Outbox:
             "check_collection": check.collection,
             "check_id": check.id,
             "check_op": check.op,
-            "check_field": check.field,
-            "check_value": check.value,
             **extra,
         }
+        if check.field is not None:  # "exists"/"absent" checks have none: a smaller entry to store
+            entry["check_field"] = check.field
+            entry["check_value"] = check.value
         await self._save(entry)
         try:
             result = await change()
