@@ -408,7 +408,7 @@ class App {
       case "message.created": return this.messageCreated(data);
       case "message.updated": return this.messageUpdated(data);
       case "message.deleted": return this.messageDeleted(data);
-      case "chat.created":
+      case "chat.created": return this.chatChanged(data, { created: true });
       case "chat.updated": return this.chatChanged(data);
       case "chat.deleted": return this.chatDeleted(data);
       case "member.joined": return this.memberJoined(data);
@@ -462,12 +462,13 @@ class App {
     this.renderChatList();
   }
 
-  chatChanged(chat) {
+  chatChanged(chat, { created = false } = {}) {
     if (!chat.id) return;
     // Presence events come only when someone's first stream opens or last one closes, so people
     // already online when they first share a chat with us are learnt from online-users. This
-    // event arrives after notify counts the new members in, so the answer includes them.
-    if (!this.store.chats.has(chat.id)) this.loadPresenceSoon();
+    // event arrives after notify counts the new members in, so the answer includes them; asking
+    // earlier (the creator, right after the POST) may be answered before notify knows the chat.
+    if (created || !this.store.chats.has(chat.id)) this.loadPresenceSoon();
     this.store.upsertChat(chat);
     if (chat.members === undefined && !this.store.chats.get(chat.id).memberIds.length) this.reloadChatsSoon();
     this.renderChatList();
