@@ -6,6 +6,7 @@ import time
 import pytest
 
 from app import events
+from app.events import make_event
 from tests.helpers import Api, wait_for
 from tests.notify_helpers import World
 
@@ -75,7 +76,7 @@ async def test_presence_online_offline_to_those_sharing_a_chat(world, sse, notif
     bob1 = await sse(bob.token)
     bob2 = await sse(bob.token)
     online = await ada_stream.wait_count(1, events.PRESENCE)
-    assert online[0].data == {"user_id": bob.id, "status": "online"}
+    assert online[0].data == {"user_id": bob.id, "status": "online", "revision": online[0].data["revision"]}
     bob1.close()
     bob2.close()
     await ada_stream.wait_count(2, events.PRESENCE)
@@ -174,3 +175,27 @@ async def test_keepalive_pings_every_interval(world, sse):
     await stream.wait_for(lambda c: c.pings >= 3, message="3 pings")
     # 0.3 s apart: three pings take at least 0.6 s and, with one timer for all streams, not much more.
     assert 0.55 < time.monotonic() - started < 3
+
+
+async def test_an_older_presence_announcement_is_not_delivered(world, sse, notify_app):
+    """Two processes may publish one user's changes out of order; the record's revision wins."""
+    ws = await world.workspace()
+    ada, bob = await world.user(ws), await world.user(ws)
+    chat = await world.chat(ada, bob)
+    ada_stream = await sse(ada.token)
+
+    async def announce(status, revision):
+        await world.bus.publish(make_event(
+            events.PRESENCE, {"user_id": bob.id, "status": status, "revision": revision},
+            user_id=bob.id, workspace_id=ws, chat_ids=[chat],
+        ))
+
+    await announce("online", 7)
+    await announce("offline", 5)  # made before the one above, published after it
+    await announce("offline", 9)
+    await ada_stream.wait_count(2, events.PRESENCE)
+    marker = await world.send(chat, bob, "after the announcements")
+    await ada_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED), message="the marker")
+    assert [(f.data["status"], f.data["revision"]) for f in ada_stream.of(events.PRESENCE)] == [
+        ("online", 7), ("offline", 9)]
+    assert ada_stream.of(events.MESSAGE_CREATED)[0].data == marker

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import logging
 import time
+from collections import OrderedDict
 
 import msgspec
 
@@ -17,6 +18,8 @@ from roles.notify.registry import Registry
 from roles.notify.window import ReplayWindow, WindowEntry
 
 log = logging.getLogger("fechatter.notify.consumer")
+
+PRESENCE_REVISIONS_KEPT = 100_000
 
 
 class EventConsumer:
@@ -35,6 +38,8 @@ class EventConsumer:
         self._catch_up_to = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._subscription = None
+        # user -> newest presence revision seen; races last seconds, so the most recent users suffice.
+        self._presence_revisions: OrderedDict[str, int] = OrderedDict()
 
     async def start(self) -> None:
         self.ready = asyncio.Event()
@@ -136,6 +141,21 @@ class EventConsumer:
                 count += 1
         return count
 
+    def _stale_presence(self, user_id: str | None, data: bytes) -> bool:
+        """Two processes may announce one user's changes a moment apart and land out of order on the
+        stream; the presence record's revision says which is newer, so an older one is not delivered."""
+        revision = msgspec.json.decode(data).get("revision")
+        if not user_id or not isinstance(revision, int):
+            return False
+        revisions = self._presence_revisions
+        if revisions.get(user_id, -1) >= revision:
+            return True
+        revisions[user_id] = revision
+        revisions.move_to_end(user_id)
+        if len(revisions) > PRESENCE_REVISIONS_KEPT:
+            revisions.popitem(last=False)
+        return False
+
     def _entry(self, seq: int, stored_at: float, event: Delivery) -> WindowEntry:
         data = bytes(event.data)
         if b"\n" in data or b"\r" in data:
@@ -144,6 +164,8 @@ class EventConsumer:
         frame = event_frame(seq, event.type, data)
         recipients = tuple(event.recipients) if event.recipients else None
         if event.type in events.USER_EVENTS:
+            if self._stale_presence(event.user_id, data):
+                return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody
             return WindowEntry(seq, stored_at, event.type, frame, subject=event.user_id,
                                chat_ids=tuple(event.chat_ids or ()))
         changes: tuple[tuple[str, str, bool], ...] = ()

@@ -305,7 +305,8 @@ class Presence:
         elif chats is None:
             chats = sorted(await self._load_chats(user_id))
         event = make_event(
-            events.PRESENCE, {"user_id": user_id, "status": status},
+            # The revision orders announcements made by different processes: a stale one is dropped.
+            events.PRESENCE, {"user_id": user_id, "status": status, "revision": revision},
             user_id=user_id, workspace_id=workspace_id, chat_ids=chats,
             event_id=events.presence_event_id(user_id, status, revision),
         )
