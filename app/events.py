@@ -283,6 +283,24 @@ class EventBus:
             return last, None
         return last, message.time
 
+    async def first_seq_since(self, when: datetime.datetime) -> int:
+        """The sequence of the first event stored at or after `when` (the next one, if none is yet)."""
+        info = await self.js.add_consumer(
+            self.stream,
+            js_api.ConsumerConfig(
+                deliver_policy=js_api.DeliverPolicy.BY_START_TIME,
+                opt_start_time=when.isoformat(),
+                ack_policy=js_api.AckPolicy.NONE,
+                filter_subject=self.subjects.all,
+                inactive_threshold=30,
+            ),
+        )
+        try:
+            # A pull consumer that never pulls: the server has placed it just before `when`.
+            return info.delivered.stream_seq + 1
+        finally:
+            await self.js.delete_consumer(self.stream, info.name)
+
     async def publish(self, event: Event) -> int:
         """Publish and wait for JetStream's ack; returns the stream sequence. Raises when NATS is away."""
         return await self.publish_encoded(self.subjects.for_event(event), event.id, encode_event(event))
@@ -309,12 +327,13 @@ class EventBus:
     ):
         """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects."""
         kwargs: dict[str, Any] = {}
+        if start_time is not None:
+            # Never subscribe by start time: after a NATS restart nats-py re-creates the ordered consumer
+            # by start sequence but keeps the start time, which the server refuses (err 10094) for ever.
+            start_seq = await self.first_seq_since(start_time)
         if start_seq is not None:
             kwargs["deliver_policy"] = js_api.DeliverPolicy.BY_START_SEQUENCE
             kwargs["config"] = js_api.ConsumerConfig(opt_start_seq=start_seq)
-        elif start_time is not None:
-            kwargs["deliver_policy"] = js_api.DeliverPolicy.BY_START_TIME
-            kwargs["config"] = js_api.ConsumerConfig(opt_start_time=start_time.isoformat())
         else:
             kwargs["deliver_policy"] = js_api.DeliverPolicy.NEW
         return await self.js.subscribe(

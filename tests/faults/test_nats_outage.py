@@ -78,13 +78,6 @@ async def test_nats_down_for_10_seconds_during_sends(stack, roles, observer):
         assert published_ids == stored, "each stored message published once, in seq order"
         assert (await observer.store.outbox.find({}).to_list()) == []
         assert counts["duplicated"] == 0 and counts["clients_out_of_order"] == 0
-        if counts["lost"] and "err_code=10094" in notify.log_tail(200):
-            pytest.xfail(
-                "notify stops consuming after a NATS restart: nats-py 2.16's ordered consumer reset switches "
-                "to DeliverPolicy.BY_START_SEQUENCE but keeps the opt_start_time of the first subscription "
-                "(EventBus.subscribe_ordered(start_time=...)), and nats-server refuses the consumer "
-                "(err_code 10094) every time it retries"
-            )
         assert counts["lost"] == 0, (counts, notify.log_tail(40))
     finally:
         await asyncio.gather(*(c.stop() for c in clients))
