@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import SimpleNamespace
 
@@ -143,7 +144,7 @@ def notify_url(io_loop, notify_app):
 
 
 @pytest.fixture
-def sse(notify_url):
+def sse(io_loop, notify_url):
     """`await sse(token, last_event_id=..., ...)` -> an open tests.sse_client.SSEClient, closed afterwards."""
     from tests.sse_client import SSEClient
 
@@ -155,5 +156,8 @@ def sse(notify_url):
         return await client.open()
 
     yield open_stream
-    for client in clients:
-        client.close()
+
+    async def close_all():
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+    io_loop.run_sync(close_all)

@@ -172,3 +172,9 @@ class SSEClient:
             self._writer.close()
             self._writer = None
         self.ended.set()
+
+    async def aclose(self) -> None:
+        """close(), then let the reading task finish its cancellation before the loop goes away."""
+        self.close()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
