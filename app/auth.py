@@ -6,6 +6,8 @@ import asyncio
 import datetime
 import os
 import stat
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from app.config import AuthConfig, Config
 
 ALGORITHM = "EdDSA"
+VERIFIED_TOKENS_KEPT = 50_000
 DEV_PRIVATE_KEY = "dev-ed25519-private.pem"
 DEV_PUBLIC_KEY = "dev-ed25519-public.pem"
 
@@ -46,8 +49,24 @@ class TokenVerifier:
         self.public_key = public_key
         self.issuer = config.issuer
         self.audience = config.audience
+        # Tokens already verified, until they expire: every request of a session and every tab of a
+        # user present the same one, and the Ed25519 check is the costliest step of a stream's open.
+        self._verified: OrderedDict[str, Identity] = OrderedDict()
 
     def verify(self, token: str) -> Identity:
+        identity = self._verified.get(token)
+        if identity is not None:
+            if identity.expires_at > time.time():
+                return identity
+            del self._verified[token]
+            raise InvalidToken("the access token has expired")
+        identity = self._verify_signed(token)
+        self._verified[token] = identity
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return identity
+
+    def _verify_signed(self, token: str) -> Identity:
         try:
             claims = jwt.decode(
                 token,
