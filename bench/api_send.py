@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
 from typing import Any
 
 import psutil
 from pymongo import ReturnDocument
 
-from bench.common import print_table, save_result, stamp, summarize_ms, now
+from bench.common import cli, print_table, saved, stamp, summarize_ms, now
 from bench.stack import FechatterStack, workdir
 
 
@@ -159,15 +158,11 @@ async def run(args) -> dict[str, Any]:
         await stack.stop()
         shutil.rmtree(directory, ignore_errors=True)
     report(results["fechatter"], results["raw"], args.clients)
-    print(f"saved {save_result('api_send', {'args': vars(args), **results})}")
-    return results
+    return saved("api_send", args, results)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
-    asyncio.run(run(parser.parse_args()))
+    cli(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

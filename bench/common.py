@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import resource
@@ -12,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import psutil
 
@@ -90,6 +92,21 @@ def save_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     return path
+
+
+def saved(name: str, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    """Save one benchmark's arguments and results, say where, and hand the results back."""
+    print(f"saved {save_result(name, {'args': vars(args), **results})}")
+    return results
+
+
+def cli(description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace], Awaitable[Any]]) -> None:
+    """The command line of one benchmark module: its arguments, then one run."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
+    asyncio.run(run(parser.parse_args()))
 
 
 def rss_bytes(pid: int) -> int:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
 from typing import Any
 
-from bench.common import HttpConnection, print_table, raise_fd_limit, save_result, summarize_ms, now
-from bench.sse_load import LoadClient
-from bench.stack import BareServer, FechatterStack, workdir
+from bench.common import HttpConnection, cli, print_table, raise_fd_limit, saved, summarize_ms, now
+from bench.stack import BareServer, FechatterStack, started, workdir
 
 MAX_CONNECTIONS = 64
 
@@ -64,12 +62,7 @@ async def send_at_rate(system, first_msg: int, rate: float, seconds: float) -> d
 
 
 async def run_system(system, args) -> dict[str, Any]:
-    client = LoadClient(1)
-    try:
-        await system.start()
-        if hasattr(system, "seed"):
-            await system.seed(args.members)
-        await client.start()
+    async with started(system, args.members) as client:
         opened = await client.open("127.0.0.1", system.sse_port, system.stream_targets(args.members * args.tabs))
         await system.send(0)
         await client.wait_complete(0, 60)
@@ -96,9 +89,6 @@ async def run_system(system, args) -> dict[str, Any]:
             run["never_delivered"] = sum(1 for n in nos if n not in first)
         return {"system": system.name, "streams": opened["ok"], "runs": runs,
                 "missing": receipts.missing, "duplicates": receipts.duplicates}
-    finally:
-        await client.close()
-        await system.stop()
 
 
 def report(ours: dict, base: dict) -> None:
@@ -135,15 +125,11 @@ async def run(args) -> dict[str, Any]:
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     report(results["fechatter"], results["bare"])
-    print(f"saved {save_result('e2e', {'args': vars(args), **results})}")
-    return results
+    return saved("e2e", args, results)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
-    asyncio.run(run(parser.parse_args()))
+    cli(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ The RSS per stream is (RSS at the step − RSS before any stream) / streams.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import shutil
 from typing import Any
 
-from bench.common import print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now
+from bench.common import cli, print_table, raise_fd_limit, rss_bytes, saved, summarize_ms
 from bench.sse_load import LoadClient
-from bench.stack import BareServer, FechatterStack, workdir
+from bench.stack import BareServer, FechatterStack, started, workdir
 
 
 async def measure(system, client: LoadClient, *, streams: int, steps: int, concurrency: int,
@@ -56,19 +54,9 @@ async def measure(system, client: LoadClient, *, streams: int, steps: int, concu
 
 
 async def run_system(system, args) -> dict[str, Any]:
-    client = LoadClient(args.processes)
-    try:
-        await system.start()
-        if hasattr(system, "seed"):
-            began = now()
-            await system.seed(args.members)
-            print(f"  seeded {args.members} users and one chat in {now() - began:.1f}s", flush=True)
-        await client.start()
+    async with started(system, args.members, args.processes) as client:
         return await measure(system, client, streams=args.members * args.tabs, steps=args.steps,
                              concurrency=args.concurrency)
-    finally:
-        await client.close()
-        await system.stop()
 
 
 def report(ours: dict, base: dict) -> None:
@@ -117,15 +105,11 @@ async def run(args) -> dict[str, Any]:
         shutil.rmtree(directory, ignore_errors=True)
     if len(results) == 2:
         report(results["fechatter"], results["bare"])
-    print(f"saved {save_result('sse_capacity', {'args': vars(args), **results})}")
-    return results
+    return saved("sse_capacity", args, results)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
-    asyncio.run(run(parser.parse_args()))
+    cli(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

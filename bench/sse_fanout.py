@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
 from typing import Any
 
 from bench.common import (
-    Profiler, cpu_split, print_profile, print_table, raise_fd_limit, rss_bytes, save_result, summarize_ms, now,
+    Profiler, cli, cpu_split, print_profile, print_table, raise_fd_limit, rss_bytes, saved, summarize_ms, now,
 )
 from bench.sse_load import LoadClient
-from bench.stack import BareServer, FechatterStack, workdir
+from bench.stack import BareServer, FechatterStack, started, workdir
 
 SETTLE_TIMEOUT = 120.0
 
@@ -128,20 +127,10 @@ async def measure(system, client: LoadClient, *, streams: int, messages: int, bu
 
 
 async def run_system(system, args, *, observe: bool) -> dict[str, Any]:
-    client = LoadClient(args.processes)
-    try:
-        await system.start()
-        if hasattr(system, "seed"):
-            began = now()
-            await system.seed(args.members)
-            print(f"  seeded {args.members} users and one chat in {now() - began:.1f}s", flush=True)
-        await client.start()
+    async with started(system, args.members, args.processes) as client:
         return await measure(system, client, streams=args.members * args.tabs, messages=args.messages,
                              burst=args.burst, senders=args.senders, concurrency=args.concurrency,
                              observe=observe, profile=args.profile)
-    finally:
-        await client.close()
-        await system.stop()
 
 
 def report(title: str, ours: dict, base: dict) -> None:
@@ -212,15 +201,11 @@ async def run(args) -> dict[str, Any]:
             print(name, {k: v for k, v in result.items() if k != "profile"})
     for result in results.values():
         print_profile(result.get("profile"))
-    print(f"saved {save_result('sse_fanout', {'args': vars(args), **results})}")
-    return results
+    return saved("sse_fanout", args, results)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.ERROR)  # the drivers' reconnect chatter at shutdown is not a result
-    asyncio.run(run(parser.parse_args()))
+    cli(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.embedded import MongoWireServer, NatsServer, free_port
 from bench.common import Child, HttpConnection, now, spawn, stamp, wait_http_ok
+from bench.sse_load import LoadClient
 
 HOST = "127.0.0.1"
 PASSWORD = "bench horse battery staple"
@@ -231,6 +233,23 @@ class FechatterStack:
             if child:
                 await child.stop()
         await asyncio.gather(self.nats.stop(), self.mongo.stop())
+
+
+@contextlib.asynccontextmanager
+async def started(system, members: int, processes: int = 1) -> AsyncIterator[LoadClient]:
+    """The system started (seeded with `members` users when it has users) and a started load client; both stopped after."""
+    client = LoadClient(processes)
+    try:
+        await system.start()
+        if hasattr(system, "seed"):
+            began = now()
+            await system.seed(members)
+            print(f"  seeded {members} users and one chat in {now() - began:.1f}s", flush=True)
+        await client.start()
+        yield client
+    finally:
+        await client.close()
+        await system.stop()
 
 
 def workdir(prefix: str) -> Path:
