@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.embedded import EmbeddedStack, free_port  # noqa: E402
+from bench.stack import write_key_pair  # noqa: E402
 
 
 class Connection:
@@ -63,19 +61,6 @@ class Connection:
             self.writer.close()
 
 
-def write_keys(directory: Path) -> tuple[Path, Path]:
-    key = Ed25519PrivateKey.generate()
-    private, public = directory / "private.pem", directory / "public.pem"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    private.chmod(0o600)
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
-
-
 async def wait_ready(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +89,7 @@ async def run(count: int, warmup: int) -> dict:
         data_dir = Path(tmp)
         stack = EmbeddedStack(data_dir / "stack")
         await stack.start()
-        private, public = write_keys(data_dir)
+        private, public = write_key_pair(data_dir)
         port = free_port()
         env = {
             **os.environ,

@@ -3,7 +3,7 @@
 Starts its own nats-server, nx-27017, one api and one notify process (`main.py --role=...`), opens N
 SSE streams (members x tabs of one group chat), sends M messages through POST /api/chats/{id}/messages
 one after another, and times from just before each POST to the first and to the last stream receiving
-its frame. Self-contained: nothing else in bench/ is used.
+its frame. Of bench/ it uses only the key pair of bench.stack.
 
     .venv/bin/python bench/notify_latency.py [--messages 1000] [--members 50] [--tabs 2]
 """
@@ -23,31 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from tornado.httpclient import AsyncHTTPClient  # noqa: E402
-from tornado.testing import bind_unused_port  # noqa: E402
 
-from app.embedded import MongoWireServer, NatsServer  # noqa: E402
+from app.embedded import MongoWireServer, NatsServer, free_port  # noqa: E402
+from bench.stack import write_key_pair  # noqa: E402
 from tests.helpers import Api  # noqa: E402
 from tests.sse_client import SSEClient  # noqa: E402
-
-
-def free_port() -> int:
-    sock, port = bind_unused_port()
-    sock.close()
-    return port
-
-
-def write_keys(directory: Path) -> tuple[str, str]:
-    key = Ed25519PrivateKey.generate()
-    private, public = directory / "private.pem", directory / "public.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    private.chmod(0o600)
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    return str(private), str(public)
 
 
 async def start_role(role: str, port: int, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -100,12 +81,12 @@ async def run(messages: int, members: int, tabs: int) -> None:
     try:
         await nats.start()
         await mongo.start()
-        private, public = write_keys(work)
+        private, public = write_key_pair(work)
         api_port, notify_port = free_port(), free_port()
         env = {**os.environ, "FECHATTER_DATA_DIR": str(work), "FECHATTER_LOG_LEVEL": "warning",
                "FECHATTER_MONGO_URI": mongo.uri, "FECHATTER_MONGO_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
-               "FECHATTER_NATS_URL": nats.url, "FECHATTER_AUTH_PRIVATE_KEY_FILE": private,
-               "FECHATTER_AUTH_PUBLIC_KEY_FILE": public, "FECHATTER_LIMITS_ENABLED": "false",
+               "FECHATTER_NATS_URL": nats.url, "FECHATTER_AUTH_PRIVATE_KEY_FILE": str(private),
+               "FECHATTER_AUTH_PUBLIC_KEY_FILE": str(public), "FECHATTER_LIMITS_ENABLED": "false",
                "FECHATTER_API_PORT": str(api_port), "FECHATTER_NOTIFY_PORT": str(notify_port)}
         processes.append(await start_role("api", api_port, env))
         processes.append(await start_role("notify", notify_port, env))

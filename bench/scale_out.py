@@ -17,15 +17,12 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app import events
 from app.auth import load_issuer
@@ -33,6 +30,7 @@ from app.config import load_config
 from app.embedded import MongoWireServer, NatsServer, free_port
 from app.events import EventBus, connect_nats, make_event
 from app.store import Store, isoformat, make_client, new_id, utcnow
+from bench.stack import write_key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_MARK = b"event: message.created\n"
@@ -62,17 +60,6 @@ class Counting(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if not self.opened.done():
             self.opened.set_result(False)
-
-
-def write_keys(directory: Path) -> tuple[str, str]:
-    key = Ed25519PrivateKey.generate()
-    private, public = directory / "private.pem", directory / "public.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    private.chmod(0o600)
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    return str(private), str(public)
 
 
 async def get_json(port: int, path: str) -> dict:
@@ -116,11 +103,11 @@ async def measure(processes: int, streams: int, messages: int, workdir: Path) ->
     bus = client = None
     clients: list[Counting] = []
     try:
-        private, public = write_keys(workdir)
+        private, public = write_key_pair(workdir)
         config = load_config(env={}, overrides={
             "data_dir": str(workdir), "log_level": "warning",
             "mongo": {"uri": mongo.uri}, "nats": {"url": nats.url},
-            "auth": {"private_key_file": private, "public_key_file": public},
+            "auth": {"private_key_file": str(private), "public_key_file": str(public)},
         })
         client = make_client(config.mongo.uri, config.mongo.timeout_ms)
         store = Store(client, config.mongo.database)
@@ -139,7 +126,7 @@ async def measure(processes: int, streams: int, messages: int, workdir: Path) ->
         port = free_port()
         env = {**os.environ, "FECHATTER_DATA_DIR": str(workdir), "FECHATTER_LOG_LEVEL": "warning",
                "FECHATTER_MONGO_URI": mongo.uri, "FECHATTER_NATS_URL": nats.url,
-               "FECHATTER_AUTH_PUBLIC_KEY_FILE": public, "FECHATTER_LIMITS_ENABLED": "false"}
+               "FECHATTER_AUTH_PUBLIC_KEY_FILE": str(public), "FECHATTER_LIMITS_ENABLED": "false"}
         log = open(workdir / f"notify-{processes}.log", "ab")
         notify = await asyncio.create_subprocess_exec(
             sys.executable, "main.py", "--role=notify", f"--port={port}", f"--processes={processes}",
