@@ -43,6 +43,12 @@ class World:
         )
         return User(user_id, workspace_id, fullname, self.issuer.issue(user_id, workspace_id, ttl=ttl))
 
+    async def pair(self) -> tuple[User, User, str]:
+        """Two users of a new workspace and a group chat of the two."""
+        workspace_id = await self.workspace()
+        ada, bob = await self.user(workspace_id), await self.user(workspace_id)
+        return ada, bob, await self.chat(ada, bob)
+
     def token(self, user: User, ttl: int | None = None) -> str:
         return self.issuer.issue(user.id, user.workspace_id, ttl=ttl)
 

@@ -162,6 +162,11 @@ class SSEClient:
                             f"{count} {types or 'events'}")
         return self.of(*types) if types else self.events
 
+    async def wait_cursor(self) -> int:
+        """The id to resume from, which even a stream that has seen no event yet is given."""
+        await self.wait_for(lambda c: c.last_id is not None, message="cursor")
+        return self.last_id
+
     async def wait_ended(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.ended.wait(), timeout)
 

@@ -55,9 +55,7 @@ async def test_streams_per_user_limit(world, sse, notify_app):
 
 
 async def test_expired_token_ends_the_stream(world, sse):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     short = await sse(world.token(bob, ttl=2))
     long = await sse(bob.token)
     started = time.monotonic()
@@ -113,9 +111,7 @@ async def test_online_users_is_scoped_to_what_the_caller_may_see(world, sse, not
 
 
 async def test_sse_health_and_metrics(world, sse, notify_api):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     await sse(ada.token)
     await sse(ada.token)
     bob_stream = await sse(bob.token)

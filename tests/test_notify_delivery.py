@@ -157,12 +157,9 @@ async def test_chats_loaded_while_events_arrive_are_not_lost(world, sse, notify_
 
 
 async def test_an_unreadable_event_is_skipped_and_keeps_its_place(world, sse, deps):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     bob_stream = await sse(bob.token)
-    await bob_stream.wait_for(lambda c: c.last_id is not None, message="cursor")
-    start = bob_stream.last_id
+    start = await bob_stream.wait_cursor()
     subject = deps.bus.subjects.for_event(events.make_event(events.MESSAGE_CREATED, {}, chat_id=chat))
     garbage_seq = await deps.bus.publish_encoded(subject, "garbage-1", b"{not json")
     after = await world.send(chat, ada, "after the garbage")

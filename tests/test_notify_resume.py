@@ -80,9 +80,7 @@ async def test_replay_rebuilds_membership_at_the_resume_point(world, sse):
 
 
 async def test_resume_older_than_window_or_unknown_gets_one_resync(world, sse, notify_app):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     first = await world.send(chat, ada, "first")
     bob_stream = await sse(bob.token)
     await world.send(chat, ada, "second")
@@ -114,12 +112,9 @@ async def test_resume_older_than_window_or_unknown_gets_one_resync(world, sse, n
 async def test_fresh_stream_gets_a_cursor_to_resume_from(world, sse):
     """A stream that has seen no event yet still knows where it started, so nothing sent while it
     reconnects is lost."""
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     bob_stream = await sse(bob.token)
-    await bob_stream.wait_for(lambda c: c.last_id is not None, message="cursor")
-    start = bob_stream.last_id
+    start = await bob_stream.wait_cursor()
     bob_stream.close()
     missed = await world.send(chat, ada, "while reconnecting")
     again = await sse(bob.token, last_event_id=start)
@@ -128,12 +123,9 @@ async def test_fresh_stream_gets_a_cursor_to_resume_from(world, sse):
 
 
 async def test_replay_larger_than_the_buffer_bound_is_paged(world, sse, notify_app, config):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     bob_stream = await sse(bob.token)
-    await bob_stream.wait_for(lambda c: c.last_id is not None, message="cursor")
-    start = bob_stream.last_id
+    start = await bob_stream.wait_cursor()
     bob_stream.close()
     big = "x" * 3000
     sent = [await world.send(chat, ada, big + str(i)) for i in range(100)]  # ~300 KB missed
