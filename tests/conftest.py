@@ -17,7 +17,7 @@ from app.metrics import Metrics
 from app.store import Store, make_client
 from tests.helpers import Api
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.processes"]
 
 
 @pytest.fixture(scope="session")

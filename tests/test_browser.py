@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
+import shutil
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -21,56 +18,11 @@ from playwright.sync_api import expect, sync_playwright
 from app.embedded import free_port
 from tests.browser_helpers import LIVE_TIMEOUT_MS, SCREENSHOTS, UserPage, launch
 from tests.conftest import make_test_config
+from tests.processes import RoleProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 PHONE = {"width": 375, "height": 740}
 START_TIMEOUT = 30.0
-
-
-class RoleProcess:
-    """`main.py --role=<role>` on a fixed port, its output kept in a log file for failures."""
-
-    def __init__(self, role: str, port: int, env: dict[str, str], log_dir: Path):
-        self.role, self.port, self.env = role, port, env
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_dir / f"{role}.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "RoleProcess":
-        # A restart appends to the same log; a new run starts it afresh.
-        with self.log_path.open("ab" if self.process else "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}"],
-                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.healthy():
-            assert self.process.poll() is None, f"{self.role} exited at start:\n{self.log()}"
-            assert time.monotonic() < deadline, f"{self.role} not healthy after {START_TIMEOUT}s:\n{self.log()}"
-            time.sleep(0.05)
-        return self
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"{self.role} ignored signal {signum}:\n{self.log()}") from None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 class Stack:
@@ -79,25 +31,14 @@ class Stack:
     def __init__(self, config, log_dir: Path):
         self.config = config
         api_port, notify_port = free_port(), free_port()
-        common = {
-            "FECHATTER_DATA_DIR": config.data_dir,
-            "FECHATTER_LOG_LEVEL": "warning",
-            "FECHATTER_MONGO_URI": config.mongo.uri,
-            "FECHATTER_MONGO_DATABASE": config.mongo.database,
-            "FECHATTER_NATS_URL": config.nats.url,
-            "FECHATTER_NATS_STREAM": config.nats.stream,
-            "FECHATTER_NATS_SUBJECT_PREFIX": config.nats.subject_prefix,
-        }
         api_url, notify_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{notify_port}"
+        # The demo runs with its rate limits on, as deployed.
+        options = {"FECHATTER_LIMITS_ENABLED": "true"}
         # The page finds notify through the api's config, and notify lets the page's origin in (CORS).
-        self.api = RoleProcess("api", api_port, {
-            **common, "FECHATTER_AUTH_PRIVATE_KEY_FILE": config.auth.private_key_file,
-            "FECHATTER_API_PUBLIC_NOTIFY_URL": notify_url,
-        }, log_dir)
-        self.notify = RoleProcess("notify", notify_port, {
-            **common, "FECHATTER_AUTH_PUBLIC_KEY_FILE": config.auth.public_key_file,
-            "FECHATTER_NOTIFY_CORS_ORIGINS": api_url,
-        }, log_dir)
+        self.api = RoleProcess("api", config, port=api_port, log_path=log_dir / "api.log",
+                               FECHATTER_API_PUBLIC_NOTIFY_URL=notify_url, **options)
+        self.notify = RoleProcess("notify", config, port=notify_port, log_path=log_dir / "notify.log",
+                                  FECHATTER_NOTIFY_CORS_ORIGINS=api_url, **options)
 
     @property
     def base_url(self) -> str:
@@ -163,11 +104,12 @@ def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
     config = make_test_config(directory, mongo_uri, nats_url, key_files)
     # The roles' logs sit beside the screenshots, kept after the run for whoever reads a failure.
     logs = SCREENSHOTS.parent / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(logs, ignore_errors=True)  # a restart appends to a role's log; a new run starts afresh
+    logs.mkdir(parents=True)
     running = Stack(config, logs)
     try:
-        running.api.start()
-        running.notify.start()
+        running.api.start_blocking(START_TIMEOUT)
+        running.notify.start_blocking(START_TIMEOUT)
         yield running
     finally:
         codes = {role.role: role.stop() for role in (running.notify, running.api)}
@@ -175,7 +117,7 @@ def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
             _drop(config)
         except Exception:  # noqa: BLE001 - cleanup of a shared server; the test result stands
             pass
-    assert codes == {"notify": 0, "api": 0}, f"roles did not stop cleanly: {codes}\n{running.api.log()}\n{running.notify.log()}"
+    assert codes == {"notify": 0, "api": 0}, f"roles did not stop cleanly: {codes}\n{running.api.log_tail()}\n{running.notify.log_tail()}"
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +338,7 @@ def test_page_reconnects_after_notify_restarts_and_shows_a_missed_message_once(o
     for signum in (signal.SIGTERM, signal.SIGKILL):
         name = signal.Signals(signum).name
         code = stack.notify.stop(signum)
-        assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL), stack.notify.log()
+        assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL), stack.notify.log_tail()
         for page in (ada, bob):
             expect(page.by("connection-state")).to_have_attribute("data-state", "reconnecting", timeout=LIVE_TIMEOUT_MS)
         missed = f"sent while notify was down ({name})"
@@ -405,7 +347,7 @@ def test_page_reconnects_after_notify_restarts_and_shows_a_missed_message_once(o
         expect(ada.message_with_text(missed)).to_have_count(1)
         if signum == signal.SIGKILL:
             bob.screenshot("08-reconnecting")
-        stack.notify.start()
+        stack.notify.start_blocking(START_TIMEOUT)
         for page in (ada, bob):
             page.wait_live()
         expect(bob.message_with_text(missed)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)

@@ -1,82 +1,23 @@
 """The notify role as its own process: SIGKILL and restart lose nothing, SIGTERM closes streams and exits 0."""
 
-import asyncio
-import os
 import signal
-import sys
-from pathlib import Path
 
 import pytest
-from tornado.testing import bind_unused_port
 
 from app import events
-from tests.helpers import Api, wait_for
 from tests.notify_helpers import World
+from tests.processes import RoleProcess
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    sock, port = bind_unused_port()
-    sock.close()
-    return port
-
-
-class NotifyProcess:
-    """`main.py --role=notify` on this test's servers, database and stream."""
-
-    def __init__(self, config, port: int):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {
-            **os.environ,
-            "FECHATTER_DATA_DIR": config.data_dir,
-            "FECHATTER_LOG_LEVEL": "warning",
-            "FECHATTER_MONGO_URI": config.mongo.uri,
-            "FECHATTER_MONGO_DATABASE": config.mongo.database,
-            "FECHATTER_NATS_URL": config.nats.url,
-            "FECHATTER_NATS_STREAM": config.nats.stream,
-            "FECHATTER_NATS_SUBJECT_PREFIX": config.nats.subject_prefix,
-            "FECHATTER_AUTH_PUBLIC_KEY_FILE": config.auth.public_key_file,
-            "FECHATTER_LIMITS_ENABLED": "false",
-        }
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> "NotifyProcess":
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "main.py", "--role=notify", f"--port={self.port}", cwd=ROOT, env=self.env,
-        )
-        api = Api(self.url)
-
-        async def healthy():
-            assert self.process.returncode is None, "notify exited at start"
-            try:
-                return (await api.get("/health", timeout=1)).status == 200
-            except OSError:
-                return False
-
-        await wait_for(healthy, timeout=30, interval=0.1, message="notify process up")
-        return self
-
-    def kill(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.kill()
-
-
 @pytest.fixture
-def notify_process(config):
-    started = []
+def notify_process(config, role_processes):
+    """`await notify_process(port=None)` -> `main.py --role=notify` on this test's servers, database and stream."""
 
-    async def start(port: int | None = None) -> NotifyProcess:
-        process = NotifyProcess(config, port or free_port())
-        started.append(process)
-        return await process.start()
+    async def start(port: int | None = None) -> RoleProcess:
+        return await role_processes("notify", config, port=port)
 
-    yield start
-    for process in started:
-        process.kill()
+    return start
 
 
 @pytest.fixture
@@ -85,9 +26,7 @@ def world(deps):
 
 
 async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     first = await notify_process()
     bob_stream = await sse(bob.token, url=first.url)
     seen = await world.send(chat, ada, "seen")
@@ -95,7 +34,7 @@ async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
     last_id = bob_stream.last_id
 
     first.process.send_signal(signal.SIGKILL)
-    assert await first.process.wait() == -signal.SIGKILL
+    assert await first.wait() == -signal.SIGKILL
     await bob_stream.wait_ended()
     missed = [await world.send(chat, ada, f"while down {i}") for i in range(50)]
 
@@ -109,17 +48,14 @@ async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
 
 
 async def test_sigterm_closes_streams_and_exits_zero(world, sse, notify_process):
-    ws = await world.workspace()
-    ada, bob = await world.user(ws), await world.user(ws)
-    chat = await world.chat(ada, bob)
+    ada, bob, chat = await world.pair()
     process = await notify_process()
     streams = [await sse(bob.token, url=process.url), await sse(ada.token, url=process.url)]
-    await streams[0].wait_for(lambda c: c.last_id is not None, message="cursor")
-    last_id = streams[0].last_id
+    last_id = await streams[0].wait_cursor()
     process.process.send_signal(signal.SIGTERM)
     for stream in streams:
         await stream.wait_ended(timeout=10)
-    assert await asyncio.wait_for(process.process.wait(), 15) == 0
+    assert await process.wait(15) == 0
     missed = await world.send(chat, ada, "sent between processes")
     other = await notify_process()
     again = await sse(bob.token, url=other.url, last_event_id=last_id)

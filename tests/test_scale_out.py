@@ -1,95 +1,34 @@
 """Scale out: 2 api + 2 notify processes on one NATS and one MongoDB-wire server; --processes N workers."""
 
 import asyncio
-import os
 import signal
-import sys
 import time
-from pathlib import Path
 
 import msgspec
 import psutil
 import pytest
 from nats.js.errors import NoKeysError
-from tornado.testing import bind_unused_port
 
 from app import events
 from tests.chat_helpers import create_chat
 from tests.helpers import Api, wait_for
+from tests.processes import RoleProcess
 from tests.sse_client import SSEClient
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
-ROOT = Path(__file__).resolve().parent.parent
 PRESENCE_TTL = 3  # seconds: how long a crashed notify process's users may still look online
 
 
-def free_port() -> int:
-    sock, port = bind_unused_port()
-    sock.close()
-    return port
-
-
-class RoleProcess:
-    """`main.py --role=<role>` as operators run it, on this test's servers, database and stream."""
-
-    def __init__(self, role: str, config, key_files, log_dir: Path, *args: str):
-        self.role = role
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = args
-        self.log = log_dir / f"{role}-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "FECHATTER_DATA_DIR": config.data_dir,
-            "FECHATTER_LOG_LEVEL": "warning",
-            "FECHATTER_MONGO_URI": config.mongo.uri,
-            "FECHATTER_MONGO_DATABASE": config.mongo.database,
-            "FECHATTER_NATS_URL": config.nats.url,
-            "FECHATTER_NATS_STREAM": config.nats.stream,
-            "FECHATTER_NATS_SUBJECT_PREFIX": config.nats.subject_prefix,
-            "FECHATTER_AUTH_PRIVATE_KEY_FILE": key_files.private,
-            "FECHATTER_AUTH_PUBLIC_KEY_FILE": key_files.public,
-            "FECHATTER_LIMITS_ENABLED": "false",
-            "FECHATTER_NOTIFY_PRESENCE_TTL_SECONDS": str(PRESENCE_TTL),
-        }
-        self.process: asyncio.subprocess.Process | None = None
-        self.api = Api(self.url)
-
-    async def start(self) -> "RoleProcess":
-        with open(self.log, "ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}", *self.args,
-                cwd=ROOT, env=self.env, stdout=log, stderr=log,
-            )
-
-        async def ready():
-            assert self.process.returncode is None, f"{self.role} exited at start: {self.log.read_text()}"
-            try:
-                return (await self.api.get("/health/ready", timeout=2)).status == 200
-            except OSError:
-                return False
-
-        await wait_for(ready, timeout=30, interval=0.1, message=f"{self.role} on {self.port} ready")
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-
-
 @pytest.fixture
-def role_process(config, key_files, tmp_path):
-    started: list[RoleProcess] = []
+def role_process(config, role_processes):
+    """`await role_process(role, *args)` -> that role ready on this test's servers, database and stream."""
 
     async def start(role: str, *args: str) -> RoleProcess:
-        process = RoleProcess(role, config, key_files, tmp_path, *args)
-        started.append(process)
-        return await process.start()
+        return await role_processes(role, config, args=args, ready_path="/health/ready",
+                                    FECHATTER_NOTIFY_PRESENCE_TTL_SECONDS=str(PRESENCE_TTL))
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 @pytest.fixture
@@ -203,7 +142,7 @@ async def test_two_api_and_two_notify_processes(role_process, streams, presence_
     bob_last, cy_last = bob_s.last_id, cy_again.last_id
     n2.process.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    await n2.process.wait()
+    await n2.wait()
     await bob_s.wait_ended()
     await cy_again.wait_ended()
     while_down = [(await send(api2.api, ada, chat, f"while n2 is down {i}"))["content"] for i in range(10)]
@@ -273,7 +212,7 @@ async def test_processes_share_one_port_and_stop_on_sigterm(role_process, stream
         assert await connected_users(notify) == len(users)
 
     notify.process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(notify.process.wait(), 30) == 0
+    assert await notify.wait(30) == 0
     for client in clients:
         await client.wait_ended()
     assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import make_test_config
-from tests.faults.processes import RoleProcess
+from tests.processes import RoleProcess
 
 # Bounded for CI: examples per route and generation mode, the same ones on every run
 # (SCHEMATHESIS_MAX_EXAMPLES=200 for a longer hunt).

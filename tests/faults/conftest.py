@@ -10,8 +10,9 @@ import pytest
 
 from app.events import EventBus, connect_nats
 from app.store import Store, make_client
+from tests.chat_helpers import create_chat
 from tests.conftest import make_test_config
-from tests.faults.processes import RoleProcess
+from tests.processes import RoleProcess
 from tests.helpers import Api
 from tests.sse_client import SSEClient
 
@@ -32,18 +33,13 @@ def stack(tmp_path, key_files, own_nats, own_mongo, io_loop):
 
 
 @pytest.fixture
-def roles(stack):
-    """`await roles("api", port=..., **env)` -> a started RoleProcess; every one is stopped afterwards."""
-    started: list[RoleProcess] = []
+def roles(stack, role_processes):
+    """`await roles("api", port=..., **env)` -> a started RoleProcess; every one is SIGKILLed afterwards."""
 
     async def start(role: str, *, port: int | None = None, **env: str) -> RoleProcess:
-        process = RoleProcess(role, stack.config, port=port, **{**FAST_OUTBOX, **env})
-        started.append(process)
-        return await process.start()
+        return await role_processes(role, stack.config, port=port, **{**FAST_OUTBOX, **env})
 
-    yield start
-    for process in started:
-        process.sigkill()
+    return start
 
 
 @pytest.fixture
@@ -66,12 +62,12 @@ def observer(stack, io_loop):
     io_loop.run_sync(close)
 
 
-async def team(api: Api, size: int) -> list[dict]:
-    """`size` users of one workspace, the first its owner."""
+async def team_chat(api: Api, size: int, name: str) -> tuple[list[dict], dict]:
+    """`size` users of one workspace, the first its owner, and a group chat of them all named `name`."""
     owner = await api.signup(fullname="Owner", workspace=f"faults-{uuid.uuid4().hex[:8]}")
     code = owner["workspace"]["invite_code"]
     others = await asyncio.gather(*(api.signup(invite_code=code, fullname=f"User {i}") for i in range(size - 1)))
-    return [owner, *others]
+    return [owner, *others], await create_chat(api, owner, "group", others, name=name)
 
 
 class ResumingClient:

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.chat_helpers import create_chat, stream_events
-from tests.faults.conftest import team
-from tests.faults.processes import record
+from tests.chat_helpers import stream_events
+from tests.faults.conftest import team_chat
+from tests.faults.report import record
 from tests.helpers import Api, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
@@ -19,8 +19,7 @@ PER_SENDER = 30
 async def test_api_sigkill_mid_send(stack, roles, observer):
     first = await roles("api")
     api = Api(first.url)
-    users = await team(api, SENDERS)
-    chat = await create_chat(api, users[0], "group", users[1:], name="crash")
+    users, chat = await team_chat(api, SENDERS, "crash")
     path = f"/api/chats/{chat['id']}/messages"
     answers: dict[str, list[dict]] = {}
     errors = {"connection": 0, "status": 0}

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from tests.chat_helpers import create_chat, stream_events
-from tests.faults.conftest import team
-from tests.faults.processes import record
+from tests.chat_helpers import stream_events
+from tests.faults.conftest import team_chat
+from tests.faults.report import record
 from tests.helpers import Api, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
@@ -17,9 +17,8 @@ BEFORE, DURING = 20, 20
 async def test_mongo_down_answers_503_and_recovers_without_restart(stack, roles, observer):
     api_process = await roles("api")
     api = Api(api_process.url)
-    users = await team(api, 3)
+    users, chat = await team_chat(api, 3, "mongo")
     owner = users[0]
-    chat = await create_chat(api, owner, "group", users[1:], name="mongo")
     path = f"/api/chats/{chat['id']}/messages"
     acknowledged = []
     for i in range(BEFORE):

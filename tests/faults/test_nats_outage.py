@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from tests.chat_helpers import create_chat, stream_events
-from tests.faults.conftest import ResumingClient, delivery_counts, team
-from tests.faults.processes import record
+from tests.chat_helpers import stream_events
+from tests.faults.conftest import ResumingClient, delivery_counts, team_chat
+from tests.faults.report import record
 from tests.helpers import Api, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
@@ -20,8 +20,7 @@ async def test_nats_down_for_10_seconds_during_sends(stack, roles, observer):
     api_process = await roles("api")
     notify = await roles("notify")
     api = Api(api_process.url)
-    users = await team(api, 5)
-    chat = await create_chat(api, users[0], "group", users[1:], name="outage")
+    users, chat = await team_chat(api, 5, "outage")
     clients = [ResumingClient(notify.url, users[i % len(users)]["token"]).start() for i in range(CLIENTS)]
     path = f"/api/chats/{chat['id']}/messages"
     sent, refused, unclear = [], [], []

@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from tests.chat_helpers import create_chat
-from tests.faults.conftest import ResumingClient, delivery_counts, team
-from tests.faults.processes import record
+from tests.faults.conftest import ResumingClient, delivery_counts, team_chat
+from tests.faults.report import record
 from tests.helpers import Api, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
@@ -22,8 +21,7 @@ async def test_notify_sigkill_under_200_streams(stack, roles, observer):
     api_process = await roles("api")
     notify = await roles("notify")
     api = Api(api_process.url)
-    users = await team(api, USERS)
-    chat = await create_chat(api, users[0], "group", users[1:], name="everyone")
+    users, chat = await team_chat(api, USERS, "everyone")
     clients = [ResumingClient(notify.url, user["token"]).start() for user in users for _ in range(STREAMS_PER_USER)]
     try:
         await wait_for(lambda: all(c.connects for c in clients), timeout=30, message="200 streams open")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -12,11 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from app.embedded import free_port
-from tests.helpers import wait_for
+import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+from app.embedded import free_port
+from tests.helpers import Api, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def role_env(config, **extra: str) -> dict[str, str]:
@@ -39,20 +39,27 @@ def role_env(config, **extra: str) -> dict[str, str]:
 
 
 class RoleProcess:
-    """One role in its own process; its output goes to a log file beside the test's data."""
+    """One role in its own process, as operators run it; its output goes to a log file (by default beside the test's data)."""
 
-    def __init__(self, role: str, config, *, port: int | None = None, **env: str):
+    def __init__(self, role: str, config, *, port: int | None = None, args: tuple[str, ...] = (),
+                 ready_path: str = "/health", log_path: Path | None = None, **env: str):
         self.role = role
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.args = args
+        self.ready_path = ready_path
         self.env = {**os.environ, **role_env(config, **env)}
-        self.log_path = Path(config.data_dir) / f"{role}-{self.port}.log"
+        self.log_path = log_path or Path(config.data_dir) / f"{role}-{self.port}.log"
         self.process: subprocess.Popen | None = None
+
+    @property
+    def api(self) -> Api:
+        return Api(self.url)
 
     def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}"],
+                [sys.executable, "main.py", f"--role={self.role}", f"--port={self.port}", *self.args],
                 cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
 
@@ -60,7 +67,7 @@ class RoleProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"{self.role} exited with {self.process.returncode}:\n{self.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
+            with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=2) as reply:
                 return reply.status == 200
         except OSError:
             return False
@@ -68,7 +75,7 @@ class RoleProcess:
     async def start(self, timeout: float = 30) -> "RoleProcess":
         self._spawn()
         await wait_for(lambda: asyncio.to_thread(self._healthy), timeout=timeout, interval=0.05,
-                       message=f"{self.role} process healthy")
+                       message=f"{self.role} on {self.port}: {self.ready_path} answering 200")
         return self
 
     def start_blocking(self, timeout: float = 30) -> "RoleProcess":
@@ -79,22 +86,27 @@ class RoleProcess:
             time.sleep(0.05)
         return self
 
+    async def wait(self, timeout: float | None = None) -> int:
+        """The exit code, once the process has ended (subprocess.TimeoutExpired after timeout)."""
+        return await asyncio.to_thread(self.process.wait, timeout)
+
     def sigkill(self) -> None:
         """A crash: no shutdown code runs."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
-    def stop(self, timeout: float = 15) -> int | None:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        """Send signum and return the exit code; a process that ignores it is killed and fails the test."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
-            return None
+            raise AssertionError(f"{self.role} ignored signal {signum}:\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -103,14 +115,16 @@ class RoleProcess:
             return ""
 
 
-def record(scenario: str, **counts) -> None:
-    """One line per fault scenario on stdout (pytest -s) and in test-artifacts/faults.json for the report."""
-    print(f"\nFAULTS {scenario}: " + ", ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "faults.json"
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):
-        results = {}
-    results[scenario] = {**counts, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+@pytest.fixture
+def role_processes():
+    """`await role_processes(role, config, **options)` -> a started RoleProcess; every one is SIGKILLed afterwards."""
+    started: list[RoleProcess] = []
+
+    async def start(role: str, config, **options) -> RoleProcess:
+        process = RoleProcess(role, config, **options)
+        started.append(process)
+        return await process.start()
+
+    yield start
+    for process in started:
+        process.sigkill()
