@@ -16,7 +16,7 @@ from tornado.httpserver import HTTPServer
 
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
-from app.embedded import EmbeddedServerError, _die_with_parent
+from app.embedded import EmbeddedServerError, die_with_parent_hook
 from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.store import Store, make_client
@@ -184,7 +184,7 @@ def supervise(count: int, worker) -> int:
     Forked before any event loop or client exists: each worker builds its own MongoDB client and NATS
     connection. A worker that dies is restarted; one that dies during start-up stops everything (exit 1).
     """
-    die_with_parent = _die_with_parent()  # resolved before fork, called in each child
+    die_with_parent = die_with_parent_hook()  # resolved before fork, called in each child
     workers: dict[int, float] = {}  # pid -> when it started
     stopping: list[bool] = [False]
 

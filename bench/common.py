@@ -252,13 +252,13 @@ class Child:
 
 async def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
     """Start a child process with its output in log_path; it gets SIGKILL if this process dies."""
-    from app.embedded import _die_with_parent
+    from app.embedded import die_with_parent_hook
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = await asyncio.create_subprocess_exec(
             *args, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=asyncio.subprocess.DEVNULL,
-            stdout=log, stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent(),
+            stdout=log, stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent_hook(),
         )
     return Child(name, proc, log_path)
 

@@ -353,13 +353,13 @@ class LoadClient:
 
     async def start(self) -> None:
         from bench.common import ROOT
-        from app.embedded import _die_with_parent
+        from app.embedded import die_with_parent_hook
 
         for _ in range(self.processes):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.sse_load", "--worker", cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 28,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent_hook(),
             )
             queue: asyncio.Queue = asyncio.Queue()
             self.workers.append(proc)

@@ -43,8 +43,11 @@ def streams(io_loop):
         return client
 
     yield open_stream
-    for client in opened:
-        client.close()
+
+    async def close_all():
+        await asyncio.gather(*(client.aclose() for client in opened))
+
+    io_loop.run_sync(close_all)
 
 
 @pytest.fixture
