@@ -276,7 +276,11 @@ class App {
       if (chat) chat.memberIds = list.map((m) => m.user_id);
       if (online) this.store.setOnline(online.users || []);
       if (list.some((m) => !this.store.users.has(m.user_id))) this.reloadUsersSoon();
-      if (chatId === this.store.openChatId) this.renderMembers();
+      // The header counts the members too, and a join or leave changes the count.
+      if (chatId === this.store.openChatId) {
+        this.renderMembers();
+        this.renderHeader();
+      }
     } catch {
       // Not a member (a previewed channel): the panel stays empty.
     }
@@ -927,7 +931,7 @@ class App {
     const preview = Boolean(this.preview);
     this.el.title.textContent = (chat.type === "public_channel" ? "# " : "") + this.store.chatTitle(chat);
     this.el.title.dataset.chatId = chat.id;
-    this.el.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : `${chat.memberIds.length} members`);
+    this.el.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : `${chat.memberIds.length} member${chat.memberIds.length === 1 ? "" : "s"}`);
     byTestId("copy-channel-link").hidden = chat.type !== "public_channel";
     byTestId("leave-chat").hidden = preview || chat.type === "direct";
     byTestId("add-members").hidden = preview || chat.type === "direct";
