@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import shutil
 import signal
@@ -28,12 +29,12 @@ START_TIMEOUT = 30.0
 class Stack:
     """The api and notify roles as two processes on this module's database and stream."""
 
-    def __init__(self, config, log_dir: Path):
+    def __init__(self, config, log_dir: Path, **env: str):
         self.config = config
         api_port, notify_port = free_port(), free_port()
         api_url, notify_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{notify_port}"
         # The demo runs with its rate limits on, as deployed.
-        options = {"FECHATTER_LIMITS_ENABLED": "true"}
+        options = {"FECHATTER_LIMITS_ENABLED": "true", **env}
         # The page finds notify through the api's config, and notify lets the page's origin in (CORS).
         self.api = RoleProcess("api", config, port=api_port, log_path=log_dir / "api.log",
                                FECHATTER_API_PUBLIC_NOTIFY_URL=notify_url, **options)
@@ -98,15 +99,14 @@ def _drop(config) -> None:
         pool.submit(asyncio.run, delete_stream()).result(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
-    directory = tmp_path_factory.mktemp("browser")
-    config = make_test_config(directory, mongo_uri, nats_url, key_files)
+@contextlib.contextmanager
+def running_stack(tmp_path_factory, mongo_uri, nats_url, key_files, log_dir: Path, **env: str):
+    """A started Stack on a database and stream of its own, stopped and dropped afterwards."""
+    config = make_test_config(tmp_path_factory.mktemp("browser"), mongo_uri, nats_url, key_files)
     # The roles' logs sit beside the screenshots, kept after the run for whoever reads a failure.
-    logs = SCREENSHOTS.parent / "logs"
-    shutil.rmtree(logs, ignore_errors=True)  # a restart appends to a role's log; a new run starts afresh
-    logs.mkdir(parents=True)
-    running = Stack(config, logs)
+    shutil.rmtree(log_dir, ignore_errors=True)  # a restart appends to a role's log; a new run starts afresh
+    log_dir.mkdir(parents=True)
+    running = Stack(config, log_dir, **env)
     try:
         running.api.start_blocking(START_TIMEOUT)
         running.notify.start_blocking(START_TIMEOUT)
@@ -121,6 +121,12 @@ def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
 
 
 @pytest.fixture(scope="module")
+def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
+    with running_stack(tmp_path_factory, mongo_uri, nats_url, key_files, SCREENSHOTS.parent / "logs") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
         chromium = launch(playwright)
@@ -128,20 +134,29 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def open_page(browser, stack):
-    """`open_page(viewport=None)` -> a UserPage in a context of its own, closed afterwards."""
+@contextlib.contextmanager
+def page_opener(browser, base_url: str):
+    """`open_one(viewport=None)` -> a UserPage on base_url in a context of its own, closed afterwards."""
     pages = []
 
     def open_one(**kwargs) -> UserPage:
-        page = UserPage(browser, stack.base_url, **kwargs)
+        page = UserPage(browser, base_url, **kwargs)
         page.page.set_default_timeout(10_000)
         pages.append(page)
         return page
 
-    yield open_one
-    for page in pages:
-        page.close()
+    try:
+        yield open_one
+    finally:
+        for page in pages:
+            page.close()
+
+
+@pytest.fixture
+def open_page(browser, stack):
+    """`open_page(viewport=None)` -> a UserPage in a context of its own, closed afterwards."""
+    with page_opener(browser, stack.base_url) as open_one:
+        yield open_one
 
 
 def signed_in(open_page, person: dict, **kwargs) -> UserPage:
@@ -367,3 +382,51 @@ def test_page_reconnects_after_notify_restarts_and_shows_a_missed_message_once(o
     bob.screenshot("09-reconnected")
     for page in (ada, bob):
         page.assert_no_console_errors(allow_network_errors=True)
+
+
+def test_browse_and_join_a_public_channel(open_page, stack):
+    ada_person, bob_person = stack.pair()
+    ada, bob = signed_in(open_page, ada_person), signed_in(open_page, bob_person)
+    name = f"lectures-{uuid.uuid4().hex[:6]}"
+    channel = ada.new_chat("public_channel", [], name=name)
+    ada.send("Notes on the engine, part one.")
+    expect(ada.message_with_text("Notes on the engine, part one.")).to_have_count(1)
+    expect(ada.by("members-toggle")).to_have_text("Members 1")
+    expect(ada.by("chat-description")).to_have_text("1 member")
+    # Bob is not in it, so it is not in his sidebar; the browser lists it.
+    expect(bob.chat_item(channel)).to_have_count(0)
+    bob.by("browse-channels").click()
+    expect(bob.by("browse-dialog")).to_be_visible()
+    row = bob.page.locator(f'[data-testid="browse-item"][data-chat-id="{channel}"]')
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(name)
+    bob.screenshot("10-browse-channels")
+    row.get_by_test_id("browse-join-channel").click()
+    expect(bob.by("browse-dialog")).to_be_hidden()
+    # Joined: in his sidebar, open, with the history from before he joined, and he can write.
+    expect(bob.chat_item(channel)).to_be_visible()
+    expect(bob.by("chat-title")).to_have_text(f"# {name}")
+    expect(bob.by("chat-title")).to_have_attribute("data-chat-id", channel)
+    expect(bob.message_with_text("Notes on the engine, part one.")).to_have_count(1)
+    expect(bob.by("join-banner")).to_be_hidden()
+    expect(bob.by("message-input")).to_be_visible()
+    # Ada, reading the channel, sees him join (member.joined): in the members list, online.
+    expect(ada.by("online-members").get_by_text("Bob Babbage")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(ada.by("members-toggle")).to_have_text("Members 2")
+    expect(ada.by("chat-description")).to_have_text("2 members")
+    ada.screenshot("11-member-joined")
+    # The channel's next message reaches him live, once.
+    ada.send("Welcome, Bob.")
+    expect(bob.message_with_text("Welcome, Bob.")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(bob.messages()).to_have_count(2)
+    bob.send("Glad to be here.")
+    expect(ada.message_with_text("Glad to be here.")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    # Browsing again: a member now, he is offered to open it, not to join it again.
+    bob.by("browse-channels").click()
+    expect(row.get_by_test_id("browse-open")).to_be_visible()
+    expect(row.get_by_test_id("browse-join-channel")).to_have_count(0)
+    expect(row).to_have_count(1)
+    bob.page.keyboard.press("Escape")
+    expect(bob.by("browse-dialog")).to_be_hidden()
+    for page in (ada, bob):
+        page.assert_no_console_errors()
