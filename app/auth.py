@@ -164,39 +164,32 @@ def _generate_dev_keys(config: Config) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def _is_dev_key(path: str) -> bool:
-    return Path(path).name in (DEV_PRIVATE_KEY, DEV_PUBLIC_KEY)
+def _key_path(config: Config, field: str, *, development: bool, role: str, what: str) -> str:
+    """The configured key file, or (development only) the generated one; production refuses dev keys."""
+    path = getattr(config.auth, field)
+    if not path:
+        if not development:
+            raise KeyConfigError(f"the {role} role needs auth.{field} (FECHATTER_AUTH_{field.upper()}): {what}")
+        private, public = _generate_dev_keys(config)
+        return str(private if field == "private_key_file" else public)
+    if not development and Path(path).name in (DEV_PRIVATE_KEY, DEV_PUBLIC_KEY):
+        raise KeyConfigError(f"auth.{field} {path} is a development key; generate a production key")
+    return path
 
 
 def load_issuer(config: Config, *, development: bool) -> TokenIssuer:
     """The api's signer. Development (--role=all) makes a key pair under data_dir when none is set."""
-    path = config.auth.private_key_file
-    if not path:
-        if not development:
-            raise KeyConfigError(
-                "the api role needs auth.private_key_file (FECHATTER_AUTH_PRIVATE_KEY_FILE): "
-                "an Ed25519 PEM key, e.g. from `openssl genpkey -algorithm ed25519`"
-            )
-        path = str(_generate_dev_keys(config)[0])
-    elif not development:
-        if _is_dev_key(path):
-            raise KeyConfigError(f"auth.private_key_file {path} is a development key; generate a production key")
-        mode = Path(path).expanduser().stat().st_mode if Path(path).expanduser().exists() else 0
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    path = _key_path(config, "private_key_file", development=development, role="api",
+                     what="an Ed25519 PEM key, e.g. from `openssl genpkey -algorithm ed25519`")
+    if not development:
+        file = Path(path).expanduser()
+        if file.exists() and file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyConfigError(f"auth.private_key_file {path} is readable by others; chmod 600 it")
     return TokenIssuer(_read_pem(path, "private_key_file"), config.auth)
 
 
 def load_verifier(config: Config, *, development: bool) -> TokenVerifier:
     """The notify role's checker: the public key only."""
-    path = config.auth.public_key_file
-    if not path:
-        if not development:
-            raise KeyConfigError(
-                "the notify role needs auth.public_key_file (FECHATTER_AUTH_PUBLIC_KEY_FILE): "
-                "the Ed25519 public key matching the api's private key"
-            )
-        path = str(_generate_dev_keys(config)[1])
-    elif not development and _is_dev_key(path):
-        raise KeyConfigError(f"auth.public_key_file {path} is a development key; generate a production key")
+    path = _key_path(config, "public_key_file", development=development, role="notify",
+                     what="the Ed25519 public key matching the api's private key")
     return TokenVerifier(_read_pem(path, "public_key_file"), config.auth)
