@@ -8,9 +8,11 @@ import contextlib
 import json
 import shutil
 import signal
+import time
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from tests.processes import RoleProcess
 PASSWORD = "correct horse battery"
 PHONE = {"width": 375, "height": 740}
 START_TIMEOUT = 30.0
+# The token test's access-token lifetime: the page refreshes a quarter of it (2 s) before expiry.
+SHORT_TOKEN_TTL = 8
 
 
 class Stack:
@@ -123,6 +127,14 @@ def running_stack(tmp_path_factory, mongo_uri, nats_url, key_files, log_dir: Pat
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, mongo_uri, nats_url, key_files):
     with running_stack(tmp_path_factory, mongo_uri, nats_url, key_files, SCREENSHOTS.parent / "logs") as running:
+        yield running
+
+
+@pytest.fixture
+def short_token_stack(tmp_path_factory, mongo_uri, nats_url, key_files):
+    """A second pair of roles whose access tokens live SHORT_TOKEN_TTL seconds."""
+    with running_stack(tmp_path_factory, mongo_uri, nats_url, key_files, SCREENSHOTS.parent / "logs-short-token",
+                       FECHATTER_AUTH_ACCESS_TOKEN_TTL_SECONDS=str(SHORT_TOKEN_TTL)) as running:
         yield running
 
 
@@ -430,3 +442,101 @@ def test_browse_and_join_a_public_channel(open_page, stack):
     expect(bob.by("browse-dialog")).to_be_hidden()
     for page in (ada, bob):
         page.assert_no_console_errors()
+
+
+class Traffic:
+    """What one page asked of the servers and how its connection badge moved, from the start of its session."""
+
+    def __init__(self, page: UserPage):
+        self.page = page
+        self.streams: list[dict[str, str]] = []  # the query of every /events request
+        self.refreshes: list[int] = []  # the status of every POST /api/refresh
+        self.failures: list[str] = []  # every answer of 400 or more
+        self.chat_list_loads = 0  # GET /api/chats: a resync or an unresumed reconnect reloads the list
+        self.signins = 0
+        page.page.on("request", self._request)
+        page.page.on("response", self._response)
+
+    def _request(self, request):
+        url = urlsplit(request.url)
+        if url.path == "/events":
+            self.streams.append({k: v[0] for k, v in parse_qs(url.query).items()})
+        elif url.path == "/api/chats" and request.method == "GET":
+            self.chat_list_loads += 1
+        elif url.path == "/api/signin":
+            self.signins += 1
+
+    def _response(self, response):
+        path = urlsplit(response.url).path
+        if path == "/api/refresh":
+            self.refreshes.append(response.status)
+        if response.status >= 400:
+            self.failures.append(f"{response.request.method} {path}: {response.status}")
+
+    def watch_connection_state(self):
+        """Keeps every state the connection badge shows from now on in window.connectionStates."""
+        self.page.page.evaluate("""() => {
+            const badge = document.querySelector('[data-testid="connection-state"]');
+            window.connectionStates = [badge.dataset.state];
+            new MutationObserver(() => window.connectionStates.push(badge.dataset.state))
+                .observe(badge, { attributes: true, attributeFilter: ["data-state"] });
+        }""")
+
+    def connection_states(self) -> list[str]:
+        return self.page.page.evaluate("window.connectionStates")
+
+
+def test_tokens_are_refreshed_before_they_expire_and_the_stream_resumes_with_each_new_one(browser, short_token_stack):
+    stack = short_token_stack
+    ada_person, bob_person = stack.pair()
+    stack.call("POST", "/api/chats", {"type": "direct", "members": [bob_person["id"]]}, token=ada_person["token"])
+    refreshes = 3
+    with page_opener(browser, stack.base_url) as open_page:
+        pages, traffic = {}, {}
+        for person, other in ((ada_person, "Bob Babbage"), (bob_person, "Ada Lovelace")):
+            page = pages[person["fullname"]] = open_page()
+            traffic[person["fullname"]] = Traffic(page)
+            page.goto()
+            page.sign_in(person["email"], PASSWORD)
+            page.open_chat_named(other)
+            traffic[person["fullname"]].watch_connection_state()
+        ada, bob = pages["Ada Lovelace"], pages["Bob Babbage"]
+
+        # Messages both ways, one after the other, until each page has reopened its stream `refreshes`
+        # times: some are sent while the other page's stream is being reopened.
+        sent: list[str] = []
+        deadline = time.monotonic() + SHORT_TOKEN_TTL * (refreshes + 2)
+        while min(len(t.streams) for t in traffic.values()) < 1 + refreshes:
+            assert time.monotonic() < deadline, {name: t.streams for name, t in traffic.items()}
+            for sender, reader in ((ada, bob), (bob, ada)):
+                text = f"message {len(sent) + 1}"
+                sender.send(text)
+                sent.append(text)
+                expect(reader.message_with_text(text)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+        # Past several lifetimes of the first token, still signed in and live.
+        for page in (ada, bob):
+            expect(page.by("app-view")).to_be_visible()
+            expect(page.by("signin-form")).to_be_hidden()
+            page.wait_live()
+            texts = page.page.locator('[data-testid="message-list"] [data-testid="message-content"]').all_inner_texts()
+            assert texts == sent, f"every message once, in order: {texts}"
+
+        for name, seen in traffic.items():
+            first, *reopened = seen.streams
+            assert "last_event_id" not in first, first
+            # Each stream after the first: the new token, resuming from the last event id.
+            tokens = [stream["access_token"] for stream in seen.streams]
+            assert len(set(tokens)) == len(tokens), f"{name} reopened a stream with a token it had used"
+            assert all(stream.get("last_event_id", "").isdigit() for stream in reopened), reopened
+            ids = [int(stream["last_event_id"]) for stream in reopened]
+            assert ids == sorted(ids), ids
+            assert len(seen.refreshes) >= refreshes and set(seen.refreshes) == {200}, seen.refreshes
+            # Each reopening was the page's own, ahead of the expiry: never a dropped stream, no resync
+            # (that reloads the chat list over REST), no sign-in again, and no request refused.
+            states = seen.connection_states()
+            assert "reconnecting" not in states and "offline" not in states, states
+            assert seen.chat_list_loads == 1, f"{name} reloaded the chat list {seen.chat_list_loads - 1} times"
+            assert seen.signins == 1, seen.signins
+            assert seen.failures == [], seen.failures
+        for page in (ada, bob):
+            page.assert_no_console_errors()
