@@ -299,7 +299,26 @@ def route(template: str, handler: type, **kwargs: Any) -> tornado.web.URLSpec:
 
 
 class RoleApp(tornado.web.Application):
-    """A role's application: background work starts after listen and stops before clients close."""
+    """A role's application: background work starts after listen and stops before clients close.
+
+    Every role answers /health, /health/ready and /metrics, logs through log_request and answers
+    JSON 404 for any path its own routes do not take.
+    """
+
+    def __init__(self, routes: list[tornado.web.URLSpec], *, role: str, **settings: Any):
+        super().__init__(
+            [
+                route("/health", HealthHandler),
+                route("/health/ready", ReadyHandler),
+                route("/metrics", MetricsHandler),
+                *routes,
+                route(r"/api/.*", NotFoundHandler),
+            ],
+            role=role,
+            log_function=log_request,
+            default_handler_class=NotFoundHandler,
+            **settings,
+        )
 
     async def start(self) -> None:
         pass

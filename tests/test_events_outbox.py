@@ -222,8 +222,8 @@ async def test_the_outbox_survives_an_api_restart(tmp_path, mongo_uri, key_files
         await nats.restart()
         reply = await second[2].post(f"/api/chats/{chat['id']}/messages", {"content": "after"}, token=owner["token"])
         assert reply.status == 201
-        created = await wait_for(lambda: _at_least(stack.bus, "message.created", 6), timeout=30,
-                                 message="the events the first process left")
+        await wait_for(lambda: _at_least(stack.bus, "message.created", 6), timeout=30,
+                       message="the events the first process left")
         await wait_for(lambda: _empty(stack.store.outbox), message="the outbox drained")
         assert [e.data["seq"] for e in await events_of(stack.bus, "message.created")] == [1, 2, 3, 4, 5, 6]
     finally:

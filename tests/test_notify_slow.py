@@ -21,7 +21,7 @@ async def test_a_client_that_stops_reading_is_disconnected(deps, sse, notify_app
     ws = await world.workspace()
     ada, slow, fast = await world.user(ws), await world.user(ws), await world.user(ws)
     chat = await world.chat(ada, slow, fast)
-    stuck = await sse(slow.token, read=False, receive_buffer=4096)
+    await sse(slow.token, read=False, receive_buffer=4096)  # opens, then never reads
     reader = await sse(fast.token)
     await wait_for(lambda: notify_app.registry.online(slow.id) and notify_app.registry.online(fast.id))
     handler = next(iter(notify_app.registry.users[slow.id].streams))

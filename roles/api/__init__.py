@@ -20,16 +20,7 @@ from app.services.messages import MessageService
 from app.services.outbox import Outbox
 from app.services.ratelimit import RateLimiter
 from app.store import Store
-from app.web import (
-    BaseHandler,
-    HealthHandler,
-    MetricsHandler,
-    NotFoundHandler,
-    ReadyHandler,
-    RoleApp,
-    log_request,
-    route,
-)
+from app.web import BaseHandler, RoleApp, route
 from roles.api import accounts, chats, files, messages
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -91,12 +82,8 @@ def make_app(
     api_routes = [*accounts.routes, *chats.routes, *messages.routes, *files.routes]
     routes = [
         route("/", IndexHandler),
-        route("/health", HealthHandler),
-        route("/health/ready", ReadyHandler),
-        route("/metrics", MetricsHandler),
         route("/api/openapi.json", OpenAPIHandler),
         *api_routes,
-        route(r"/api/.*", NotFoundHandler),
     ]
     app = ApiApp(
         routes,
@@ -109,8 +96,6 @@ def make_app(
         metrics=metrics,
         # The outbox drainer publishes events saved while NATS was away or by a crashed request.
         background=[services.outbox],
-        log_function=log_request,
-        default_handler_class=NotFoundHandler,
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
         compress_response=True,

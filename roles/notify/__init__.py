@@ -14,7 +14,7 @@ from app.events import EventBus
 from app.metrics import Metrics
 from app.services import membership
 from app.store import Store
-from app.web import HealthHandler, MetricsHandler, NotFoundHandler, ReadyHandler, RoleApp, log_request, route
+from app.web import RoleApp, route
 from roles.notify.consumer import EventConsumer
 from roles.notify.frames import PING, PING_CHUNK
 from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
@@ -35,11 +35,11 @@ class NotifyApp(RoleApp):
 
     def __init__(self, routes, *, config: Config, store: Store, bus: EventBus, metrics: Metrics, **settings):
         super().__init__(routes, config=config, store=store, bus=bus, metrics=metrics, **settings)
-        self.registry = Registry(functools.partial(membership.user_chat_ids, store))
+        load_chats = functools.partial(membership.user_chat_ids, store)
+        self.registry = Registry(load_chats)
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
         self.notify_metrics = NotifyMetrics(metrics, self.registry)
-        self.presence = Presence(bus, self.registry, store, functools.partial(membership.user_chat_ids, store),
-                                 config.notify.presence_ttl_seconds)
+        self.presence = Presence(bus, self.registry, store, load_chats, config.notify.presence_ttl_seconds)
         self.consumer = EventConsumer(bus, self.window, self.registry, self.notify_metrics)
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
@@ -92,13 +92,9 @@ def make_app(
     **settings,
 ) -> NotifyApp:
     routes = [
-        route("/health", HealthHandler),
-        route("/health/ready", ReadyHandler),
-        route("/metrics", MetricsHandler),
         route("/events", EventStreamHandler),
         route("/api/online-users", OnlineUsersHandler),
         route("/api/sse/health", SseHealthHandler),
-        route(r"/api/.*", NotFoundHandler),
     ]
     return NotifyApp(
         routes,
@@ -108,7 +104,5 @@ def make_app(
         bus=bus,
         tokens=verifier,
         metrics=metrics,
-        log_function=log_request,
-        default_handler_class=NotFoundHandler,
         **settings,
     )
