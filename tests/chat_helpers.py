@@ -46,6 +46,11 @@ async def count(collection, query) -> int:
     return len(await collection.find(query, {"_id": 1}).to_list())
 
 
+async def outbox_empty(store) -> bool:
+    """No event waits in the outbox: everything was published and its entry deleted."""
+    return await count(store.outbox, {}) == 0
+
+
 async def events_of(bus: EventBus, type_: str, chat_id: str | None = None):
     return [
         item.event for item in await stream_events(bus)

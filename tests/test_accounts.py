@@ -97,4 +97,5 @@ async def test_other_workspace_users_invisible(api):
     b = await api.signup(workspace="B")
     seen = await api.get("/api/users", token=a["token"])
     assert [u["id"] for u in seen.body] == [a["id"]]
-    assert b["id"] not in [u["id"] for u in seen.body]
+    theirs = await api.get("/api/users", token=b["token"])
+    assert [u["id"] for u in theirs.body] == [b["id"]]

@@ -13,7 +13,7 @@ from app.events import EventBus, connect_nats, decode_event, encode_event, make_
 from app.metrics import Metrics
 from app.services.outbox import Check
 from app.store import Store, make_client, utcnow
-from tests.chat_helpers import count, create_chat, events_of, make_team, stream_events
+from tests.chat_helpers import count, create_chat, events_of, make_team, outbox_empty, stream_events
 from tests.conftest import make_test_config
 from tests.helpers import Api, wait_for
 
@@ -78,7 +78,7 @@ async def test_every_change_publishes_one_event_with_the_shared_envelope(api, de
         assert sorted(deleted.recipients) == sorted([t.owner["id"], t.outsider["id"]])
         assert len({e.id for e in got}) == len(got)
         # Acknowledged entries are deleted in the background, in batches.
-        await wait_for(lambda: _empty(deps.store.outbox), message="acknowledged entries deleted")
+        await wait_for(lambda: outbox_empty(deps.store), message="acknowledged entries deleted")
     finally:
         await sub.unsubscribe()
 
@@ -108,7 +108,7 @@ async def test_abandoned_entries_are_published_only_if_their_change_happened(app
     for n, (event, check) in enumerate([(happened, Check("messages", "m1")),
                                         (phantom, Check("chats", "c1", "eq", "version", phantom.id))]):
         await deps.store.outbox.insert_one(_entry(deps.bus, event, check, old, n, seq=1))
-    await wait_for(lambda: _empty(deps.store.outbox), message="both entries settled")
+    await wait_for(lambda: outbox_empty(deps.store), message="both entries settled")
     published = await stream_events(deps.bus)
     assert [(item.event.id, item.msg_id) for item in published] == [(happened.id, happened.id)]
 
@@ -119,9 +119,6 @@ def _entry(bus, event, check, created_at, n, state="pending", owner="a-dead-proc
             "payload": encode_event(event).decode(), "check_collection": check.collection, "check_id": check.id,
             "check_op": check.op, "check_field": check.field, "check_value": check.value, **extra}
 
-
-async def _empty(collection):
-    return await count(collection, {}) == 0
 
 
 async def _own_stack(tmp_path, mongo_uri, nats_url, key_files):
@@ -168,7 +165,7 @@ async def test_sends_while_nats_is_down_are_published_once_and_in_order_when_it_
         t = SimpleNamespace(owner=await api.signup())
         t.member = await api.signup(invite_code=t.owner["workspace"]["invite_code"])
         chat = await create_chat(api, t.owner, "direct", [t.member])
-        await wait_for(lambda: _empty(stack.store.outbox), message="chat.created published")
+        await wait_for(lambda: outbox_empty(stack.store), message="chat.created published")
 
         await nats.stop()
         await wait_for(lambda: not stack.bus.connected, message="the client to notice NATS is gone")
@@ -183,7 +180,7 @@ async def test_sends_while_nats_is_down_are_published_once_and_in_order_when_it_
         await nats.restart()
         created = await wait_for(lambda: _at_least(stack.bus, "message.created", 20), timeout=30,
                                  message="20 message.created events after NATS came back")
-        await wait_for(lambda: _empty(stack.store.outbox), message="the outbox drained")
+        await wait_for(lambda: outbox_empty(stack.store), message="the outbox drained")
         # One more send after the backlog goes behind it.
         late = await api.post(f"/api/chats/{chat['id']}/messages", {"content": "late"}, token=t.owner["token"])
         assert late.status == 201
@@ -208,7 +205,7 @@ async def test_the_outbox_survives_an_api_restart(tmp_path, mongo_uri, key_files
     owner = await api.signup()
     member = await api.signup(invite_code=owner["workspace"]["invite_code"])
     chat = await create_chat(api, owner, "direct", [member])
-    await wait_for(lambda: _empty(stack.store.outbox), message="chat.created published")
+    await wait_for(lambda: outbox_empty(stack.store), message="chat.created published")
     await nats.stop()
     await wait_for(lambda: not stack.bus.connected, message="the client to notice NATS is gone")
     for i in range(5):
@@ -224,7 +221,7 @@ async def test_the_outbox_survives_an_api_restart(tmp_path, mongo_uri, key_files
         assert reply.status == 201
         await wait_for(lambda: _at_least(stack.bus, "message.created", 6), timeout=30,
                        message="the events the first process left")
-        await wait_for(lambda: _empty(stack.store.outbox), message="the outbox drained")
+        await wait_for(lambda: outbox_empty(stack.store), message="the outbox drained")
         assert [e.data["seq"] for e in await events_of(stack.bus, "message.created")] == [1, 2, 3, 4, 5, 6]
     finally:
         await _close(stack, second)
@@ -250,7 +247,7 @@ async def test_concurrent_sends_during_an_outage_all_arrive(tmp_path, mongo_uri,
         created = await wait_for(lambda: _at_least(stack.bus, "message.created", 30), timeout=30,
                                  message="30 events")
         assert sorted(e.data["seq"] for e in created) == list(range(1, 31))
-        await wait_for(lambda: _empty(stack.store.outbox), message="the outbox drained")
+        await wait_for(lambda: outbox_empty(stack.store), message="the outbox drained")
         assert len(await events_of(stack.bus, "message.created")) == 30
     finally:
         await _close(stack, served)

@@ -90,7 +90,7 @@ async def test_readiness_names_the_dependency_that_is_down(tmp_path, key_files, 
             except OSError:
                 return None
 
-        assert await wait_for(lambda: status(), timeout=20, message="api ready") == 200
+        await wait_for(lambda: _is(status(), 200), timeout=20, message="api ready")
         await nats.stop()
         await wait_for(lambda: _is(status(), 503), timeout=15, message="503 with NATS down")
         reply = await api.get("/health/ready", timeout=5)

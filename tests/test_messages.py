@@ -6,7 +6,7 @@ import datetime
 import pytest
 
 from app.store import new_id, utcnow
-from tests.chat_helpers import count, create_chat, events_of, make_team
+from tests.chat_helpers import count, create_chat, events_of, make_team, outbox_empty
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=90)
@@ -227,15 +227,12 @@ async def test_the_drainer_fills_the_seq_of_an_abandoned_send_and_publishes_noth
         "payload": "{}", "check_collection": "messages", "check_id": new_id(), "check_op": "exists",
         "check_field": None, "check_value": None, "seq": 1,
     })
-    await wait_for(lambda: _outbox_empty(deps), message="the abandoned entry settled")
+    await wait_for(lambda: outbox_empty(deps.store), message="the abandoned entry settled")
     tomb = await deps.store.messages.find_one({"chat_id": chat["id"], "seq": 1})
     assert tomb["deleted"] is True and tomb["gap"] is True
     assert all(item.id != event_id for item in await events_of(deps.bus, "message.created"))
     assert (await send(api, t.owner, chat, "next"))["seq"] == 2
 
-
-async def _outbox_empty(deps):
-    return await count(deps.store.outbox, {}) == 0
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.chat_helpers import stream_events
+from tests.chat_helpers import outbox_empty, stream_events
 from tests.faults.conftest import team_chat
 from tests.faults.report import record
 from tests.helpers import Api, wait_for
@@ -64,7 +64,7 @@ async def test_api_sigkill_mid_send(stack, roles, observer):
 
     events = await wait_for(all_published, timeout=30, interval=0.3, message="every stored message published")
     published = [e.data["id"] for e in events]
-    await wait_for(lambda: _outbox_empty(observer), timeout=20, message="the restarted api drained the outbox")
+    await wait_for(lambda: outbox_empty(observer.store), timeout=20, message="the restarted api drained the outbox")
     sent = SENDERS * PER_SENDER
     record("api_sigkill_mid_send", sent=sent, acknowledged_before_kill=killed_at,
            retries_after_connection_errors=errors["connection"], retries_after_error_status=errors["status"],
@@ -91,7 +91,3 @@ async def test_api_sigkill_mid_send(stack, roles, observer):
 
     listed = await wait_for(dense_listing, timeout=15, interval=0.5, message="a dense listing")
     assert len(listed) >= sent
-
-
-async def _outbox_empty(observer):
-    return await observer.store.outbox.find({}).to_list() == []

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.chat_helpers import stream_events
+from tests.chat_helpers import outbox_empty, stream_events
 from tests.faults.conftest import team_chat
 from tests.faults.report import record
 from tests.helpers import Api, wait_for
@@ -80,8 +80,4 @@ async def test_mongo_down_answers_503_and_recovers_without_restart(stack, roles,
     assert len({d["idempotency_key"] for d in real}) == len(real) == BEFORE + 1 + DURING
     assert sorted(published) == sorted(d["_id"] for d in real) and len(set(published)) == len(published)
     assert recovered_in < 15
-    await wait_for(lambda: _outbox_empty(observer), timeout=15, message="outbox drained")
-
-
-async def _outbox_empty(observer):
-    return await observer.store.outbox.find({}).to_list() == []
+    await wait_for(lambda: outbox_empty(observer.store), timeout=15, message="outbox drained")
