@@ -116,10 +116,8 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
             log.info("embedded stack: mongo %s, nats %s", mongo_uri, nats_url)
 
         issuer = load_issuer(config, development=development) if role in ("api", "all") else None
-        if role == "notify":
-            verifier: TokenVerifier = load_verifier(config, development=False)
-        else:
-            verifier = TokenVerifier(issuer.public_key, config.auth)
+        # An issuer verifies too: --role=all shares one key and one cache of verified tokens.
+        verifier: TokenVerifier = issuer if issuer is not None else load_verifier(config, development=False)
 
         client = make_client(mongo_uri, config.mongo.timeout_ms)
         resources.push_async_callback(client.close)

@@ -128,7 +128,6 @@ class Store:
             # MongoDB treats it as the no-op it is. Anything else is a real failure.
             if "constraint failed" not in str(e):
                 raise
-        await self.send_claims.create_index("created_at")
         await self.rate_limits.create_index("expires_at", expireAfterSeconds=0)
         # Never put _id in a compound index: nx-27017 then fails every insert.
         await self.outbox.create_index("created_at")

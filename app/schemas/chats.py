@@ -11,6 +11,9 @@ from app.schemas.messages import MessageOut
 
 ChatType = Literal["direct", "group", "private_channel", "public_channel"]
 MemberRole = Literal["owner", "admin", "member"]
+OWNER, ADMIN, MEMBER = "owner", "admin", "member"
+# The roles that may manage a chat: rename it, invite to a private channel, remove others' messages.
+MANAGERS = (OWNER, ADMIN)
 ChatName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"\S")]
 Description = Annotated[str, msgspec.Meta(max_length=1000)]
 UserIds = Annotated[list[Id], msgspec.Meta(max_length=1000)]

@@ -12,7 +12,18 @@ from pymongo.errors import DuplicateKeyError
 from app import events
 from app.auth import Identity
 from app.errors import APIError, conflict, forbidden, invalid, not_found
-from app.schemas.chats import ChatCreateIn, ChatOut, ChatSummaryOut, ChatUpdateIn, MemberOut, MembersAddIn
+from app.schemas.chats import (
+    MANAGERS,
+    MEMBER,
+    OWNER,
+    ChatCreateIn,
+    ChatOut,
+    ChatSummaryOut,
+    ChatUpdateIn,
+    MemberOut,
+    MembersAddIn,
+)
+from app.services import membership
 from app.services.messages import message_out, valid_id
 from app.services.outbox import Check, Outbox
 from app.store import Store, isoformat, new_id, utcnow
@@ -22,8 +33,6 @@ GROUP = "group"
 PRIVATE_CHANNEL = "private_channel"
 PUBLIC_CHANNEL = "public_channel"
 CHANNELS = (PRIVATE_CHANNEL, PUBLIC_CHANNEL)
-OWNER, ADMIN, MEMBER = "owner", "admin", "member"
-MANAGERS = (OWNER, ADMIN)
 
 def chat_out(doc: dict[str, Any], member_ids: list[str]) -> ChatOut:
     return ChatOut(
@@ -256,9 +265,7 @@ class ChatService:
 
     async def list_public(self, user: Identity) -> list[ChatOut]:
         """Public channels of the caller's workspace that the caller has not joined, by name."""
-        joined = {
-            doc["chat_id"] async for doc in self.store.members.find({"user_id": user.user_id}, {"chat_id": 1})
-        }
+        joined = await membership.user_chat_ids(self.store, user.user_id)
         cursor = self.store.chats.find({"workspace_id": user.workspace_id, "type": PUBLIC_CHANNEL})
         channels = [doc async for doc in cursor.sort([("name_key", 1)]) if doc["_id"] not in joined]
         member_lists = await asyncio.gather(*(self.member_ids(doc["_id"]) for doc in channels))

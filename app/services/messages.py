@@ -45,6 +45,8 @@ from app.schemas.messages import (
     SearchOut,
     SearchQuery,
 )
+from app.schemas.chats import MANAGERS
+from app.services import membership
 from app.services.outbox import Check, Outbox
 from app.store import Store, isoformat, new_id, utcnow
 
@@ -53,7 +55,6 @@ if TYPE_CHECKING:
     from app.services.files import FileService
     from app.services.ratelimit import RateLimiter
 
-MANAGERS = ("owner", "admin")
 VALID_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A send that keeps finding its seq filled by gap repair gives up after this many seqs.
 MAX_SEQ_ATTEMPTS = 3
@@ -332,7 +333,7 @@ class MessageService:
         return doc
 
     async def edit(self, user: Identity, chat_id: str, message_id: str, body: MessageUpdateIn) -> MessageOut:
-        chat, _ = await self.chats.require_member(user, chat_id)
+        member = await self.chats.membership(user, chat_id)
         doc = await self._message(chat_id, message_id)
         if doc["sender_id"] != user.user_id:
             raise forbidden("only the sender may edit a message")
@@ -343,7 +344,7 @@ class MessageService:
         out = message_out(edited)
         event = events.make_event(
             events.MESSAGE_UPDATED, msgspec.to_builtins(out),
-            chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id, event_id=event_id,
+            chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
         )
         await self.outbox.apply(
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, edited)
@@ -351,7 +352,7 @@ class MessageService:
         return out
 
     async def delete(self, user: Identity, chat_id: str, message_id: str) -> None:
-        chat, member = await self.chats.require_member(user, chat_id)
+        member = await self.chats.membership(user, chat_id)
         doc = await self._message(chat_id, message_id)
         if doc["sender_id"] != user.user_id and member["role"] not in MANAGERS:
             raise forbidden("only the sender or the chat's owner or admins may delete a message")
@@ -361,7 +362,7 @@ class MessageService:
         tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id}
         event = events.make_event(
             events.MESSAGE_DELETED, {"id": message_id, "chat_id": chat_id, "seq": doc["seq"]},
-            chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id, event_id=event_id,
+            chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
         )
         await self.outbox.apply(
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, tombstone)
@@ -403,11 +404,11 @@ class MessageService:
             pass
 
     async def typing(self, user: Identity, chat_id: str) -> None:
-        chat, _ = await self.chats.require_member(user, chat_id)
+        member = await self.chats.membership(user, chat_id)
         await self.outbox.publish_ephemeral(
             events.make_event(
                 events.TYPING, {"chat_id": chat_id, "user_id": user.user_id},
-                chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
+                chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id,
             )
         )
 
@@ -422,13 +423,12 @@ class MessageService:
         if len(text) > limit:
             raise APIError(422, "validation_failed", f"the search query is longer than {limit} characters",
                            fields={"q": f"at most {limit} characters"})
-        chat_ids = [
-            doc["chat_id"] async for doc in self.store.members.find({"user_id": user.user_id}, {"chat_id": 1})
-        ]
         if query.chat_id is not None:
-            if query.chat_id not in chat_ids:
+            if not valid_id(query.chat_id) or not await membership.is_member(self.store, query.chat_id, user.user_id):
                 raise not_found("chat")
             chat_ids = [query.chat_id]
+        else:
+            chat_ids = list(await membership.user_chat_ids(self.store, user.user_id))
         if not chat_ids:
             return SearchOut(messages=[])
         cursor = self.store.messages.find(

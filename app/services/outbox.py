@@ -99,6 +99,7 @@ class Outbox:
 
     async def apply(self, event: Event, check: Check, change: Callable[[], Awaitable[T]], **extra: Any) -> T:
         """Save the event, make the change, publish; the change's result is returned."""
+        payload = encode_event(event)
         entry = {
             "_id": event.id,
             "state": PENDING,
@@ -108,7 +109,7 @@ class Outbox:
             "type": event.type,
             "chat_id": event.chat_id,
             "subject": self.bus.subjects.for_event(event),
-            "payload": encode_event(event).decode(),
+            "payload": payload.decode(),
             "check_collection": check.collection,
             "check_id": check.id,
             "check_op": check.op,
@@ -126,7 +127,7 @@ class Outbox:
             except PyMongoError:
                 pass  # the drainer's check finds the change did not happen and drops the entry
             raise
-        await self._publish_or_defer(entry)
+        await self._publish_or_defer(entry, payload)
         return result
 
     async def publish_ephemeral(self, event: Event) -> None:
@@ -136,10 +137,10 @@ class Outbox:
         except events.UNAVAILABLE_ERRORS as e:
             log.info("dropped %s event while NATS is away: %s", event.type, e.__class__.__name__)
 
-    async def _publish_or_defer(self, entry: dict[str, Any]) -> None:
+    async def _publish_or_defer(self, entry: dict[str, Any], payload: bytes) -> None:
         if not self.backlog and self.bus.connected:
             try:
-                await self.bus.publish_encoded(entry["subject"], entry["_id"], entry["payload"].encode())
+                await self.bus.publish_encoded(entry["subject"], entry["_id"], payload)
             except events.UNAVAILABLE_ERRORS:
                 pass
             else:
@@ -244,9 +245,6 @@ class Outbox:
             await asyncio.gather(self._forgetting, return_exceptions=True)
         if self._acked:
             await self._delete_acked()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def _run(self) -> None:
         while not self._stopping:
