@@ -20,8 +20,8 @@ from roles.notify.frames import PING, PING_CHUNK
 from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.presence import Presence
-from roles.notify.registry import Registry
-from roles.notify.stream import KEEPALIVE_SLICES, EventStreamHandler
+from roles.notify.registry import KEEPALIVE_SLICES, Registry
+from roles.notify.stream import EventStreamHandler
 from roles.notify.window import ReplayWindow
 
 log = logging.getLogger("fechatter.notify")
@@ -60,9 +60,8 @@ class NotifyApp(RoleApp):
         if self._ticks % KEEPALIVE_SLICES == 0:
             self.window.trim(time.time())
         current = self._ticks % KEEPALIVE_SLICES
-        for stream in self.registry.all_streams():
-            if stream.keepalive_slice != current:
-                continue
+        # send() never changes the registry there and then (it defers), so the live set can be walked.
+        for stream in self.registry.keepalive_slices[current]:
             if stream.wrote:
                 stream.wrote = False
             else:

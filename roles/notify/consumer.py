@@ -183,9 +183,5 @@ class EventConsumer:
                 # Whoever this process knows as a member leaves too, should `recipients` miss someone.
                 gone = set(recipients or ()) | self.registry.chat_members.get(chat_id, set())
                 changes, changes_first = tuple((user, chat_id, False) for user in sorted(gone)), False
-            if event.type == events.MEMBER_LEFT and changes:
-                removed = changes[0][0]
-                if not recipients or removed not in recipients:
-                    recipients = (*(recipients or ()), removed)
         return WindowEntry(seq, stored_at, event.type, frame, chat_id=chat_id, recipients=recipients,
                            changes=changes, changes_first=changes_first)

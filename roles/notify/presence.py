@@ -173,10 +173,8 @@ class Presence:
 
     # -- changes made by this process --------------------------------------------------------------
 
-    def opened(self, entry: UserEntry) -> None:
-        self._queue(entry.user_id, entry.workspace_id, sorted(entry.chats))
-
-    def closed(self, entry: UserEntry) -> None:
+    def changed(self, entry: UserEntry) -> None:
+        """The user's first stream here opened, or their last one closed."""
         self._queue(entry.user_id, entry.workspace_id, sorted(entry.chats))
 
     def _queue(self, user_id: str, workspace_id: str, chats: list[str] | None) -> None:

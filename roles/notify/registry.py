@@ -6,6 +6,14 @@ import asyncio
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 
+# Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
+KEEPALIVE_SLICES = 4
+
+
+class TooManyStreams(Exception):
+    """The user already holds the most streams allowed."""
+
+
 class Stream(Protocol):
     """An open SSE stream as the registry and the fan-out see it."""
 
@@ -39,6 +47,8 @@ class Registry:
     def __init__(self, load_chats: Callable[[str], Awaitable[set[str]]]):
         self._load_chats = load_chats
         self.users: dict[str, UserEntry] = {}
+        # Open streams by keepalive group, so a tick visits only its own group.
+        self.keepalive_slices: list[set[Stream]] = [set() for _ in range(KEEPALIVE_SLICES)]
         # chat -> users with an entry here who are members; what a chat event is delivered to.
         self.chat_members: dict[str, set[str]] = {}
         self.stream_count = 0
@@ -49,9 +59,15 @@ class Registry:
         entry = self.users.get(user_id)
         return len(entry.streams) + entry.opening if entry else 0
 
-    async def acquire(self, user_id: str, workspace_id: str) -> UserEntry:
-        """The user's entry with their chats loaded; pair with register() or abandon()."""
+    async def acquire(self, user_id: str, workspace_id: str, max_streams: int | None = None) -> UserEntry:
+        """The user's entry with their chats loaded; pair with register() or abandon().
+
+        The stream limit is checked here, where opening streams are counted, with no await between the
+        check and the count: tabs reconnecting all at once cannot slip past it together.
+        """
         entry = self.users.get(user_id)
+        if max_streams is not None and entry is not None and len(entry.streams) + entry.opening >= max_streams:
+            raise TooManyStreams()
         if entry is None:
             entry = self.users[user_id] = UserEntry(user_id, workspace_id)
             entry.loading = asyncio.get_running_loop().create_future()
@@ -94,6 +110,7 @@ class Registry:
         """Adds an acquired stream; True when it is the user's first."""
         entry.opening -= 1
         entry.streams.add(stream)
+        self.keepalive_slices[stream.keepalive_slice].add(stream)
         self.stream_count += 1
         return len(entry.streams) == 1
 
@@ -103,6 +120,7 @@ class Registry:
         if entry is None or stream not in entry.streams:
             return None
         entry.streams.discard(stream)
+        self.keepalive_slices[stream.keepalive_slice].discard(stream)
         self.stream_count -= 1
         if entry.streams:
             return None

@@ -9,21 +9,18 @@ import time
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from app.errors import APIError, DependencyUnavailable
-from app.store import UNAVAILABLE_ERRORS as MONGO_UNAVAILABLE
+from app.web import RETRY_AFTER_SECONDS
 from roles.notify.frames import cursor_frame, http_chunk, resync_frame, retry_frame
 from roles.notify.handlers import NotifyHandler
-from roles.notify.registry import UserEntry
+from roles.notify.registry import KEEPALIVE_SLICES, TooManyStreams, UserEntry
 
 log = logging.getLogger("fechatter.notify.stream")
 
-# Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
-KEEPALIVE_SLICES = 4
 
 # How long an open waits for the replay window to fill after a start, and for an id this process
 # has not consumed yet (another process may be a little ahead).
 READY_WAIT_SECONDS = 10.0
 AHEAD_WAIT_SECONDS = 2.0
-RETRY_AFTER_SECONDS = "5"
 
 
 class EventStreamHandler(NotifyHandler):
@@ -52,11 +49,6 @@ class EventStreamHandler(NotifyHandler):
         if app.stopping:
             raise APIError(503, "shutting_down", "this notify process is shutting down; reconnect",
                            headers={"Retry-After": "1"})
-        limits = self.config.limits
-        if limits.enabled and app.registry.streams_of(identity.user_id) >= limits.streams_per_user:
-            raise APIError(429, "too_many_streams",
-                           f"at most {limits.streams_per_user} streams per user; close another tab",
-                           headers={"Retry-After": RETRY_AFTER_SECONDS})
         resume = self._resume_point()
         if not app.consumer.ready.is_set():
             try:
@@ -64,10 +56,15 @@ class EventStreamHandler(NotifyHandler):
             except asyncio.TimeoutError:
                 raise DependencyUnavailable("nats") from None
         self.user_id = identity.user_id
+        limits = self.config.limits
         try:
-            entry = await app.registry.acquire(identity.user_id, identity.workspace_id)
-        except MONGO_UNAVAILABLE:
-            raise DependencyUnavailable("mongodb") from None
+            entry = await app.registry.acquire(
+                identity.user_id, identity.workspace_id, limits.streams_per_user if limits.enabled else None
+            )
+        except TooManyStreams:
+            raise APIError(429, "too_many_streams",
+                           f"at most {limits.streams_per_user} streams per user; close another tab",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         try:
             if isinstance(resume, int) and resume > app.window.last_seq:
                 await app.consumer.wait_for_seq(resume, AHEAD_WAIT_SECONDS)
@@ -141,7 +138,7 @@ class EventStreamHandler(NotifyHandler):
             # Tornado chunks an HTTP/1.1 response that has no Content-Length, as this one.
             self._socket = self.request.connection.stream
         if first:
-            app.presence.opened(entry)
+            app.presence.changed(entry)
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(max(0.0, expires_at - time.time()), self.end)
 
@@ -203,6 +200,6 @@ class EventStreamHandler(NotifyHandler):
             self._registered = False
             gone = self.application.registry.unregister(self)
             if gone is not None:
-                self.application.presence.closed(gone)
+                self.application.presence.changed(gone)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
