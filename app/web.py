@@ -176,6 +176,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(msgspec.json.encode(value))
 
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, APIError):

@@ -53,8 +53,7 @@ class LogoutHandler(BaseHandler):
     async def post(self) -> None:
         body = self.parse_body(RefreshIn)
         await self.services.accounts.logout(self.current_user.user_id, body.refresh_token)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class LogoutAllHandler(BaseHandler):
@@ -63,8 +62,7 @@ class LogoutAllHandler(BaseHandler):
     @authenticated
     async def post(self) -> None:
         await self.services.accounts.logout_all(self.current_user.user_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class MeHandler(BaseHandler):

@@ -67,8 +67,7 @@ class ChatHandler(BaseHandler):
     @authenticated
     async def delete(self, chat_id: str) -> None:
         await self.services.chats.delete(self.current_user, chat_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class MembersHandler(BaseHandler):
@@ -101,8 +100,7 @@ class MemberHandler(BaseHandler):
     @authenticated
     async def delete(self, chat_id: str, user_id: str) -> None:
         await self.services.chats.remove_member(self.current_user, chat_id, user_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class JoinHandler(BaseHandler):

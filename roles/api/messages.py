@@ -18,11 +18,6 @@ from app.web import BaseHandler, authenticated, route
 TAGS = ("messages",)
 
 
-def _no_content(handler: BaseHandler) -> None:
-    handler.set_status(204)
-    handler.finish()
-
-
 class MessagesHandler(BaseHandler):
     api_doc = {
         "get": Operation(
@@ -64,7 +59,7 @@ class MessageHandler(BaseHandler):
     @authenticated
     async def delete(self, chat_id: str, message_id: str) -> None:
         await self.services.messages.delete(self.current_user, chat_id, message_id)
-        _no_content(self)
+        self.no_content()
 
 
 class ReadHandler(BaseHandler):
@@ -77,7 +72,7 @@ class ReadHandler(BaseHandler):
     async def post(self, chat_id: str) -> None:
         body = self.parse_body(ReadIn)
         await self.services.messages.read(self.current_user, chat_id, body.seq)
-        _no_content(self)
+        self.no_content()
 
 
 class TypingHandler(BaseHandler):
@@ -89,7 +84,7 @@ class TypingHandler(BaseHandler):
     @authenticated
     async def post(self, chat_id: str) -> None:
         await self.services.messages.typing(self.current_user, chat_id)
-        _no_content(self)
+        self.no_content()
 
 
 class SearchHandler(BaseHandler):

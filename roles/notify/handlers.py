@@ -48,8 +48,7 @@ class NotifyHandler(BaseHandler):
         self.set_header("Access-Control-Allow-Methods", "GET, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control, Content-Type")
         self.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
     def request_token(self) -> str | None:
         return self.bearer_token() or self.get_query_argument("access_token", None)
