@@ -1,6 +1,7 @@
-// REST client: bearer tokens kept in localStorage, refreshed before they expire and once on a 401.
+// REST client: bearer tokens (kept by tokens.js) refreshed before they expire and once on a 401.
 
-const STORAGE_KEY = "fechatter.session";
+import { clearSession, loadSession, refreshLeadMs, saveSession, SESSION_KEY } from "./tokens.js";
+
 const REFRESH_LOCK = "fechatter.refresh";
 
 export class ApiError extends Error {
@@ -17,40 +18,6 @@ export class ApiError extends Error {
   get transient() {
     return this.status === 0 || this.status === 429 || this.status === 502 || this.status === 503 || this.status === 504;
   }
-}
-
-// What the auth endpoints answer, plus the wall-clock time the access token expires.
-export function loadSession() {
-  try {
-    const session = JSON.parse(localStorage.getItem(STORAGE_KEY));
-    return session && session.access_token && session.refresh_token ? session : null;
-  } catch {
-    return null;
-  }
-}
-
-function saveSession(answer, previous = null) {
-  const session = {
-    access_token: answer.access_token,
-    refresh_token: answer.refresh_token,
-    expires_in: answer.expires_in,
-    // Refresh answers may not repeat user/workspace; keep the ones we have.
-    user: answer.user || (previous && previous.user) || null,
-    workspace: answer.workspace || (previous && previous.workspace) || null,
-    expires_at: Date.now() + Number(answer.expires_in || 900) * 1000,
-  };
-  localStorage.setItem(STORAGE_KEY, JSON.stringify(session));
-  return session;
-}
-
-function clearSession() {
-  localStorage.removeItem(STORAGE_KEY);
-}
-
-// How long before expiry we refresh: a quarter of the lifetime, at most one minute.
-function refreshLeadMs(session) {
-  const lifetime = Number(session.expires_in || 900) * 1000;
-  return Math.min(60_000, lifetime / 4);
 }
 
 async function readBody(response) {
@@ -73,7 +40,7 @@ export class Api {
     this.refreshTimer = null;
     // Another tab may rotate the tokens; follow it instead of presenting a rotated token.
     window.addEventListener("storage", (event) => {
-      if (event.key !== STORAGE_KEY) return;
+      if (event.key !== SESSION_KEY) return;
       const session = loadSession();
       if (session) {
         this.scheduleRefresh();

@@ -1,4 +1,5 @@
 // Modal dialogs: new conversation, add people, join a channel, invite link.
+// Each takes `app`: {store, api, sync, chats}, as app.js builds it.
 
 import { byTestId, h, icon, renderUserPicker, showFormError, toast } from "./ui.js";
 
@@ -96,9 +97,9 @@ function wireNewChat(app) {
     submit.disabled = true;
     try {
       const chat = await app.api.createChat({ type, name: type === "direct" ? "" : name, description: CHANNEL_TYPES.has(type) ? description : "", members });
-      app.addChat(chat);
+      app.chats.addChat(chat);
       root.close();
-      app.navigate(chat.id);
+      app.chats.navigate(chat.id);
     } catch (failure) {
       showFormError(error, failure);
     } finally {
@@ -117,7 +118,7 @@ export function openNewChat(app, type) {
   syncNewChatForm(app);
   root.showModal();
   (type === "direct" ? form.elements.filter : form.elements.type).focus();
-  app.loadUsers().then(() => root.open && syncNewChatForm(app)).catch(() => {});
+  app.sync.loadUsers().then(() => root.open && syncNewChatForm(app)).catch(() => {});
 }
 
 // --- add people to the open chat -------------------------------------------------------
@@ -132,7 +133,7 @@ function wireAddMembers(app) {
     try {
       await app.api.addMembers(app.store.openChatId, ids);
       root.close();
-      app.loadMembers(app.store.openChatId);
+      app.sync.loadMembers(app.store.openChatId);
     } catch (failure) {
       showFormError(error, failure);
     }
@@ -159,15 +160,15 @@ function channelIdFrom(text) {
 
 async function joinAndOpen(app, chatId) {
   const chat = await app.api.joinChat(chatId);
-  app.addChat(chat);
+  app.chats.addChat(chat);
   dialog("browse-dialog").close();
-  app.navigate(chat.id || chatId);
+  app.chats.navigate(chat.id || chatId);
 }
 
 function channelRow(app, channel) {
   const joined = app.store.chats.has(channel.id) || channel.is_member === true;
   const button = joined
-    ? h("button", { type: "button", dataset: { testid: "browse-open" }, onclick: () => { dialog("browse-dialog").close(); app.navigate(channel.id); }, text: "Open" })
+    ? h("button", { type: "button", dataset: { testid: "browse-open" }, onclick: () => { dialog("browse-dialog").close(); app.chats.navigate(channel.id); }, text: "Open" })
     : h("button", { type: "button", class: "primary", dataset: { testid: "browse-join-channel" }, onclick: (event) => {
         event.currentTarget.disabled = true;
         joinAndOpen(app, channel.id).catch((failure) => {
@@ -194,7 +195,7 @@ function wireBrowse(app) {
     try {
       if (app.store.chats.has(id)) {
         root.close();
-        return app.navigate(id);
+        return app.chats.navigate(id);
       }
       const chat = await app.api.chat(id);
       if (chat.type !== "public_channel") return showFormError(error, { message: "Only public channels can be joined without an invitation." });

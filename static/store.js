@@ -1,4 +1,6 @@
-// Client state: users, chats, per-chat message timelines, presence and typing; no DOM here.
+// Client state, all of it: session identity, users, chats, timelines, unsent messages, read marks, presence, typing; no DOM here.
+
+import { Timeline } from "./timeline.js";
 
 const TYPING_SHOWN_MS = 5000;
 
@@ -10,58 +12,6 @@ function memberIds(members) {
 
 function activity(chat) {
   return (chat.last_message && chat.last_message.created_at) || chat.updated_at || chat.created_at || "";
-}
-
-// The messages of one chat we have loaded: a contiguous seq range, deduplicated by id and by seq.
-export class Timeline {
-  constructor() {
-    this.byId = new Map();
-    this.bySeq = new Map();
-    this.hasMore = true;
-    this.loaded = false;
-    this.loadingOlder = false;
-  }
-
-  get minSeq() {
-    let min = Infinity;
-    for (const seq of this.bySeq.keys()) min = Math.min(min, seq);
-    return min === Infinity ? null : min;
-  }
-
-  get maxSeq() {
-    let max = 0;
-    for (const seq of this.bySeq.keys()) max = Math.max(max, seq);
-    return max;
-  }
-
-  // Adds or updates one message; returns true when something visible changed.
-  upsert(message) {
-    const existing = this.byId.get(message.id) || this.bySeq.get(message.seq);
-    if (existing) {
-      if (existing.id !== message.id) return false; // a seq is never reused; ignore the impostor
-      if (existing.deleted && !message.deleted) return false; // deletion is final
-      if (!message.deleted && existing.edited_at && (!message.edited_at || message.edited_at < existing.edited_at)) {
-        return false; // an older version arriving late
-      }
-      if (existing.content === message.content && existing.deleted === message.deleted && existing.edited_at === message.edited_at) {
-        return false;
-      }
-    }
-    const merged = { ...existing, ...message };
-    this.byId.set(merged.id, merged);
-    this.bySeq.set(merged.seq, merged);
-    return true;
-  }
-
-  markDeleted({ id, seq }) {
-    const existing = this.byId.get(id) || this.bySeq.get(seq);
-    if (!existing || existing.deleted) return false;
-    return this.upsert({ ...existing, deleted: true, content: "" });
-  }
-
-  sorted() {
-    return [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
-  }
 }
 
 export class Store {
@@ -79,6 +29,12 @@ export class Store {
     this.typing = new Map();
     this.members = new Map(); // chatId -> [{user_id, role, joined_at}]
     this.openChatId = null;
+    this.preview = null; // a public channel opened by link that we are not a member of
+    this.editingId = null; // the message being edited in place
+    this.pending = new Map(); // chatId -> Map(key -> unsent message)
+    this.readSent = new Map(); // chatId -> highest seq we told the server we read
+    this.typingSentAt = new Map(); // chatId -> time of our last POST typing
+    this.connection = "offline";
   }
 
   setUsers(list) {
@@ -89,6 +45,10 @@ export class Store {
     if (this.me && userId === this.me.id) return this.me.fullname || "You";
     const user = this.users.get(userId);
     return user ? user.fullname || user.email : "Unknown user";
+  }
+
+  isMine(message) {
+    return Boolean(this.me && message.sender_id === this.me.id);
   }
 
   // --- chats ----------------------------------------------------------------
@@ -121,11 +81,48 @@ export class Store {
     this.members.delete(chatId);
   }
 
+  // A chat we can see but are not in, shown read-only until we join.
+  setPreview(chat) {
+    this.preview = chat ? { ...chat, memberIds: memberIds(chat.members || []), unread_count: 0 } : null;
+  }
+
+  isPreviewing(chatId) {
+    return Boolean(this.preview && this.preview.id === chatId);
+  }
+
+  // The open chat: one we are in, or the previewed channel.
+  currentChat() {
+    const id = this.openChatId;
+    return (id && this.chats.get(id)) || (this.isPreviewing(id) ? this.preview : null);
+  }
+
+  setMembers(chatId, list) {
+    this.members.set(chatId, list);
+    const chat = this.chats.get(chatId);
+    if (chat) chat.memberIds = list.map((m) => m.user_id);
+  }
+
+  addMember(chatId, userId) {
+    const chat = this.chats.get(chatId);
+    if (chat && !chat.memberIds.includes(userId)) chat.memberIds.push(userId);
+  }
+
+  removeMember(chatId, userId) {
+    const chat = this.chats.get(chatId);
+    if (chat) chat.memberIds = chat.memberIds.filter((id) => id !== userId);
+    const members = this.members.get(chatId);
+    if (members) this.members.set(chatId, members.filter((m) => m.user_id !== userId));
+  }
+
   sortedChats() {
     return [...this.chats.values()].sort((a, b) => {
       const order = activity(b).localeCompare(activity(a));
       return order || this.chatTitle(a).localeCompare(this.chatTitle(b));
     });
+  }
+
+  unreadTotal() {
+    return [...this.chats.values()].reduce((sum, chat) => sum + (chat.unread_count || 0), 0);
   }
 
   otherMemberIds(chat) {
@@ -147,13 +144,26 @@ export class Store {
 
   // --- messages ---------------------------------------------------------------
 
-  timeline(chatId) {
-    let timeline = this.timelines.get(chatId);
-    if (!timeline) {
-      timeline = new Timeline();
-      this.timelines.set(chatId, timeline);
-    }
+  openTimeline() {
+    return this.openChatId ? this.timelines.get(this.openChatId) : undefined;
+  }
+
+  // The latest page replaces what we held; messages newer than the page that we already had stay.
+  replaceTimeline(chatId, messages, hasMore) {
+    const timeline = new Timeline();
+    for (const message of messages) timeline.upsert(message);
+    const old = this.timelines.get(chatId);
+    if (old && old.loaded) for (const message of old.sorted()) if (message.seq > timeline.maxSeq) timeline.upsert(message);
+    timeline.hasMore = hasMore;
+    timeline.loaded = true;
+    this.timelines.set(chatId, timeline);
+    for (const message of timeline.sorted()) this.applyMessage(message);
     return timeline;
+  }
+
+  // After a resync only the open chat's timeline is worth keeping; the rest reload when opened.
+  dropTimelinesExceptOpen() {
+    for (const chatId of [...this.timelines.keys()]) if (chatId !== this.openChatId) this.timelines.delete(chatId);
   }
 
   // A new or changed message from the API or the stream. Returns
@@ -181,12 +191,41 @@ export class Store {
   }
 
   applyDeleted(data) {
+    if (this.editingId === data.id) this.editingId = null;
     const chat = this.chats.get(data.chat_id);
     if (chat && chat.last_message && chat.last_message.id === data.id) {
       chat.last_message = { ...chat.last_message, deleted: true, content: "" };
     }
     const timeline = this.timelines.get(data.chat_id);
     return timeline ? timeline.markDeleted(data) : false;
+  }
+
+  // --- unsent messages ------------------------------------------------------------
+
+  pendingFor(chatId) {
+    let map = this.pending.get(chatId);
+    if (!map) {
+      map = new Map();
+      this.pending.set(chatId, map);
+    }
+    return map;
+  }
+
+  unsent(chatId) {
+    return [...(this.pending.get(chatId) || new Map()).values()];
+  }
+
+  // Our own message came over the stream before the POST answered: drop its placeholder.
+  adoptPending(message) {
+    const map = this.pending.get(message.chat_id);
+    if (!map) return;
+    for (const [key, item] of map) {
+      if (item.content === message.content && item.pending === "sending") {
+        map.delete(key);
+        item.adoptedBy = message.id;
+        return;
+      }
+    }
   }
 
   // --- presence and typing ------------------------------------------------------
@@ -199,6 +238,10 @@ export class Store {
       this.presence.set(user.id, "online");
       if (user.fullname && !this.users.has(user.id)) this.users.set(user.id, { id: user.id, fullname: user.fullname });
     }
+  }
+
+  setPresence(userId, status) {
+    this.presence.set(userId, status);
   }
 
   status(userId) {

@@ -1,19 +1,6 @@
 // The notify role's event stream: one EventSource, reopened by us (fresh token, last event id) whenever it drops.
 
-export const EVENT_NAMES = [
-  "message.created",
-  "message.updated",
-  "message.deleted",
-  "chat.created",
-  "chat.updated",
-  "chat.deleted",
-  "member.joined",
-  "member.left",
-  "typing",
-  "read",
-  "presence",
-  "resync",
-];
+import { CURSOR_FRAME, EVENT_NAMES } from "./event-names.js";
 
 const MAX_BACKOFF_MS = 8_000;
 
@@ -35,6 +22,7 @@ export class EventStream {
     this.onState = onState;
     this.onOpen = onOpen;
     this.source = null;
+    this.token = null; // the access token the open source was opened with
     this.lastEventId = null;
     this.state = "offline";
     this.failures = 0;
@@ -96,6 +84,7 @@ export class EventStream {
       return this.retryLater(generation);
     }
     if (this.stopped || generation !== this.generation) return;
+    this.token = token;
     const query = new URLSearchParams({ access_token: token });
     const resumed = Boolean(this.lastEventId);
     if (resumed) query.set("last_event_id", this.lastEventId);
@@ -114,8 +103,7 @@ export class EventStream {
       this.onEvent(name, unwrap(payload));
     };
     for (const name of EVENT_NAMES) source.addEventListener(name, handle(name));
-    // An id-only frame is invisible to scripts; a server may name it `cursor` so we can resume from it.
-    source.addEventListener("cursor", (event) => {
+    source.addEventListener(CURSOR_FRAME, (event) => {
       if (generation === this.generation && event.lastEventId) this.lastEventId = event.lastEventId;
     });
     // Frames without an event name: the type may be inside the envelope.

@@ -1,0 +1,173 @@
+// The message box and our own messages: send with an idempotency key and retries, typing notices, edit, delete.
+
+import { byTestId, confirmDialog, toast } from "./ui.js";
+import { newKey, sleep } from "./util.js";
+
+const TYPING_SEND_INTERVAL_MS = 3000;
+const SEND_ATTEMPTS = 4;
+const MAX_LENGTH = 4000;
+const MAX_HEIGHT_PX = 200;
+
+export class Composer {
+  constructor({ store, api, views, sync }) {
+    this.store = store;
+    this.api = api;
+    this.views = views;
+    this.sync = sync;
+    this.form = byTestId("composer");
+    this.input = byTestId("message-input");
+  }
+
+  wire() {
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.send();
+    });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.send();
+      } else if (event.key === "ArrowUp" && !this.input.value) {
+        // Like Slack: arrow up in an empty box edits your last message.
+        const timeline = this.store.openTimeline();
+        const last = timeline && timeline.sorted().reverse().find((m) => this.store.isMine(m) && !m.deleted);
+        if (last) {
+          event.preventDefault();
+          this.edit(last);
+        }
+      }
+    });
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      this.sendTyping();
+    });
+  }
+
+  clear() {
+    this.input.value = "";
+    this.autosize();
+  }
+
+  focus() {
+    this.input.focus();
+  }
+
+  autosize() {
+    const input = this.input;
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, MAX_HEIGHT_PX)}px`;
+  }
+
+  // --- sending ---------------------------------------------------------------------
+
+  async send() {
+    const { store } = this;
+    const chat = store.currentChat();
+    if (!chat || store.preview) return;
+    const content = this.input.value.trim();
+    if (!content) return;
+    if (content.length > MAX_LENGTH) return toast(`A message can be at most ${MAX_LENGTH} characters.`, { error: true });
+    const item = {
+      key: newKey(),
+      chat_id: chat.id,
+      sender_id: store.me.id,
+      content,
+      created_at: new Date().toISOString(),
+      pending: "sending",
+    };
+    store.pendingFor(chat.id).set(item.key, item);
+    this.clear();
+    store.typingSentAt.delete(chat.id);
+    this.views.messages.render({ toBottom: true });
+    await this.deliver(item);
+  }
+
+  // Sends with the message's idempotency key, retrying transient failures with the same key,
+  // so a retried send is stored once.
+  async deliver(item) {
+    const { store, views } = this;
+    item.pending = "sending";
+    views.messages.renderIfOpen(item.chat_id);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const message = await this.api.sendMessage(item.chat_id, item.content, item.key);
+        store.pendingFor(item.chat_id).delete(item.key);
+        this.sync.messageArrived(message);
+        views.messages.renderIfOpen(item.chat_id, { toBottom: true });
+        return;
+      } catch (error) {
+        if (!store.pendingFor(item.chat_id).has(item.key)) return; // adopted from the stream meanwhile
+        if (error.transient && attempt < SEND_ATTEMPTS) {
+          const wait = error.retryAfter ? Number(error.retryAfter) * 1000 : 1000 * 2 ** (attempt - 1);
+          await sleep(Math.min(wait || 1000, 10_000));
+          continue;
+        }
+        item.pending = "failed";
+        views.messages.renderIfOpen(item.chat_id);
+        toast(error.message, { error: true });
+        return;
+      }
+    }
+  }
+
+  // The retry and discard buttons of a failed send in the open chat.
+  retry(key) {
+    const item = this.store.pendingFor(this.store.openChatId).get(key);
+    if (item) this.deliver(item);
+  }
+
+  discard(key) {
+    if (this.store.pendingFor(this.store.openChatId).delete(key)) this.views.messages.render();
+  }
+
+  sendTyping() {
+    const { store } = this;
+    const chatId = store.openChatId;
+    if (!chatId || store.preview || !this.input.value.trim()) return;
+    const now = Date.now();
+    if (now - (store.typingSentAt.get(chatId) || 0) < TYPING_SEND_INTERVAL_MS) return;
+    store.typingSentAt.set(chatId, now);
+    this.api.typing(chatId).catch(() => {});
+  }
+
+  // --- editing and deleting ----------------------------------------------------------
+
+  // Saving an empty text asks to delete the message instead.
+  async edit(message) {
+    const { store, views } = this;
+    if (store.editingId) return;
+    const editing = views.messages.edit(message);
+    if (!editing) return;
+    store.editingId = message.id;
+    const content = await editing;
+    if (store.editingId !== message.id) return;
+    store.editingId = null;
+    const text = content === null ? null : content.trim();
+    if (text && text !== message.content) {
+      try {
+        store.applyMessage(await this.api.editMessage(message.chat_id, message.id, text));
+      } catch (error) {
+        toast(error.message, { error: true });
+      }
+    } else if (content !== null && !text) {
+      views.messages.render();
+      this.focus();
+      return this.remove(message);
+    }
+    views.messages.render();
+    this.focus();
+  }
+
+  async remove(message) {
+    const ok = await confirmDialog({ title: "Delete message?", text: "Everyone in this chat will see “message deleted” instead.", ok: "Delete" });
+    if (!ok) return;
+    try {
+      await this.api.deleteMessage(message.chat_id, message.id);
+      this.store.applyDeleted({ id: message.id, chat_id: message.chat_id, seq: message.seq });
+      this.views.messages.render();
+      this.views.sidebar.render();
+    } catch (error) {
+      toast(error.message, { error: true });
+    }
+  }
+}

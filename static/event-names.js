@@ -1,0 +1,22 @@
+// The notify role's event names (contract section 8), written here once; every other module imports them.
+
+export const EVENTS = Object.freeze({
+  MESSAGE_CREATED: "message.created",
+  MESSAGE_UPDATED: "message.updated",
+  MESSAGE_DELETED: "message.deleted",
+  CHAT_CREATED: "chat.created",
+  CHAT_UPDATED: "chat.updated",
+  CHAT_DELETED: "chat.deleted",
+  MEMBER_JOINED: "member.joined",
+  MEMBER_LEFT: "member.left",
+  TYPING: "typing",
+  READ: "read",
+  PRESENCE: "presence",
+  RESYNC: "resync",
+});
+
+// Every name the stream listens for.
+export const EVENT_NAMES = Object.freeze(Object.values(EVENTS));
+
+// An id-only frame is invisible to scripts; a server may name it this so we can still resume from its id.
+export const CURSOR_FRAME = "cursor";

@@ -1,0 +1,170 @@
+// Live updates: keeps the notify stream open (reopened with a fresh token from the last event id) and applies each event.
+
+import { EVENTS } from "./event-names.js";
+import { EventStream } from "./stream.js";
+
+export class Live {
+  constructor({ store, api, views, sync, reads, chats, notifyUrl }) {
+    this.store = store;
+    this.api = api;
+    this.views = views;
+    this.sync = sync;
+    this.reads = reads;
+    this.chats = chats;
+    this.notifyUrl = notifyUrl;
+    this.stream = null;
+    this.handlers = {
+      [EVENTS.MESSAGE_CREATED]: (data) => sync.messageArrived(data),
+      [EVENTS.MESSAGE_UPDATED]: (data) => this.messageUpdated(data),
+      [EVENTS.MESSAGE_DELETED]: (data) => this.messageDeleted(data),
+      [EVENTS.CHAT_CREATED]: (data) => this.chatChanged(data, { created: true }),
+      [EVENTS.CHAT_UPDATED]: (data) => this.chatChanged(data),
+      [EVENTS.CHAT_DELETED]: (data) => this.chatDeleted(data),
+      [EVENTS.MEMBER_JOINED]: (data) => this.memberJoined(data),
+      [EVENTS.MEMBER_LEFT]: (data) => this.memberLeft(data),
+      [EVENTS.TYPING]: (data) => this.typing(data),
+      [EVENTS.READ]: (data) => this.read(data),
+      [EVENTS.PRESENCE]: (data) => this.presence(data),
+      [EVENTS.RESYNC]: () => sync.resync(),
+    };
+  }
+
+  // --- the connection ---------------------------------------------------------------
+
+  start() {
+    this.stop();
+    this.stream = new EventStream({
+      notifyUrl: this.notifyUrl,
+      getToken: (failures) => this.tokenFor(failures),
+      onEvent: (name, data) => this.dispatch(name, data),
+      onState: (state) => {
+        this.store.connection = state;
+        this.views.sidebar.renderConnection();
+      },
+      onOpen: (info) => this.opened(info),
+    });
+    this.stream.start();
+  }
+
+  stop() {
+    if (this.stream) this.stream.stop();
+    this.stream = null;
+  }
+
+  // The network came back: retry now rather than at the end of the backoff.
+  kick() {
+    if (this.stream) this.stream.kick();
+  }
+
+  // A new access token: reopen the stream with it, resuming from the last event id.
+  tokenChanged(session) {
+    if (this.stream && this.stream.token && session.access_token !== this.stream.token) this.stream.restart();
+  }
+
+  async tokenFor(failures) {
+    // Repeated failures: ask the notify role over fetch, which tells a rejected token (and
+    // refreshes it) from a notify role that is down.
+    if (failures >= 2) await this.api.onlineUsers(this.notifyUrl).catch((error) => {
+      if (error.status === 401) throw error;
+    });
+    return this.api.freshToken();
+  }
+
+  opened({ reconnect, resumed }) {
+    // Back without a resume point: the server cannot replay what we missed, so reload it.
+    if (reconnect && !resumed) this.sync.reloadChatsSoon();
+    const open = this.store.openChatId;
+    if (open && this.store.chats.has(open)) this.sync.fillGap(open).catch(() => {});
+    this.sync.loadPresence();
+  }
+
+  dispatch(name, data) {
+    const handler = this.handlers[name];
+    if (handler && data && typeof data === "object") handler(data);
+  }
+
+  isMe(userId) {
+    return Boolean(this.store.me && userId === this.store.me.id);
+  }
+
+  // --- what each event does ----------------------------------------------------------
+
+  messageUpdated(message) {
+    this.store.applyMessage(message);
+    this.views.messages.renderIfOpen(message.chat_id);
+    this.views.sidebar.render();
+  }
+
+  messageDeleted(data) {
+    this.store.applyDeleted(data);
+    this.views.messages.renderIfOpen(data.chat_id);
+    this.views.sidebar.render();
+  }
+
+  chatChanged(chat, { created = false } = {}) {
+    const { store, sync, views } = this;
+    if (!chat.id) return;
+    // Presence events come only when someone's first stream opens or last one closes, so people
+    // already online when they first share a chat with us are learnt from online-users. This
+    // event arrives after notify counts the new members in, so the answer includes them; asking
+    // earlier (the creator, right after the POST) may be answered before notify knows the chat.
+    if (created || !store.chats.has(chat.id)) sync.loadPresenceSoon();
+    store.upsertChat(chat);
+    if (chat.members === undefined && !store.chats.get(chat.id).memberIds.length) sync.reloadChatsSoon();
+    views.sidebar.render();
+    if (chat.id === store.openChatId) views.pane.renderHeader();
+  }
+
+  chatDeleted({ id }) {
+    if (!this.store.chats.has(id)) return;
+    this.store.removeChat(id);
+    this.chats.leaveView(id, "This chat was deleted.");
+    this.views.sidebar.render();
+  }
+
+  memberJoined({ chat_id: chatId, user_id: userId }) {
+    const { store, sync } = this;
+    if (this.isMe(userId)) {
+      this.api.chat(chatId).then((chat) => this.chats.addChat(chat)).catch(() => sync.reloadChatsSoon());
+      sync.loadPresenceSoon();
+      return;
+    }
+    if (!store.chats.has(chatId)) return;
+    store.addMember(chatId, userId);
+    if (!store.users.has(userId)) sync.reloadUsersSoon();
+    sync.loadPresenceSoon();
+    if (chatId === store.openChatId) sync.loadMembers(chatId);
+    this.views.sidebar.render();
+  }
+
+  memberLeft({ chat_id: chatId, user_id: userId }) {
+    const { store, views } = this;
+    if (this.isMe(userId)) {
+      store.removeChat(chatId);
+      this.chats.leaveView(chatId, "You are no longer a member of that chat.");
+      views.sidebar.render();
+      return;
+    }
+    if (!store.chats.has(chatId)) return;
+    store.removeMember(chatId, userId);
+    if (chatId === store.openChatId) views.renderMembership();
+    views.sidebar.render();
+  }
+
+  typing({ chat_id: chatId, user_id: userId }) {
+    if (!chatId || !userId || this.isMe(userId)) return;
+    this.store.startTyping(chatId, userId);
+    if (chatId === this.store.openChatId) this.views.pane.renderTyping();
+  }
+
+  // Only our own marks matter: another tab of ours read the chat.
+  read(data) {
+    if (this.isMe(data.user_id) && this.reads.readElsewhere(data)) this.sync.reloadChatsSoon();
+  }
+
+  presence({ user_id: userId, status }) {
+    if (!userId || !status) return;
+    this.store.setPresence(userId, status);
+    this.views.renderPresence([userId]);
+  }
+}

@@ -1,0 +1,163 @@
+// Loading from the API into the Store: users, chats, presence, members, message pages and gaps, resync.
+
+import { toast } from "./ui.js";
+import { debounce } from "./util.js";
+
+const PAGE_SIZE = 50;
+const GAP_PAGE_SIZE = 200;
+
+// List endpoints answer a bare array or an object holding it.
+function listOf(answer, key) {
+  return Array.isArray(answer) ? answer : answer[key] || [];
+}
+
+export class Sync {
+  // onChatGone(chatId): the open chat is no longer in our list (we left, were removed, it was deleted).
+  constructor({ store, api, views, reads, notifyUrl, onChatGone }) {
+    this.store = store;
+    this.api = api;
+    this.views = views;
+    this.reads = reads;
+    this.notifyUrl = notifyUrl;
+    this.onChatGone = onChatGone;
+    this.reloadChatsSoon = debounce(() => this.loadChats().catch(() => {}), 300);
+    this.reloadUsersSoon = debounce(() => this.loadUsers().then(() => views.renderAll()).catch(() => {}), 300);
+    this.loadPresenceSoon = debounce(() => this.loadPresence(), 200);
+  }
+
+  async loadUsers() {
+    this.store.setUsers(listOf(await this.api.users(), "users"));
+  }
+
+  async loadChats() {
+    const { store, views } = this;
+    store.setChats(listOf(await this.api.chats(), "chats"));
+    const open = store.openChatId;
+    if (open && !store.chats.has(open) && !store.isPreviewing(open)) this.onChatGone(open);
+    views.sidebar.render();
+    views.pane.renderHeader();
+    // The server counts up to our last mark; the chat in front of the reader is read by now.
+    const chat = open && store.chats.get(open);
+    if (chat && chat.unread_count && this.reads.inView(open)) this.reads.soon();
+  }
+
+  async loadPresence() {
+    try {
+      const answer = await this.api.onlineUsers(this.notifyUrl);
+      this.store.setOnline(answer.users || [], { replace: true });
+      this.views.renderPresence();
+    } catch {
+      // The notify role may be down; presence events fill this in once it is back.
+    }
+  }
+
+  async loadMembers(chatId) {
+    const { store } = this;
+    try {
+      const [members, online] = await Promise.all([
+        this.api.members(chatId),
+        this.api.onlineUsers(this.notifyUrl, chatId).catch(() => null),
+      ]);
+      const list = listOf(members, "members");
+      store.setMembers(chatId, list);
+      if (online) store.setOnline(online.users || []);
+      if (list.some((m) => !store.users.has(m.user_id))) this.reloadUsersSoon();
+      if (chatId === store.openChatId) this.views.renderMembership();
+    } catch {
+      // Not a member (a previewed channel): the panel stays empty.
+    }
+  }
+
+  // The latest page of a chat; anything newer that arrived meanwhile is fetched after it.
+  async loadLatest(chatId) {
+    const answer = await this.api.messages(chatId, { limit: PAGE_SIZE });
+    const timeline = this.store.replaceTimeline(chatId, answer.messages || [], Boolean(answer.has_more));
+    if (chatId !== this.store.openChatId) return;
+    this.views.messages.render({ toBottom: true });
+    const chat = this.store.chats.get(chatId);
+    if (chat && chat.maxSeq > timeline.maxSeq) await this.fillGap(chatId);
+    this.fillScreen();
+    this.reads.soon();
+  }
+
+  // Messages after the newest one we hold, for a chat we hold a timeline of.
+  async fillGap(chatId) {
+    const timeline = this.store.timelines.get(chatId);
+    if (!timeline || !timeline.loaded || timeline.filling) return;
+    timeline.filling = true;
+    try {
+      for (let more = true; more;) {
+        const answer = await this.api.messages(chatId, { after: timeline.maxSeq, limit: GAP_PAGE_SIZE });
+        for (const message of answer.messages || []) this.store.applyMessage(message);
+        more = Boolean(answer.has_more) && (answer.messages || []).length > 0;
+      }
+    } finally {
+      timeline.filling = false;
+    }
+    if (chatId === this.store.openChatId) {
+      this.views.messages.render();
+      this.reads.soon();
+    }
+    this.views.sidebar.render();
+  }
+
+  async loadOlder() {
+    const chatId = this.store.openChatId;
+    const timeline = this.store.openTimeline();
+    if (!timeline || !timeline.loaded || !timeline.hasMore || timeline.loadingOlder || timeline.minSeq === null) return;
+    timeline.loadingOlder = true;
+    this.views.messages.renderHistoryStatus();
+    try {
+      const answer = await this.api.messages(chatId, { before: timeline.minSeq, limit: PAGE_SIZE });
+      for (const message of answer.messages || []) timeline.upsert(message);
+      timeline.hasMore = Boolean(answer.has_more) && (answer.messages || []).length > 0;
+    } catch (error) {
+      toast(error.message, { error: true });
+    } finally {
+      timeline.loadingOlder = false;
+    }
+    if (chatId !== this.store.openChatId) return;
+    this.views.messages.renderKeepingPosition();
+    this.fillScreen();
+  }
+
+  fillScreen() {
+    if (this.views.messages.isShort()) this.loadOlder();
+  }
+
+  // The server could not replay what we missed: reload everything we show.
+  async resync() {
+    const { store } = this;
+    try {
+      await Promise.all([this.loadChats(), this.loadUsers()]);
+      store.dropTimelinesExceptOpen();
+      if (store.openChatId && store.chats.has(store.openChatId)) await this.loadLatest(store.openChatId);
+      this.loadPresence();
+      this.views.renderAll();
+    } catch (error) {
+      toast(error.message, { error: true });
+    }
+  }
+
+  // A new message, from the stream or the answer to our own POST.
+  messageArrived(message) {
+    const { store, views } = this;
+    const chat = store.chats.get(message.chat_id);
+    if (!chat) {
+      this.reloadChatsSoon();
+      return;
+    }
+    if (!store.users.has(message.sender_id)) this.reloadUsersSoon();
+    store.stopTyping(message.chat_id, message.sender_id);
+    if (store.isMine(message)) store.adoptPending(message);
+    const { fresh, gap } = store.applyMessage(message);
+    if (fresh && !store.isMine(message) && !this.reads.inView(message.chat_id)) chat.unread_count += 1;
+    if (message.chat_id === store.openChatId) {
+      if (gap) this.fillGap(message.chat_id).catch(() => {});
+      views.messages.render();
+      views.pane.renderTyping();
+      this.reads.soon();
+    }
+    views.sidebar.render();
+  }
+}

@@ -1,0 +1,52 @@
+// One chat's loaded messages: a contiguous seq range, deduplicated by id and by seq; no DOM here.
+
+export class Timeline {
+  constructor() {
+    this.byId = new Map();
+    this.bySeq = new Map();
+    this.hasMore = true;
+    this.loaded = false;
+    this.loadingOlder = false;
+  }
+
+  get minSeq() {
+    let min = Infinity;
+    for (const seq of this.bySeq.keys()) min = Math.min(min, seq);
+    return min === Infinity ? null : min;
+  }
+
+  get maxSeq() {
+    let max = 0;
+    for (const seq of this.bySeq.keys()) max = Math.max(max, seq);
+    return max;
+  }
+
+  // Adds or updates one message; returns true when something visible changed.
+  upsert(message) {
+    const existing = this.byId.get(message.id) || this.bySeq.get(message.seq);
+    if (existing) {
+      if (existing.id !== message.id) return false; // a seq is never reused; ignore the impostor
+      if (existing.deleted && !message.deleted) return false; // deletion is final
+      if (!message.deleted && existing.edited_at && (!message.edited_at || message.edited_at < existing.edited_at)) {
+        return false; // an older version arriving late
+      }
+      if (existing.content === message.content && existing.deleted === message.deleted && existing.edited_at === message.edited_at) {
+        return false;
+      }
+    }
+    const merged = { ...existing, ...message };
+    this.byId.set(merged.id, merged);
+    this.bySeq.set(merged.seq, merged);
+    return true;
+  }
+
+  markDeleted({ id, seq }) {
+    const existing = this.byId.get(id) || this.bySeq.get(seq);
+    if (!existing || existing.deleted) return false;
+    return this.upsert({ ...existing, deleted: true, content: "" });
+  }
+
+  sorted() {
+    return [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
+  }
+}

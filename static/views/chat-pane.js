@@ -1,0 +1,69 @@
+// The open chat's frame: which pane shows (list or chat), its header, the join banner and the typing line.
+
+import { byTestId } from "../ui.js";
+
+const TYPING_REFRESH_MS = 1000;
+
+function typingText(names) {
+  if (names.length === 0) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return "Several people are typing…";
+}
+
+export class ChatPane {
+  constructor(store) {
+    this.store = store;
+    this.noChat = byTestId("no-chat");
+    this.chat = byTestId("chat");
+    this.title = byTestId("chat-title");
+    this.description = byTestId("chat-description");
+    this.composer = byTestId("composer");
+    this.input = byTestId("message-input");
+    this.typing = byTestId("typing-indicator");
+    this.typingTimer = null;
+  }
+
+  // Narrow screens show one of the two; body[data-view] tells the stylesheet which.
+  showChat() {
+    document.body.dataset.view = "chat";
+    this.noChat.hidden = true;
+    this.chat.hidden = false;
+  }
+
+  showList() {
+    document.body.dataset.view = "list";
+    this.chat.hidden = true;
+    this.noChat.hidden = false;
+    document.title = "Fechatter";
+  }
+
+  renderHeader() {
+    const { store } = this;
+    const chat = store.currentChat();
+    if (!chat) return;
+    const preview = Boolean(store.preview);
+    const title = store.chatTitle(chat);
+    const count = chat.memberIds.length;
+    this.title.textContent = (chat.type === "public_channel" ? "# " : "") + title;
+    this.title.dataset.chatId = chat.id;
+    this.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : `${count} member${count === 1 ? "" : "s"}`);
+    byTestId("copy-channel-link").hidden = chat.type !== "public_channel";
+    byTestId("leave-chat").hidden = preview || chat.type === "direct";
+    byTestId("add-members").hidden = preview || chat.type === "direct";
+    byTestId("join-banner").hidden = !preview;
+    this.composer.hidden = preview;
+    this.input.placeholder = `Message ${chat.type === "public_channel" ? "#" : ""}${title}`;
+  }
+
+  // Typing notices expire on their own, so the line re-renders while anyone is shown.
+  renderTyping() {
+    const { store } = this;
+    const chatId = store.openChatId;
+    const typers = chatId ? store.typers(chatId) : [];
+    this.typing.textContent = typingText(typers.map((id) => store.userName(id).split(" ")[0]));
+    this.typing.dataset.users = typers.join(" ");
+    clearTimeout(this.typingTimer);
+    if (typers.length) this.typingTimer = setTimeout(() => this.renderTyping(), TYPING_REFRESH_MS);
+  }
+}
