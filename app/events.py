@@ -13,8 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.errors import NotFoundError
 
 from app.config import NatsConfig
 from app.store import isoformat, new_id, utcnow
@@ -162,21 +161,6 @@ def presence_bucket(stream: str) -> str:
     return f"{stream}_PRESENCE"
 
 
-def presence_process_key(process_id: str) -> str:
-    """A notify process's heartbeat; it carries a message TTL, so a crashed process's key expires."""
-    return f"p.{process_id}"
-
-
-def presence_user_key(user_id: str) -> str:
-    """The notify processes holding streams of a user; no TTL: a sweep removes processes that died."""
-    return f"u.{user_id}"
-
-
-def kv_subject(bucket: str, key: str) -> str:
-    """The subject a KV key is stored under (NATS KV convention), for writes the KV client lacks."""
-    return f"$KV.{bucket}.{key}"
-
-
 def presence_event_id(user_id: str, status: str, revision: int) -> str:
     """Nats-Msg-Id of a presence change: the KV revision that made it, so a re-publish is dropped."""
     return f"presence-{user_id}-{status}-{revision}"
@@ -246,25 +230,6 @@ class EventBus:
         else:
             await self.js.update_stream(stream_config)
 
-    async def presence_store(self, marker_ttl_seconds: float) -> KeyValue:
-        """The presence bucket, created on first use: message TTLs allowed, expiries leave a marker watchers see."""
-        bucket = presence_bucket(self.stream)
-        try:
-            return await self.js.key_value(bucket)
-        except BucketNotFoundError:
-            pass
-        config = js_api.KeyValueConfig(
-            bucket=bucket,
-            history=1,
-            storage=js_api.StorageType.FILE,
-            replicas=self.config.replicas,
-            limit_marker_ttl=marker_ttl_seconds,
-        )
-        try:
-            return await self.js.create_key_value(config)
-        except BadRequestError:  # another process created it a moment ago
-            return await self.js.key_value(bucket)
-
     async def ping(self, timeout: float = 2.0) -> None:
         """Raises unless NATS and the stream answer."""
         if not self.nc.is_connected:
@@ -304,6 +269,15 @@ class EventBus:
     async def publish(self, event: Event) -> int:
         """Publish and wait for JetStream's ack; returns the stream sequence. Raises when NATS is away."""
         return await self.publish_encoded(self.subjects.for_event(event), event.id, encode_event(event))
+
+    async def announce_presence(self, user_id: str, status: str, revision: int, *, workspace_id: str,
+                                chat_ids: list[str]) -> int:
+        """Publishes a user's online/offline change; the KV revision that made it orders it and dedupes it."""
+        return await self.publish(make_event(
+            PRESENCE, {"user_id": user_id, "status": status, "revision": revision},
+            user_id=user_id, workspace_id=workspace_id, chat_ids=chat_ids,
+            event_id=presence_event_id(user_id, status, revision),
+        ))
 
     async def publish_encoded(self, subject: str, event_id: str, payload: bytes) -> int:
         if not self.nc.is_connected:

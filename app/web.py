@@ -6,20 +6,26 @@ import asyncio
 import functools
 import logging
 import re
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 import msgspec
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import events, store
-from app.auth import Identity, InvalidToken
+from app import store
+from app.auth import Identity, InvalidToken, TokenVerifier
+from app.config import Config
+from app.deps import Deps
 from app.errors import APIError, DependencyUnavailable, not_found  # noqa: F401 - re-exported for handlers
+from app.events import EventBus
+from app.metrics import Metrics
 
 log = logging.getLogger("fechatter.web")
 access_log = logging.getLogger("fechatter.access")
 
 T = TypeVar("T")
+# A role's services object: app.web sits below app.services, so each role names its own type.
+ServicesT = TypeVar("ServicesT")
 
 RETRY_AFTER_SECONDS = 5
 _TOKEN_IN_URL = re.compile(r"((?:access_token|refresh_token|token)=)[^&\s]*", re.IGNORECASE)
@@ -71,27 +77,36 @@ def authenticated(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitabl
     return wrapper
 
 
-class BaseHandler(tornado.web.RequestHandler):
-    """JSON in and out; self.store, self.bus, self.config, self.current_user."""
+class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
+    """JSON in and out; the role's clients as typed properties; a role's handlers take
+    `BaseHandler[TheirServices]` so that `self.services` has their type."""
 
     # JSON routes accept config api.max_body_bytes; a handler taking uploads raises its own limit.
     max_body_bytes: int | None = None
     _auth_failure: str | None = None
 
     @property
+    def config(self) -> Config:
+        return self.settings["config"]
+
+    @property
     def store(self) -> store.Store:
         return self.settings["store"]
 
     @property
-    def bus(self) -> events.EventBus:
+    def bus(self) -> EventBus:
         return self.settings["bus"]
 
     @property
-    def config(self):
-        return self.settings["config"]
+    def verifier(self) -> TokenVerifier:
+        return self.settings["tokens"]
 
     @property
-    def services(self):
+    def metrics(self) -> Metrics:
+        return self.settings["metrics"]
+
+    @property
+    def services(self) -> ServicesT:
         return self.settings["services"]
 
     def set_default_headers(self) -> None:
@@ -133,7 +148,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not token:
             return None
         try:
-            return self.settings["tokens"].verify(token)
+            return self.verifier.verify(token)
         except InvalidToken as e:
             self._auth_failure = str(e)
             return None
@@ -294,6 +309,19 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         metrics.observe_request(type(handler).__name__, handler.request.method or "", status, duration)
 
 
+def shared_settings(deps: Deps) -> dict[str, Any]:
+    """The Tornado settings BaseHandler reads, from the one typed object main() built."""
+    return {
+        "deps": deps,
+        "config": deps.config,
+        "store": deps.store,
+        "bus": deps.bus,
+        # An issuer verifies too: with --role=all both roles share one key and one cache of verified tokens.
+        "tokens": deps.verifier,
+        "metrics": deps.metrics,
+    }
+
+
 def route(template: str, handler: type, **kwargs: Any) -> tornado.web.URLSpec:
     """`/api/chats/{chat_id}` as a Tornado route; the template is kept for the OpenAPI paths."""
     pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
@@ -306,10 +334,17 @@ class RoleApp(tornado.web.Application):
     """A role's application: background work starts after listen and stops before clients close.
 
     Every role answers /health, /health/ready and /metrics, logs through log_request and answers
-    JSON 404 for any path its own routes do not take.
+    JSON 404 for any path its own routes do not take. The settings every role shares (config, store,
+    bus, tokens, metrics) come from `deps`; a role passes only its own (services, static_path...).
     """
 
-    def __init__(self, routes: list[tornado.web.URLSpec], *, role: str, **settings: Any):
+    def __init__(
+        self, routes: list[tornado.web.URLSpec], *, role: str, deps: Deps | None = None, **settings: Any
+    ):
+        if deps is not None:
+            # A setting passed by name still wins, for a role that has not moved to deps yet.
+            settings = {**shared_settings(deps), **settings}
+        self.deps = deps
         super().__init__(
             [
                 route("/health", HealthHandler),

@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.embedded import EmbeddedStack, free_port  # noqa: E402
+from app.embedded import EmbeddedStack  # noqa: E402
+from app.processes import free_port  # noqa: E402
 from bench.stack import write_key_pair  # noqa: E402
 
 

@@ -252,7 +252,7 @@ class Child:
 
 async def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
     """Start a child process with its output in log_path; it gets SIGKILL if this process dies."""
-    from app.embedded import die_with_parent_hook
+    from app.processes import die_with_parent_hook
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from tornado.httpclient import AsyncHTTPClient  # noqa: E402
 
-from app.embedded import MongoWireServer, NatsServer, free_port  # noqa: E402
+from app.embedded import MongoWireServer, NatsServer  # noqa: E402
+from app.processes import free_port  # noqa: E402
 from bench.stack import write_key_pair  # noqa: E402
-from tests.helpers import Api  # noqa: E402
-from tests.sse_client import SSEClient  # noqa: E402
+from tests.support.api import Api  # noqa: E402
+from tests.support.sse import SSEClient  # noqa: E402
 
 
 async def start_role(role: str, port: int, env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -27,8 +27,9 @@ import psutil
 from app import events
 from app.auth import load_issuer
 from app.config import load_config
-from app.embedded import MongoWireServer, NatsServer, free_port
+from app.embedded import MongoWireServer, NatsServer
 from app.events import EventBus, connect_nats, make_event
+from app.processes import free_port
 from app.store import Store, isoformat, make_client, new_id, utcnow
 from bench.stack import write_key_pair
 

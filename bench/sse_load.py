@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import MARK, now, raise_fd_limit
+from tests.support.sse_wire import Dechunker, FrameSplitter, frame_id
 
 # A worker that hears nothing from its parent for this long exits on its own.
 WORKER_IDLE_SECONDS = 900.0
@@ -30,8 +31,8 @@ class SSEStream(asyncio.Protocol):
     """One text/event-stream over HTTP/1.1 (chunked or not): frames parsed, stamped frames recorded."""
 
     __slots__ = (
-        "owner", "index", "request", "transport", "opened", "head", "status", "chunked",
-        "chunk_left", "skip", "raw", "text", "seen", "frames", "last_id", "out_of_order", "closed", "epoch",
+        "owner", "index", "request", "transport", "opened", "head", "status", "dechunker", "splitter",
+        "seen", "frames", "last_id", "out_of_order", "closed", "epoch",
     )
 
     def __init__(self, owner: "Worker", index: int, request: bytes):
@@ -42,11 +43,8 @@ class SSEStream(asyncio.Protocol):
         self.opened: asyncio.Future = owner.loop.create_future()
         self.head = b""
         self.status = 0
-        self.chunked = False
-        self.chunk_left = 0
-        self.skip = 0
-        self.raw = b""
-        self.text = b""
+        self.dechunker: Dechunker | None = None
+        self.splitter = FrameSplitter()
         self.seen = bytearray()  # receipts per message number
         self.frames = 0
         self.last_id = -1
@@ -69,9 +67,8 @@ class SSEStream(asyncio.Protocol):
             self.head = b""
             lines = head.split("\r\n")
             self.status = int(lines[0].split(" ", 2)[1])
-            self.chunked = any(
-                line.lower().startswith("transfer-encoding:") and "chunked" in line.lower() for line in lines[1:]
-            )
+            if any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower() for line in lines[1:]):
+                self.dechunker = Dechunker()
             if self.status != 200:
                 if not self.opened.done():
                     self.opened.set_exception(ConnectionError(f"HTTP {self.status}"))
@@ -79,61 +76,21 @@ class SSEStream(asyncio.Protocol):
                 return
             if not self.opened.done():
                 self.opened.set_result(self)
-        if self.chunked:
-            data = self._dechunk(data)
+        if self.dechunker is not None:
+            data = self.dechunker.feed(data)
         if not data:
             return
-        text = self.text + data if self.text else data
-        start = 0
-        while True:
-            end = text.find(b"\n\n", start)
-            if end < 0:
-                break
+        text, spans = self.splitter.feed(data)
+        for start, end in spans:
             self._frame(text, start, end, received_at)
-            start = end + 2
-        self.text = text[start:]
-
-    def _dechunk(self, data: bytes) -> bytes:
-        buf = self.raw + data if self.raw else data
-        out = []
-        pos, n = 0, len(buf)
-        while pos < n:
-            if self.skip:  # the CRLF after a chunk's data
-                k = min(self.skip, n - pos)
-                pos += k
-                self.skip -= k
-            elif self.chunk_left:
-                k = min(self.chunk_left, n - pos)
-                out.append(buf[pos:pos + k])
-                pos += k
-                self.chunk_left -= k
-                if not self.chunk_left:
-                    self.skip = 2
-            else:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                size = int(buf[pos:eol].split(b";", 1)[0], 16)
-                pos = eol + 2
-                if size == 0:  # the server ended the response
-                    pos = n
-                    break
-                self.chunk_left = size
-        self.raw = buf[pos:]
-        return out[0] if len(out) == 1 else b"".join(out)
 
     def _frame(self, text: bytes, start: int, end: int, received_at: float) -> None:
         self.frames += 1
-        if text.startswith(b"id:", start):
-            eol = text.find(b"\n", start, end + 1)
-            try:
-                frame_id = int(text[start + 3:eol])
-            except ValueError:
-                frame_id = None
-            if frame_id is not None:
-                if frame_id <= self.last_id:
-                    self.out_of_order += 1
-                self.last_id = frame_id
+        number = frame_id(text, start, end)
+        if number is not None:
+            if number <= self.last_id:
+                self.out_of_order += 1
+            self.last_id = number
         mark = text.find(MARK, start, end)
         if mark < 0:
             return
@@ -353,7 +310,7 @@ class LoadClient:
 
     async def start(self) -> None:
         from bench.common import ROOT
-        from app.embedded import die_with_parent_hook
+        from app.processes import die_with_parent_hook
 
         for _ in range(self.processes):
             proc = await asyncio.create_subprocess_exec(

@@ -14,7 +14,8 @@ from typing import Any, AsyncIterator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.embedded import MongoWireServer, NatsServer, free_port
+from app.embedded import MongoWireServer, NatsServer
+from app.processes import free_port
 from bench.common import Child, HttpConnection, now, spawn, stamp, wait_http_ok
 from bench.sse_load import LoadClient
 

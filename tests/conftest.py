@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pymongo import AsyncMongoClient
 
-from app.auth import load_issuer, TokenVerifier
+from app.auth import TokenVerifier, load_issuer
 from app.config import load_config
+from app.deps import Deps
 from app.events import EventBus, connect_nats, presence_bucket
 from app.metrics import Metrics
 from app.store import Store, make_client
-from tests.helpers import Api
+from tests.support.api import Api
 
 pytest_plugins = ["tests.servers", "tests.processes"]
 
@@ -64,9 +67,17 @@ def config(tmp_path, mongo_uri, nats_url, key_files, config_overrides):
     return make_test_config(tmp_path, mongo_uri, nats_url, key_files, **config_overrides)
 
 
+@dataclass(frozen=True)
+class TestDeps(Deps):
+    """The Deps main() would build, plus the MongoDB client the fixture drops the database with."""
+
+    __test__ = False  # a fixture's value, not a test class for pytest to collect
+    client: AsyncMongoClient = field(kw_only=True)
+
+
 @pytest.fixture
 def deps(io_loop, config):
-    """Store and EventBus for this test's database and stream, dropped afterwards."""
+    """The Deps for this test's database and stream (issuer and verifier both), dropped afterwards."""
 
     async def build():
         client = make_client(config.mongo.uri, config.mongo.timeout_ms)
@@ -76,9 +87,9 @@ def deps(io_loop, config):
         bus = EventBus(nc, config.nats)
         await bus.ensure_stream()
         issuer = load_issuer(config, development=False)
-        return SimpleNamespace(
-            client=client, store=store, bus=bus, issuer=issuer,
-            verifier=TokenVerifier(issuer.public_key, config.auth), metrics=Metrics(),
+        return TestDeps(
+            config=config, store=store, bus=bus, metrics=Metrics(),
+            verifier=TokenVerifier(issuer.public_key, config.auth), issuer=issuer, client=client,
         )
 
     built = io_loop.run_sync(build)
@@ -101,11 +112,11 @@ def deps(io_loop, config):
 
 
 @pytest.fixture
-def app(io_loop, config, deps):
+def app(io_loop, deps):
     """The api role's application; pytest-tornado serves it at base_url."""
     from roles.api import make_app
 
-    api = make_app(config, deps.store, deps.bus, deps.issuer, deps.metrics)
+    api = make_app(deps)
     io_loop.run_sync(api.start)
     yield api
     io_loop.run_sync(api.stop)
@@ -117,11 +128,11 @@ def api(http_server, base_url, http_client):
 
 
 @pytest.fixture
-def notify_app(io_loop, config, deps):
+def notify_app(io_loop, deps):
     """The notify role's application on this test's stream and database, consuming from start."""
     from roles.notify import make_app as make_notify_app
 
-    notify = make_notify_app(config, deps.store, deps.bus, deps.verifier, deps.metrics)
+    notify = make_notify_app(deps)
     io_loop.run_sync(notify.start)
     yield notify
     io_loop.run_sync(notify.stop)
@@ -144,16 +155,21 @@ def notify_url(io_loop, notify_app):
 
 
 @pytest.fixture
-def sse(io_loop, notify_url):
-    """`await sse(token, last_event_id=..., ...)` -> an open tests.sse_client.SSEClient, closed afterwards."""
-    from tests.sse_client import SSEClient
+def sse_at(io_loop):
+    """`await sse_at(url, token, expect=None, **kwargs)` -> an open tests.support.sse.SSEClient, closed afterwards.
+
+    `expect` is the status the stream must answer with (asserted, with the body in the message).
+    """
+    from tests.support.sse import SSEClient
 
     clients = []
 
-    async def open_stream(token=None, *, url=None, **kwargs):
-        client = SSEClient(url or notify_url, token=token, **kwargs)
+    async def open_stream(url, token=None, *, expect=None, **kwargs):
+        client = SSEClient(url, token=token, **kwargs)
         clients.append(client)
-        return await client.open()
+        await client.open()
+        assert expect is None or client.status == expect, (client.status, client.body)
+        return client
 
     yield open_stream
 
@@ -161,3 +177,56 @@ def sse(io_loop, notify_url):
         await asyncio.gather(*(client.aclose() for client in clients))
 
     io_loop.run_sync(close_all)
+
+
+@pytest.fixture
+def sse(sse_at, notify_url):
+    """`await sse(token, last_event_id=..., url=None, ...)` -> an open SSEClient on the notify role (or `url`)."""
+
+    async def open_stream(token=None, *, url=None, **kwargs):
+        return await sse_at(url or notify_url, token, **kwargs)
+
+    return open_stream
+
+
+@pytest.fixture
+def notify_api(notify_url, http_client):
+    """JSON calls to the notify role served at notify_url."""
+    return Api(notify_url, http_client)
+
+
+@pytest.fixture
+def world(io_loop, deps):
+    """A tests.support.world.World on this test's deps: made through the api's services, published by its outbox."""
+    from tests.support.world import World
+
+    built = World(deps)
+    io_loop.run_sync(built.start)
+    yield built
+    io_loop.run_sync(built.stop)
+
+
+@pytest.fixture
+def role_process(config, role_processes):
+    """`await role_process(role, *args, port=None, **env)` -> `main.py --role=role` answering /health/ready
+    on this test's servers, database and stream."""
+
+    async def start(role: str, *args: str, port: int | None = None, **env: str):
+        return await role_processes(role, config, args=args, port=port, ready_path="/health/ready", **env)
+
+    return start
+
+
+@pytest.fixture
+def presence_kv(io_loop, deps, config):
+    """`await presence_kv()` -> the presence bucket as notify processes share it; removed after the test."""
+    bucket = presence_bucket(config.nats.stream)
+    yield lambda: deps.bus.js.key_value(bucket)
+
+    async def remove():
+        try:
+            await deps.bus.js.delete_key_value(bucket)
+        except Exception:  # noqa: BLE001 - never created when the test failed early
+            pass
+
+    io_loop.run_sync(remove)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded import free_port
-from tests.helpers import Api, wait_for
+from app.processes import free_port
+from tests.support.api import Api, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

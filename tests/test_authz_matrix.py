@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from tests.chat_helpers import create_chat, make_team
-from tests.helpers import Api
+from tests.support.chats import create_chat, make_team
+from tests.support.api import Api
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from app.embedded import free_port
+from app.processes import free_port
 from tests.browser_helpers import LIVE_TIMEOUT_MS, SCREENSHOTS, UserPage, launch
 from tests.conftest import make_test_config
 from tests.processes import RoleProcess

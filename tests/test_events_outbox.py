@@ -9,13 +9,14 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from app.auth import load_issuer
+from app.deps import Deps
 from app.events import EventBus, connect_nats, decode_event, encode_event, make_event
 from app.metrics import Metrics
-from app.services.outbox import Check
+from app.outbox import Check
 from app.store import Store, make_client, utcnow
-from tests.chat_helpers import count, create_chat, events_of, make_team, outbox_empty, stream_events
+from tests.support.chats import count, create_chat, events_of, make_team, outbox_empty, stream_events
 from tests.conftest import make_test_config
-from tests.helpers import Api, wait_for
+from tests.support.api import Api, wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=90)
 
@@ -137,7 +138,8 @@ async def _own_stack(tmp_path, mongo_uri, nats_url, key_files):
 async def _serve(stack):
     from roles.api import make_app
 
-    app = make_app(stack.config, stack.store, stack.bus, stack.issuer, Metrics())
+    app = make_app(Deps(config=stack.config, store=stack.store, bus=stack.bus, metrics=Metrics(),
+                        verifier=stack.issuer, issuer=stack.issuer))
     await app.start()
     sock, port = bind_unused_port()
     server = HTTPServer(app)

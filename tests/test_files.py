@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.chat_helpers import count, create_chat, make_team
+from tests.support.chats import count, create_chat, make_team
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded import free_port
+from app.processes import free_port
 from tests.conftest import make_test_config
-from tests.helpers import Api, wait_for
+from tests.support.api import Api, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

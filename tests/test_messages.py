@@ -6,8 +6,8 @@ import datetime
 import pytest
 
 from app.store import new_id, utcnow
-from tests.chat_helpers import count, create_chat, events_of, make_team, outbox_empty
-from tests.helpers import wait_for
+from tests.support.chats import count, create_chat, events_of, make_team, outbox_empty
+from tests.support.api import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=90)
 

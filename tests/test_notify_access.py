@@ -6,9 +6,7 @@ import time
 import pytest
 
 from app import events
-from app.events import make_event
-from tests.helpers import Api, wait_for
-from tests.notify_helpers import World
+from tests.support.api import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=30)
 
@@ -16,16 +14,6 @@ pytestmark = pytest.mark.gen_test(timeout=30)
 @pytest.fixture
 def config_overrides():
     return {"limits": {"enabled": True, "streams_per_user": 3}, "notify": {"keepalive_seconds": 0.3}}
-
-
-@pytest.fixture
-def world(deps):
-    return World(deps)
-
-
-@pytest.fixture
-def notify_api(notify_url, http_client):
-    return Api(notify_url, http_client)
 
 
 async def test_stream_needs_a_valid_token(world, sse, deps):
@@ -183,10 +171,7 @@ async def test_an_older_presence_announcement_is_not_delivered(world, sse, notif
     ada_stream = await sse(ada.token)
 
     async def announce(status, revision):
-        await world.bus.publish(make_event(
-            events.PRESENCE, {"user_id": bob.id, "status": status, "revision": revision},
-            user_id=bob.id, workspace_id=ws, chat_ids=[chat],
-        ))
+        await world.bus.announce_presence(bob.id, status, revision, workspace_id=ws, chat_ids=[chat])
 
     await announce("online", 7)
     await announce("offline", 5)  # made before the one above, published after it

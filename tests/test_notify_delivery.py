@@ -5,15 +5,9 @@ import asyncio
 import pytest
 
 from app import events
-from tests.helpers import wait_for
-from tests.notify_helpers import World
+from tests.support.api import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=30)
-
-
-@pytest.fixture
-def world(deps):
-    return World(deps)
 
 
 async def test_every_tab_of_every_member_and_no_one_else(world, sse, notify_app):
@@ -53,12 +47,10 @@ async def test_edit_delete_typing_read_events(world, sse):
     chat = await world.chat(ada, bob, type="direct")
     bob_stream, out_stream = await sse(bob.token), await sse(outsider.token)
     message = await world.send(chat, ada, "first")
-    edited = {**message, "content": "edited", "edited_at": "2026-01-01T00:00:00.000Z"}
-    await world.publish(events.MESSAGE_UPDATED, edited, chat, ada)
-    await world.publish(events.MESSAGE_DELETED, {"id": message["id"], "chat_id": chat, "seq": message["seq"]},
-                        chat, ada)
-    await world.publish(events.TYPING, {"chat_id": chat, "user_id": ada.id}, chat, ada)
-    await world.publish(events.READ, {"chat_id": chat, "user_id": ada.id, "seq": 1}, chat, ada)
+    edited = await world.edit(chat, ada, message["id"], "edited")
+    await world.delete_message(chat, ada, message["id"])
+    await world.typing(chat, ada)
+    await world.read(chat, ada, 1)
     frames = await bob_stream.wait_count(5)
     assert [(f.event, f.data) for f in frames] == [
         (events.MESSAGE_CREATED, message),
@@ -99,12 +91,17 @@ async def test_membership_changes_on_open_streams(world, sse):
     assert created[0].data["id"] == new_chat
     first = await world.send(new_chat, cy, "new chat")
     await bob_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == first)
+    # A second api process saves a message as the chat is deleted, and publishes it after chat.deleted.
+    late = world.process()
+    ghost = await late.send(new_chat, cy, "sent as the chat was deleted")
     await world.delete_chat(new_chat, cy)
     await bob_stream.wait_count(1, events.CHAT_DELETED)
-    await world.publish(events.MESSAGE_CREATED, {"id": "ghost", "chat_id": new_chat}, new_chat, cy)
+    await late.drain()
+    assert await world.published(events.MESSAGE_CREATED, new_chat, id=ghost["id"]) > \
+        await world.published(events.CHAT_DELETED, new_chat)
     marker = await world.send(chat, ada, "marker")
     await cy_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == marker)
-    assert all(f.data.get("id") != "ghost" for f in bob_stream.events + cy_stream.events)
+    assert all(f.data.get("id") != ghost["id"] for f in bob_stream.events + cy_stream.events)
 
 
 async def test_registry_empty_after_many_streams_close(world, sse, notify_app):

@@ -3,7 +3,7 @@
 import pytest
 
 from app import events
-from tests.helpers import wait_for
+from tests.support.api import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 

@@ -5,29 +5,13 @@ import signal
 import pytest
 
 from app import events
-from tests.notify_helpers import World
-from tests.processes import RoleProcess
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 
-@pytest.fixture
-def notify_process(config, role_processes):
-    """`await notify_process(port=None)` -> `main.py --role=notify` on this test's servers, database and stream."""
 
-    async def start(port: int | None = None) -> RoleProcess:
-        return await role_processes("notify", config, port=port)
-
-    return start
-
-
-@pytest.fixture
-def world(deps):
-    return World(deps)
-
-
-async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
+async def test_sigkill_and_restart_loses_nothing(world, sse, role_process):
     ada, bob, chat = await world.pair()
-    first = await notify_process()
+    first = await role_process("notify")
     bob_stream = await sse(bob.token, url=first.url)
     seen = await world.send(chat, ada, "seen")
     await bob_stream.wait_for(lambda c: [f.data for f in c.of(events.MESSAGE_CREATED)] == [seen])
@@ -38,7 +22,7 @@ async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
     await bob_stream.wait_ended()
     missed = [await world.send(chat, ada, f"while down {i}") for i in range(50)]
 
-    restarted = await notify_process(first.port)
+    restarted = await role_process("notify", port=first.port)
     again = await sse(bob.token, url=restarted.url, last_event_id=last_id)
     await again.wait_count(50, events.MESSAGE_CREATED, timeout=20)
     live = await world.send(chat, ada, "live again")
@@ -47,9 +31,9 @@ async def test_sigkill_and_restart_loses_nothing(world, sse, notify_process):
     assert not again.of(events.RESYNC)
 
 
-async def test_sigterm_closes_streams_and_exits_zero(world, sse, notify_process):
+async def test_sigterm_closes_streams_and_exits_zero(world, sse, role_process):
     ada, bob, chat = await world.pair()
-    process = await notify_process()
+    process = await role_process("notify")
     streams = [await sse(bob.token, url=process.url), await sse(ada.token, url=process.url)]
     last_id = await streams[0].wait_cursor()
     process.process.send_signal(signal.SIGTERM)
@@ -57,7 +41,7 @@ async def test_sigterm_closes_streams_and_exits_zero(world, sse, notify_process)
         await stream.wait_ended(timeout=10)
     assert await process.wait(15) == 0
     missed = await world.send(chat, ada, "sent between processes")
-    other = await notify_process()
+    other = await role_process("notify")
     again = await sse(bob.token, url=other.url, last_event_id=last_id)
     await again.wait_count(1, events.MESSAGE_CREATED)
     assert [f.data for f in again.of(events.MESSAGE_CREATED)] == [missed]

@@ -3,8 +3,7 @@
 import pytest
 
 from app import events
-from tests.helpers import wait_for
-from tests.notify_helpers import World
+from tests.support.api import wait_for
 
 pytestmark = pytest.mark.gen_test(timeout=30)
 
@@ -13,11 +12,6 @@ pytestmark = pytest.mark.gen_test(timeout=30)
 def config_overrides():
     # A small window by count, so "older than the window" needs only a few events.
     return {"limits": {"enabled": False}, "notify": {"replay_max_events": 120}}
-
-
-@pytest.fixture
-def world(deps):
-    return World(deps)
 
 
 def messages(client):

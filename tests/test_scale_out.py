@@ -10,59 +10,15 @@ import pytest
 from nats.js.errors import NoKeysError
 
 from app import events
-from tests.chat_helpers import create_chat
-from tests.helpers import Api, wait_for
 from tests.processes import RoleProcess
-from tests.sse_client import SSEClient
+from tests.support.api import Api, wait_for
+from tests.support.chats import create_chat
+from tests.support.sse import SSEClient
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
 PRESENCE_TTL = 3  # seconds: how long a crashed notify process's users may still look online
-
-
-@pytest.fixture
-def role_process(config, role_processes):
-    """`await role_process(role, *args)` -> that role ready on this test's servers, database and stream."""
-
-    async def start(role: str, *args: str) -> RoleProcess:
-        return await role_processes(role, config, args=args, ready_path="/health/ready",
-                                    FECHATTER_NOTIFY_PRESENCE_TTL_SECONDS=str(PRESENCE_TTL))
-
-    return start
-
-
-@pytest.fixture
-def streams(io_loop):
-    opened: list[SSEClient] = []
-
-    async def open_stream(url: str, token: str, **kwargs) -> SSEClient:
-        client = SSEClient(url, token=token, **kwargs)
-        opened.append(client)
-        client = await client.open()
-        assert client.status == 200, client.body
-        return client
-
-    yield open_stream
-
-    async def close_all():
-        await asyncio.gather(*(client.aclose() for client in opened))
-
-    io_loop.run_sync(close_all)
-
-
-@pytest.fixture
-def presence_kv(io_loop, deps, config):
-    """The presence bucket as the notify processes share it; removed after the test."""
-    bucket = events.presence_bucket(config.nats.stream)
-    yield lambda: deps.bus.js.key_value(bucket)
-
-    async def remove():
-        try:
-            await deps.bus.js.delete_key_value(bucket)
-        except Exception:  # noqa: BLE001 - never created when the test failed early
-            pass
-
-    io_loop.run_sync(remove)
+PRESENCE_ENV = {"FECHATTER_NOTIFY_PRESENCE_TTL_SECONDS": str(PRESENCE_TTL)}
 
 
 def contents(client: SSEClient) -> list[str]:
@@ -97,9 +53,9 @@ def once_per_transition(sequence: list[str]) -> bool:
     return all(a != b for a, b in zip(sequence, sequence[1:])) and (not sequence or sequence[0] == "online")
 
 
-async def test_two_api_and_two_notify_processes(role_process, streams, presence_kv):
-    api1, api2 = await role_process("api"), await role_process("api")
-    n1, n2 = await role_process("notify"), await role_process("notify")
+async def test_two_api_and_two_notify_processes(role_process, sse_at, presence_kv):
+    api1, api2 = await role_process("api", **PRESENCE_ENV), await role_process("api", **PRESENCE_ENV)
+    n1, n2 = await role_process("notify", **PRESENCE_ENV), await role_process("notify", **PRESENCE_ENV)
 
     ada = await api1.api.signup(fullname="Ada")
     code = ada["workspace"]["invite_code"]
@@ -108,9 +64,9 @@ async def test_two_api_and_two_notify_processes(role_process, streams, presence_
     chat = (await create_chat(api1.api, ada, "group", [bob, cy], name="scale"))["id"]
 
     # Users on different notify processes chat live, through different api processes.
-    ada_s = await streams(n1.url, ada["token"])
-    bob_s = await streams(n2.url, bob["token"])
-    cy_s = await streams(n1.url, cy["token"])
+    ada_s = await sse_at(n1.url, ada["token"], expect=200)
+    bob_s = await sse_at(n2.url, bob["token"], expect=200)
+    cy_s = await sse_at(n1.url, cy["token"], expect=200)
     await send(api1.api, ada, chat, "hello from api1")
     await send(api2.api, bob, chat, "hello from api2")
     for client in (ada_s, bob_s, cy_s):
@@ -128,7 +84,7 @@ async def test_two_api_and_two_notify_processes(role_process, streams, presence_
     cy_last = cy_s.last_id
     cy_s.close()
     missed = [(await send(api2.api if i % 2 else api1.api, ada, chat, f"missed {i}"))["content"] for i in range(20)]
-    cy_again = await streams(n2.url, cy["token"], last_event_id=cy_last)
+    cy_again = await sse_at(n2.url, cy["token"], last_event_id=cy_last, expect=200)
     await cy_again.wait_for(lambda c: contents(c) == missed, timeout=15, message="the 20 missed, resumed on n2")
     assert not cy_again.of(events.RESYNC)
     live = await send(api1.api, bob, chat, "after the move")
@@ -156,8 +112,8 @@ async def test_two_api_and_two_notify_processes(role_process, streams, presence_
     assert await online_ids(n1, ada, f"?chat_id={chat}") == {ada["id"]}
     assert await connected_users(n1) == 1
 
-    bob_again = await streams(n1.url, bob["token"], last_event_id=bob_last)
-    cy_back = await streams(n1.url, cy["token"], last_event_id=cy_last)
+    bob_again = await sse_at(n1.url, bob["token"], last_event_id=bob_last, expect=200)
+    cy_back = await sse_at(n1.url, cy["token"], last_event_id=cy_last, expect=200)
     assert contents(bob_s) == ["hello from api1", "hello from api2", *missed, live["content"]]
     await bob_again.wait_for(lambda c: contents(c) == while_down, timeout=15,
                              message="bob's missed messages on n1")
@@ -168,9 +124,9 @@ async def test_two_api_and_two_notify_processes(role_process, streams, presence_
     assert await online_ids(n1, ada, f"?chat_id={chat}") == team
 
 
-async def test_processes_share_one_port_and_stop_on_sigterm(role_process, streams, presence_kv, deps, config):
-    api = await role_process("api")
-    notify = await role_process("notify", "--processes=2")
+async def test_processes_share_one_port_and_stop_on_sigterm(role_process, sse_at, presence_kv, deps, config):
+    api = await role_process("api", **PRESENCE_ENV)
+    notify = await role_process("notify", "--processes=2", **PRESENCE_ENV)
     supervisor = psutil.Process(notify.process.pid)
     workers = await wait_for(lambda: len(supervisor.children()) == 2 and supervisor.children(), timeout=10,
                              message="two workers")
@@ -198,7 +154,7 @@ async def test_processes_share_one_port_and_stop_on_sigterm(role_process, stream
     code = owner["workspace"]["invite_code"]
     users = [owner] + [await api.api.signup(invite_code=code, fullname=f"U{i}") for i in range(5)]
     chat = (await create_chat(api.api, owner, "group", users[1:], name="ports"))["id"]
-    clients = [await streams(notify.url, user["token"]) for user in users for _ in range(4)]
+    clients = [await sse_at(notify.url, user["token"], expect=200) for user in users for _ in range(4)]
 
     async def both_serve() -> bool:
         beats = await heartbeats()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from app.schemas.common import Email, Id, Password, PersonName, Request, Response, Timestamp
+from app.store import isoformat
 
 WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"\S")]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -56,3 +57,28 @@ class AuthOut(Response):
     expires_in: int
     user: MeOut
     workspace: WorkspaceOut
+
+
+def user_out(doc: dict[str, Any]) -> UserOut:
+    return UserOut(id=doc["_id"], fullname=doc["fullname"], email=doc["email"])
+
+
+def me_out(doc: dict[str, Any]) -> MeOut:
+    return MeOut(
+        id=doc["_id"],
+        fullname=doc["fullname"],
+        email=doc["email"],
+        workspace_id=doc["workspace_id"],
+        created_at=isoformat(doc["created_at"]),
+    )
+
+
+def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
+    """The invite code only for the workspace's owner."""
+    return WorkspaceOut(
+        id=doc["_id"],
+        name=doc["name"],
+        owner_id=doc["owner_id"],
+        created_at=isoformat(doc["created_at"]),
+        invite_code=doc["invite_code"] if doc["owner_id"] == viewer_id else None,
+    )

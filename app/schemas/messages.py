@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from app.schemas.common import Id, Request, Response, Timestamp
+from app.store import isoformat
 
 Content = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S", description="1..4000 characters")]
 IdempotencyKey = Annotated[
@@ -45,6 +46,21 @@ class MessageOut(Response):
     deleted: bool
 
 
+def message_out(doc: dict[str, Any]) -> MessageOut:
+    return MessageOut(
+        id=doc["_id"],
+        chat_id=doc["chat_id"],
+        seq=doc["seq"],
+        sender_id=doc.get("sender_id"),
+        content=doc.get("content", ""),
+        files=list(doc.get("files") or []),
+        reply_to=doc.get("reply_to"),
+        created_at=isoformat(doc["created_at"]),
+        edited_at=isoformat(doc.get("edited_at")),
+        deleted=bool(doc.get("deleted")),
+    )
+
+
 class MessageListQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
     before: Seq | None = None
@@ -77,6 +93,13 @@ class FileOut(Response):
     size: int
     content_type: str
     url: str
+
+
+def file_out(file_id: str, metadata: dict[str, Any]) -> FileOut:
+    return FileOut(
+        id=file_id, name=metadata["name"], size=metadata["size"], content_type=metadata["content_type"],
+        url=f"/api/files/{file_id}",
+    )
 
 
 class FileUploadIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,1 +1,50 @@
-"""The services holding Fechatter's business rules, shared by both roles."""
+"""The services holding Fechatter's business rules, and the api role's set of them built from Deps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.auth import PasswordHashing
+from app.deps import Deps
+from app.outbox import Outbox
+from app.services.accounts import AccountService
+from app.services.chats import ChatService
+from app.services.files import FileService
+from app.services.membership import ChatAccess
+from app.services.messages import MessageService
+from app.services.ratelimit import RateLimiter
+from app.services.sequence import ChatSequence
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """What the api role's handlers call; `outbox` is also its background task (the drainer)."""
+
+    limiter: RateLimiter
+    outbox: Outbox
+    access: ChatAccess
+    sequence: ChatSequence
+    accounts: AccountService
+    chats: ChatService
+    files: FileService
+    messages: MessageService
+
+
+def build_api_services(deps: Deps) -> ApiServices:
+    """Each service from the ones below it; the sequence first, so the outbox's hook can be bound to it."""
+    config, store = deps.config, deps.store
+    limiter = RateLimiter(store, config.limits.enabled)
+    sequence = ChatSequence(store, config.api.outbox_grace_seconds)
+    outbox = Outbox(store, deps.bus, config.api, on_abandoned=sequence.on_abandoned)
+    access = ChatAccess(store)
+    files = FileService(store, config.files.max_bytes)
+    return ApiServices(
+        limiter=limiter,
+        outbox=outbox,
+        access=access,
+        sequence=sequence,
+        accounts=AccountService(store, deps.require_issuer(), PasswordHashing(), config.auth, config.limits, limiter),
+        chats=ChatService(store, outbox, access),
+        files=files,
+        messages=MessageService(store, outbox, access, sequence, files, limiter, config),
+    )

@@ -11,9 +11,18 @@ from pymongo.errors import DuplicateKeyError
 from app.auth import PasswordHashing, TokenIssuer
 from app.config import AuthConfig, LimitsConfig
 from app.errors import APIError, conflict, invalid, not_found
-from app.schemas.accounts import AuthOut, MeOut, SignupIn, UserOut, WorkspaceOut
+from app.schemas.accounts import (
+    AuthOut,
+    MeOut,
+    SignupIn,
+    UserOut,
+    WorkspaceOut,
+    me_out,
+    user_out,
+    workspace_out,
+)
 from app.services.ratelimit import RateLimiter
-from app.store import Store, isoformat, new_id, new_secret, utcnow
+from app.store import Store, new_id, new_secret, utcnow
 
 INVALID_CREDENTIALS = "the email or password is wrong"
 
@@ -25,30 +34,6 @@ def _token_key(token: str) -> str:
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
-
-
-def user_out(doc: dict[str, Any]) -> UserOut:
-    return UserOut(id=doc["_id"], fullname=doc["fullname"], email=doc["email"])
-
-
-def me_out(doc: dict[str, Any]) -> MeOut:
-    return MeOut(
-        id=doc["_id"],
-        fullname=doc["fullname"],
-        email=doc["email"],
-        workspace_id=doc["workspace_id"],
-        created_at=isoformat(doc["created_at"]),
-    )
-
-
-def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
-    return WorkspaceOut(
-        id=doc["_id"],
-        name=doc["name"],
-        owner_id=doc["owner_id"],
-        created_at=isoformat(doc["created_at"]),
-        invite_code=doc["invite_code"] if doc["owner_id"] == viewer_id else None,
-    )
 
 
 class AccountService:

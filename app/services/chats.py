@@ -12,44 +12,30 @@ from pymongo.errors import DuplicateKeyError
 from app import events
 from app.auth import Identity
 from app.errors import APIError, conflict, forbidden, invalid, not_found
+from app.outbox import Check, Outbox
 from app.schemas.chats import (
+    CHANNELS,
+    DIRECT,
+    GROUP,
     MANAGERS,
     MEMBER,
     OWNER,
+    PRIVATE_CHANNEL,
+    PUBLIC_CHANNEL,
     ChatCreateIn,
     ChatOut,
     ChatSummaryOut,
     ChatUpdateIn,
     MemberOut,
     MembersAddIn,
+    chat_out,
+    member_out,
 )
+from app.schemas.common import valid_id
+from app.schemas.messages import message_out
 from app.services import membership
-from app.services.messages import message_out, valid_id
-from app.services.outbox import Check, Outbox
+from app.services.membership import ChatAccess
 from app.store import Store, isoformat, new_id, utcnow
-
-DIRECT = "direct"
-GROUP = "group"
-PRIVATE_CHANNEL = "private_channel"
-PUBLIC_CHANNEL = "public_channel"
-CHANNELS = (PRIVATE_CHANNEL, PUBLIC_CHANNEL)
-
-def chat_out(doc: dict[str, Any], member_ids: list[str]) -> ChatOut:
-    return ChatOut(
-        id=doc["_id"],
-        workspace_id=doc["workspace_id"],
-        type=doc["type"],
-        name=doc.get("name"),
-        description=doc.get("description"),
-        owner_id=doc["owner_id"],
-        members=member_ids,
-        created_at=isoformat(doc["created_at"]),
-        updated_at=isoformat(doc["updated_at"]),
-    )
-
-
-def member_out(doc: dict[str, Any]) -> MemberOut:
-    return MemberOut(user_id=doc["user_id"], role=doc["role"], joined_at=isoformat(doc["joined_at"]))
 
 
 def _latest(*values: Any) -> datetime.datetime:
@@ -58,50 +44,14 @@ def _latest(*values: Any) -> datetime.datetime:
 
 
 class ChatService:
-    """A caller sees chats they belong to and the public channels of their workspace; nothing else exists."""
+    """Who may do what to a chat and its members; what a caller may see is ChatAccess's answer."""
 
-    def __init__(self, store: Store, outbox: Outbox):
+    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess):
         self.store = store
         self.outbox = outbox
+        self.access = access
 
-    # -- access ------------------------------------------------------------------------------
-
-    async def access(self, user: Identity, chat_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """(chat, membership or None); 404 unless the caller is a member or it is a public channel of theirs."""
-        if not valid_id(chat_id):
-            raise not_found("chat")
-        chat, member = await asyncio.gather(
-            self.store.chats.find_one({"_id": chat_id}),
-            self.store.members.find_one({"chat_id": chat_id, "user_id": user.user_id}),
-        )
-        if chat is None or chat["workspace_id"] != user.workspace_id:
-            raise not_found("chat")
-        if member is None and chat["type"] != PUBLIC_CHANNEL:
-            raise not_found("chat")
-        return chat, member
-
-    async def require_member(self, user: Identity, chat_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        chat, member = await self.access(user, chat_id)
-        if member is None:
-            # Only a visible public channel gets here, so the 403 reveals nothing.
-            raise forbidden("join this channel first")
-        return chat, member
-
-    async def membership(self, user: Identity, chat_id: str) -> dict[str, Any]:
-        """The caller's membership (at least _id, workspace_id, role), without reading the chat: a send's path.
-
-        The chat is read only when there is no membership, to answer exactly as require_member
-        does (404, or 403 for a public channel of the caller's workspace).
-        """
-        if not valid_id(chat_id):
-            raise not_found("chat")
-        # Only what a send needs: less for MongoDB to encode and the driver to decode.
-        member = await self.store.members.find_one(
-            {"chat_id": chat_id, "user_id": user.user_id}, {"workspace_id": 1, "role": 1}
-        )
-        if member is None or member.get("workspace_id") != user.workspace_id:
-            _, member = await self.require_member(user, chat_id)
-        return member
+    # -- members of a chat -------------------------------------------------------------------
 
     async def member_ids(self, chat_id: str) -> list[str]:
         cursor = self.store.members.find({"chat_id": chat_id}, {"user_id": 1}).sort([("joined_at", 1), ("_id", 1)])
@@ -198,7 +148,7 @@ class ChatService:
         return out, True
 
     async def get(self, user: Identity, chat_id: str) -> ChatOut:
-        chat, _ = await self.access(user, chat_id)
+        chat, _ = await self.access.access(user, chat_id)
         return chat_out(chat, await self.member_ids(chat_id))
 
     async def list_mine(self, user: Identity) -> list[ChatSummaryOut]:
@@ -272,7 +222,7 @@ class ChatService:
         return [chat_out(doc, ids) for doc, ids in zip(channels, member_lists)]
 
     async def update(self, user: Identity, chat_id: str, body: ChatUpdateIn) -> ChatOut:
-        chat, member = await self.require_member(user, chat_id)
+        chat, member = await self.access.require_member(user, chat_id)
         if member["role"] not in MANAGERS:
             raise forbidden("only the chat's owner or an admin may change it")
         if chat["type"] == DIRECT:
@@ -315,7 +265,7 @@ class ChatService:
         return out
 
     async def delete(self, user: Identity, chat_id: str) -> None:
-        chat, member = await self.require_member(user, chat_id)
+        chat, member = await self.access.require_member(user, chat_id)
         if member["role"] != OWNER:
             raise forbidden("only the chat's owner may delete it")
         recipients = await self.member_ids(chat_id)
@@ -336,7 +286,7 @@ class ChatService:
     # -- members -----------------------------------------------------------------------------
 
     async def members(self, user: Identity, chat_id: str) -> list[MemberOut]:
-        await self.access(user, chat_id)
+        await self.access.access(user, chat_id)
         return await self._member_list(chat_id)
 
     async def _member_list(self, chat_id: str) -> list[MemberOut]:
@@ -344,7 +294,7 @@ class ChatService:
         return [member_out(doc) async for doc in cursor]
 
     async def add_members(self, user: Identity, chat_id: str, body: MembersAddIn) -> list[MemberOut]:
-        chat, member = await self.require_member(user, chat_id)
+        chat, member = await self.access.require_member(user, chat_id)
         if chat["type"] == DIRECT:
             raise invalid("user_ids", "a direct chat is always between the same 2 people")
         if chat["type"] == PRIVATE_CHANNEL and member["role"] not in MANAGERS:
@@ -385,7 +335,7 @@ class ChatService:
         return True
 
     async def remove_member(self, user: Identity, chat_id: str, user_id: str) -> None:
-        chat, me = await self.require_member(user, chat_id)
+        chat, me = await self.access.require_member(user, chat_id)
         if not valid_id(user_id):
             raise not_found("member")
         target = me if user_id == user.user_id else await self.store.members.find_one(
@@ -415,7 +365,7 @@ class ChatService:
         await self.outbox.apply(event, Check("members", target["_id"], "absent"), change)
 
     async def join(self, user: Identity, chat_id: str) -> ChatOut:
-        chat, member = await self.access(user, chat_id)
+        chat, member = await self.access.access(user, chat_id)
         if member is None:
             await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id)
         return chat_out(chat, await self.member_ids(chat_id))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 from app.auth import Identity
 from app.schemas.accounts import SignupIn
 from app.schemas.chats import ChatCreateIn
 from app.schemas.messages import MessageCreateIn
+from app.services import ApiServices
 
 DEMO_PASSWORD = "fechatter-demo"
 DEMO_PEOPLE = (
@@ -19,7 +19,7 @@ DEMO_PEOPLE = (
 DEMO_WORKSPACE = "Fechatter Demo"
 
 
-async def seed_demo(services: SimpleNamespace) -> list[tuple[str, str]]:
+async def seed_demo(services: ApiServices) -> list[tuple[str, str]]:
     """Idempotent: a second start finds Alice and seeds nothing. Returns (email, password) pairs."""
     credentials = [(email, DEMO_PASSWORD) for _, email in DEMO_PEOPLE]
     if await services.accounts.store.users.find_one({"email": DEMO_PEOPLE[0][1]}, {"_id": 1}):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
 
 from app.auth import Identity
 from app.errors import APIError, invalid, not_found
-from app.schemas.messages import FileOut
-from app.services.messages import valid_id
+from app.schemas.common import valid_id
+from app.schemas.messages import FileOut, file_out
 from app.store import Store, new_id
 
 _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
@@ -27,13 +26,6 @@ def clean_filename(name: str) -> str:
 def clean_content_type(value: str | None) -> str:
     value = (value or "").split(";", 1)[0].strip().lower()
     return value if _CONTENT_TYPE.match(value) else DEFAULT_CONTENT_TYPE
-
-
-def file_out(file_id: str, metadata: dict[str, Any]) -> FileOut:
-    return FileOut(
-        id=file_id, name=metadata["name"], size=metadata["size"], content_type=metadata["content_type"],
-        url=f"/api/files/{file_id}",
-    )
 
 
 class FileService:
@@ -72,5 +64,6 @@ class FileService:
             raise invalid("files", "every file must be uploaded in your workspace")
 
     @staticmethod
-    def inline(content_type: str) -> bool:
-        return content_type in INLINE_TYPES
+    def disposition(content_type: str) -> str:
+        """`inline` for the types browsers show safely, else `attachment` (a download)."""
+        return "inline" if content_type in INLINE_TYPES else "attachment"

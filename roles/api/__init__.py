@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import tornado.web
 
-from app.auth import PasswordHashing, TokenIssuer
 from app.config import Config
-from app.events import EventBus
-from app.metrics import Metrics
+from app.deps import Deps
 from app.openapi import build_openapi
-from app.services.accounts import AccountService
-from app.services.chats import ChatService
-from app.services.files import FileService
-from app.services.messages import MessageService
-from app.services.outbox import Outbox
-from app.services.ratelimit import RateLimiter
-from app.store import Store
+from app.services import build_api_services
 from app.web import BaseHandler, RoleApp, route
 from roles.api import accounts, chats, files, messages
 
@@ -55,30 +46,8 @@ class ApiApp(RoleApp):
             await task.stop()
 
 
-def make_services(config: Config, store: Store, bus: EventBus, issuer: TokenIssuer) -> SimpleNamespace:
-    limiter = RateLimiter(store, config.limits.enabled)
-    outbox = Outbox(store, bus, config.api)
-    chat_service = ChatService(store, outbox)
-    file_service = FileService(store, config.files.max_bytes)
-    return SimpleNamespace(
-        limiter=limiter,
-        accounts=AccountService(store, issuer, PasswordHashing(), config.auth, config.limits, limiter),
-        outbox=outbox,
-        chats=chat_service,
-        files=file_service,
-        messages=MessageService(store, outbox, chat_service, file_service, limiter, config),
-    )
-
-
-def make_app(
-    config: Config,
-    store: Store,
-    bus: EventBus,
-    issuer: TokenIssuer,
-    metrics: Metrics,
-    **settings,
-) -> ApiApp:
-    services = make_services(config, store, bus, issuer)
+def make_app(deps: Deps, **settings) -> ApiApp:
+    services = build_api_services(deps)
     api_routes = [*accounts.routes, *chats.routes, *messages.routes, *files.routes]
     routes = [
         route("/", IndexHandler),
@@ -88,12 +57,8 @@ def make_app(
     app = ApiApp(
         routes,
         role="api",
-        config=config,
-        store=store,
-        bus=bus,
-        tokens=issuer,
+        deps=deps,
         services=services,
-        metrics=metrics,
         # The outbox drainer publishes events saved while NATS was away or by a crashed request.
         background=[services.outbox],
         template_path=str(ROOT / "templates"),

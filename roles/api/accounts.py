@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from app.openapi import Operation
 from app.schemas.accounts import AuthOut, MeOut, RefreshIn, SigninIn, SignupIn, UserOut, WorkspaceOut
-from app.web import BaseHandler, authenticated, route
+from app.web import authenticated, route
+from roles.api.base import ApiHandler
 
 
-class SignupHandler(BaseHandler):
+class SignupHandler(ApiHandler):
     api_doc = {
         "post": Operation(
             "Create an account in a new workspace, or join one with an invite code",
@@ -20,7 +21,7 @@ class SignupHandler(BaseHandler):
         self.write_json(await self.services.accounts.signup(body, self.request.remote_ip), status=201)
 
 
-class SigninHandler(BaseHandler):
+class SigninHandler(ApiHandler):
     api_doc = {
         "post": Operation(
             "Sign in with email and password",
@@ -33,7 +34,7 @@ class SigninHandler(BaseHandler):
         self.write_json(await self.services.accounts.signin(body.email, body.password, self.request.remote_ip))
 
 
-class RefreshHandler(BaseHandler):
+class RefreshHandler(ApiHandler):
     api_doc = {
         "post": Operation(
             "Trade a refresh token for a new pair; the old one stops working",
@@ -46,7 +47,7 @@ class RefreshHandler(BaseHandler):
         self.write_json(await self.services.accounts.refresh(body.refresh_token))
 
 
-class LogoutHandler(BaseHandler):
+class LogoutHandler(ApiHandler):
     api_doc = {"post": Operation("Revoke one refresh token", body=RefreshIn, responses={204: None}, tags=("auth",))}
 
     @authenticated
@@ -56,7 +57,7 @@ class LogoutHandler(BaseHandler):
         self.no_content()
 
 
-class LogoutAllHandler(BaseHandler):
+class LogoutAllHandler(ApiHandler):
     api_doc = {"post": Operation("Revoke every refresh token of the caller", responses={204: None}, tags=("auth",))}
 
     @authenticated
@@ -65,7 +66,7 @@ class LogoutAllHandler(BaseHandler):
         self.no_content()
 
 
-class MeHandler(BaseHandler):
+class MeHandler(ApiHandler):
     api_doc = {"get": Operation("The caller", responses={200: MeOut}, tags=("users",))}
 
     @authenticated
@@ -73,7 +74,7 @@ class MeHandler(BaseHandler):
         self.write_json(await self.services.accounts.me(self.current_user.user_id))
 
 
-class UsersHandler(BaseHandler):
+class UsersHandler(ApiHandler):
     api_doc = {"get": Operation("Users of the caller's workspace", responses={200: list[UserOut]}, tags=("users",))}
 
     @authenticated
@@ -81,7 +82,7 @@ class UsersHandler(BaseHandler):
         self.write_json(await self.services.accounts.users(self.current_user.workspace_id))
 
 
-class WorkspaceHandler(BaseHandler):
+class WorkspaceHandler(ApiHandler):
     api_doc = {
         "get": Operation(
             "The caller's workspace; the invite code only for its owner", responses={200: WorkspaceOut},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from app.openapi import Operation
 from app.schemas.chats import ChatCreateIn, ChatOut, ChatSummaryOut, ChatUpdateIn, MemberOut, MembersAddIn
-from app.web import BaseHandler, authenticated, route
+from app.web import authenticated, route
+from roles.api.base import ApiHandler
 
 TAGS = ("chats",)
 
 
-class ChatsHandler(BaseHandler):
+class ChatsHandler(ApiHandler):
     api_doc = {
         "get": Operation(
             "The caller's chats with unread counts and last messages, most recent activity first",
@@ -32,7 +33,7 @@ class ChatsHandler(BaseHandler):
         self.write_json(chat, status=201 if created else 200)
 
 
-class PublicChannelsHandler(BaseHandler):
+class PublicChannelsHandler(ApiHandler):
     api_doc = {
         "get": Operation(
             "Public channels of the caller's workspace that the caller has not joined, by name",
@@ -45,7 +46,7 @@ class PublicChannelsHandler(BaseHandler):
         self.write_json(await self.services.chats.list_public(self.current_user))
 
 
-class ChatHandler(BaseHandler):
+class ChatHandler(ApiHandler):
     api_doc = {
         "get": Operation("A chat the caller belongs to, or a public channel of their workspace",
                          responses={200: ChatOut}, errors=(404,), tags=TAGS),
@@ -70,7 +71,7 @@ class ChatHandler(BaseHandler):
         self.no_content()
 
 
-class MembersHandler(BaseHandler):
+class MembersHandler(ApiHandler):
     api_doc = {
         "get": Operation("Members of a chat", responses={200: list[MemberOut]}, errors=(404,), tags=TAGS),
         "post": Operation(
@@ -89,7 +90,7 @@ class MembersHandler(BaseHandler):
         self.write_json(await self.services.chats.add_members(self.current_user, chat_id, body))
 
 
-class MemberHandler(BaseHandler):
+class MemberHandler(ApiHandler):
     api_doc = {
         "delete": Operation(
             "Remove a member (owner or admin), or leave (your own user id); the owner cannot leave",
@@ -103,7 +104,7 @@ class MemberHandler(BaseHandler):
         self.no_content()
 
 
-class JoinHandler(BaseHandler):
+class JoinHandler(ApiHandler):
     api_doc = {
         "post": Operation("Join a public channel of your workspace", responses={200: ChatOut},
                           errors=(404,), tags=TAGS)

@@ -7,14 +7,15 @@ from urllib.parse import quote
 from app.errors import APIError
 from app.openapi import Operation
 from app.schemas.messages import FileOut, FileUploadIn
-from app.web import BaseHandler, authenticated, route
+from app.web import authenticated, route
+from roles.api.base import ApiHandler
 
 TAGS = ("files",)
 # Room for the multipart envelope around the file itself.
 MULTIPART_OVERHEAD = 16384
 
 
-class FilesHandler(BaseHandler):
+class FilesHandler(ApiHandler):
     api_doc = {
         "post": Operation(
             "Upload a file (multipart field `file`, size limit config files.max_bytes)",
@@ -40,7 +41,7 @@ class FilesHandler(BaseHandler):
         self.write_json(out, status=201)
 
 
-class FileHandler(BaseHandler):
+class FileHandler(ApiHandler):
     api_doc = {
         "get": Operation(
             "The file's bytes; only for users of the uploader's workspace",
@@ -51,7 +52,7 @@ class FileHandler(BaseHandler):
     @authenticated
     async def get(self, file_id: str) -> None:
         meta, data = await self.services.files.read(self.current_user, file_id)
-        disposition = "inline" if self.services.files.inline(meta.content_type) else "attachment"
+        disposition = self.services.files.disposition(meta.content_type)
         self.set_header("Content-Type", meta.content_type)
         self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(meta.name, safe='')}")
         # Whatever the file is, it never runs scripts on the API's origin.

@@ -13,12 +13,13 @@ from app.schemas.messages import (
     SearchOut,
     SearchQuery,
 )
-from app.web import BaseHandler, authenticated, route
+from app.web import authenticated, route
+from roles.api.base import ApiHandler
 
 TAGS = ("messages",)
 
 
-class MessagesHandler(BaseHandler):
+class MessagesHandler(ApiHandler):
     api_doc = {
         "get": Operation(
             "A page of messages in ascending seq: the latest, or before / after a seq",
@@ -43,7 +44,7 @@ class MessagesHandler(BaseHandler):
         self.write_json(message, status=201 if created else 200)
 
 
-class MessageHandler(BaseHandler):
+class MessageHandler(ApiHandler):
     api_doc = {
         "patch": Operation("Edit a message; sender only", body=MessageUpdateIn, responses={200: MessageOut},
                            errors=(403, 404, 409), tags=TAGS),
@@ -62,7 +63,7 @@ class MessageHandler(BaseHandler):
         self.no_content()
 
 
-class ReadHandler(BaseHandler):
+class ReadHandler(ApiHandler):
     api_doc = {
         "post": Operation("Move the caller's read mark forward (never backwards)", body=ReadIn,
                           responses={204: None}, errors=(403, 404), tags=TAGS)
@@ -75,7 +76,7 @@ class ReadHandler(BaseHandler):
         self.no_content()
 
 
-class TypingHandler(BaseHandler):
+class TypingHandler(ApiHandler):
     api_doc = {
         "post": Operation("Tell the chat the caller is typing; nothing is stored", responses={204: None},
                           errors=(403, 404), tags=TAGS)
@@ -87,7 +88,7 @@ class TypingHandler(BaseHandler):
         self.no_content()
 
 
-class SearchHandler(BaseHandler):
+class SearchHandler(ApiHandler):
     api_doc = {
         "get": Operation("Text search over the messages of the caller's chats, newest first",
                          query=SearchQuery, responses={200: SearchOut}, errors=(404,), tags=TAGS)

@@ -8,18 +8,15 @@ import time
 
 from tornado.ioloop import PeriodicCallback
 
-from app.auth import TokenVerifier
-from app.config import Config
-from app.events import EventBus
-from app.metrics import Metrics
+from app.deps import Deps
 from app.services import membership
-from app.store import Store
+from app.services.online import OnlineUsers
+from app.services.presence import Presence
 from app.web import RoleApp, route
 from roles.notify.consumer import EventConsumer
 from roles.notify.frames import PING, PING_CHUNK
 from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
 from roles.notify.metrics import NotifyMetrics
-from roles.notify.presence import Presence
 from roles.notify.registry import KEEPALIVE_SLICES, Registry
 from roles.notify.stream import EventStreamHandler
 from roles.notify.window import ReplayWindow
@@ -33,14 +30,16 @@ PRESENCE_FLUSH_SECONDS = 2.0
 class NotifyApp(RoleApp):
     """The application plus the process's delivery state: registry, replay window, consumer, presence."""
 
-    def __init__(self, routes, *, config: Config, store: Store, bus: EventBus, metrics: Metrics, **settings):
-        super().__init__(routes, config=config, store=store, bus=bus, metrics=metrics, **settings)
-        load_chats = functools.partial(membership.user_chat_ids, store)
-        self.registry = Registry(load_chats)
+    def __init__(self, routes, deps: Deps, **settings):
+        super().__init__(routes, role="notify", config=deps.config, store=deps.store, bus=deps.bus,
+                         tokens=deps.verifier, metrics=deps.metrics, **settings)
+        config = deps.config
+        self.registry = Registry(functools.partial(membership.user_chat_ids, deps.store))
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
-        self.notify_metrics = NotifyMetrics(metrics, self.registry)
-        self.presence = Presence(bus, self.registry, store, load_chats, config.notify.presence_ttl_seconds)
-        self.consumer = EventConsumer(bus, self.window, self.registry, self.notify_metrics)
+        self.notify_metrics = NotifyMetrics(deps.metrics, self.registry)
+        self.presence = Presence(deps.bus, deps.store, self.registry, config.notify.presence_ttl_seconds)
+        self.online = OnlineUsers(deps.store, self.presence)
+        self.consumer = EventConsumer(deps.bus, self.window, self.registry, self.notify_metrics)
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
         self._ticks = 0
@@ -82,26 +81,10 @@ class NotifyApp(RoleApp):
         await self.consumer.stop()
 
 
-def make_app(
-    config: Config,
-    store: Store,
-    bus: EventBus,
-    verifier: TokenVerifier,
-    metrics: Metrics,
-    **settings,
-) -> NotifyApp:
+def make_app(deps: Deps, **settings) -> NotifyApp:
     routes = [
         route("/events", EventStreamHandler),
         route("/api/online-users", OnlineUsersHandler),
         route("/api/sse/health", SseHealthHandler),
     ]
-    return NotifyApp(
-        routes,
-        role="notify",
-        config=config,
-        store=store,
-        bus=bus,
-        tokens=verifier,
-        metrics=metrics,
-        **settings,
-    )
+    return NotifyApp(routes, deps, **settings)

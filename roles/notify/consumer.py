@@ -12,6 +12,7 @@ import msgspec
 
 from app import events
 from app.events import Delivery, EventBus, decode_delivery
+from app.services import delivery
 from roles.notify.frames import event_frame, http_chunk
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.registry import Registry
@@ -40,6 +41,8 @@ class EventConsumer:
         self._subscription = None
         # user -> newest presence revision seen; races last seconds, so the most recent users suffice.
         self._presence_revisions: OrderedDict[str, int] = OrderedDict()
+        chat_members = registry.chat_members
+        self._members_of = lambda chat_id: chat_members.get(chat_id, delivery.NOBODY)
 
     async def start(self) -> None:
         self.ready = asyncio.Event()
@@ -117,17 +120,7 @@ class EventConsumer:
 
     def fan_out(self, entry: WindowEntry) -> int:
         """Writes the event's one frame to every stream it is for; no await, no lookup outside memory."""
-        chat_members = self.registry.chat_members
-        if entry.chat_ids is not None:
-            targets: set[str] = set()
-            for chat_id in entry.chat_ids:
-                targets.update(chat_members.get(chat_id, ()))
-            targets.discard(entry.subject)
-        elif entry.recipients:
-            targets = set(chat_members.get(entry.chat_id, ()))
-            targets.update(entry.recipients)
-        else:
-            targets = chat_members.get(entry.chat_id, ())  # type: ignore[assignment]
+        targets = delivery.recipients(entry, self._members_of)
         users = self.registry.users
         frame = entry.frame
         chunk = http_chunk(frame)
@@ -168,20 +161,8 @@ class EventConsumer:
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody
             return WindowEntry(seq, stored_at, event.type, frame, subject=event.user_id,
                                chat_ids=tuple(event.chat_ids or ()))
-        changes: tuple[tuple[str, str, bool], ...] = ()
-        changes_first = True
         chat_id = event.chat_id
-        if event.type in events.MEMBERSHIP_EVENTS and chat_id:
-            payload = msgspec.json.decode(data) if event.type != events.CHAT_DELETED else {}
-            if event.type == events.MEMBER_JOINED and payload.get("user_id"):
-                changes = ((payload["user_id"], chat_id, True),)
-            elif event.type == events.MEMBER_LEFT and payload.get("user_id"):
-                changes, changes_first = ((payload["user_id"], chat_id, False),), False
-            elif event.type == events.CHAT_CREATED:
-                changes = tuple((user, chat_id, True) for user in payload.get("members") or ())
-            elif event.type == events.CHAT_DELETED:
-                # Whoever this process knows as a member leaves too, should `recipients` miss someone.
-                gone = set(recipients or ()) | self.registry.chat_members.get(chat_id, set())
-                changes, changes_first = tuple((user, chat_id, False) for user in sorted(gone)), False
+        changes, changes_first = delivery.membership_changes(
+            event.type, chat_id, data, recipients or (), self._members_of)
         return WindowEntry(seq, stored_at, event.type, frame, chat_id=chat_id, recipients=recipients,
                            changes=changes, changes_first=changes_first)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from app.auth import Identity
-from app.errors import APIError, not_found
-from app.services import membership
 from app.web import BaseHandler, authenticated
 
 PREFLIGHT_MAX_AGE = 600
@@ -55,31 +52,15 @@ class NotifyHandler(BaseHandler):
 
 
 class OnlineUsersHandler(NotifyHandler):
-    """Who is online, only within what the caller may see: a chat of theirs, or their own workspace."""
+    """Who is online, only within what the caller may see (app.services.online)."""
 
     @authenticated
     async def get(self) -> None:
-        identity: Identity = self.current_user
-        chat_id = self.get_query_argument("chat_id", None)
-        workspace_id = self.get_query_argument("workspace_id", None)
-        if chat_id and workspace_id:
-            raise APIError(422, "validation_failed", "give chat_id or workspace_id, not both",
-                           fields={"chat_id": "not with workspace_id"})
-        presence = self.application.presence
-        if chat_id is not None:
-            if not await membership.is_member(self.store, chat_id, identity.user_id):
-                raise not_found("chat")
-            online = await presence.online_in_chats([chat_id])
-        elif workspace_id is not None:
-            if workspace_id != identity.workspace_id:
-                raise not_found("workspace")
-            online = presence.online_in_workspace(workspace_id)
-        else:
-            chats = self.application.registry.chats_of(identity.user_id)
-            if chats is None:
-                chats = await membership.user_chat_ids(self.store, identity.user_id)
-            online = await presence.online_in_chats(chats)
-        users = await membership.user_names(self.store, online, identity.workspace_id)
+        users = await self.application.online.visible_to(
+            self.current_user,
+            chat_id=self.get_query_argument("chat_id", None),
+            workspace_id=self.get_query_argument("workspace_id", None),
+        )
         self.write_json({"users": users})
 
 

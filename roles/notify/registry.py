@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
 
 # Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
@@ -176,6 +176,17 @@ class Registry:
         entry = self.users.get(user_id)
         return entry is not None and bool(entry.streams)
 
+    def online_here(self) -> Iterator[UserEntry]:
+        """Users with at least one stream open (not merely opening) on this process."""
+        return (entry for entry in self.users.values() if entry.streams)
+
+    def members_here(self, chat_ids: Iterable[str]) -> set[str]:
+        """Users with an entry here who are members of any of those chats."""
+        users: set[str] = set()
+        for chat_id in chat_ids:
+            users.update(self.chat_members.get(chat_id, ()))
+        return users
+
     def chats_of(self, user_id: str) -> set[str] | None:
         entry = self.users.get(user_id)
         if entry is None or entry.loading is not None:
@@ -184,7 +195,7 @@ class Registry:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "connected_users": sum(1 for entry in self.users.values() if entry.streams),
+            "connected_users": sum(1 for _ in self.online_here()),
             "connections": self.stream_count,
             "active_chats": len(self.chat_members),
         }

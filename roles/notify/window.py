@@ -5,9 +5,11 @@ from __future__ import annotations
 import bisect
 from typing import Iterable, Iterator
 
+from app.services import delivery
+
 
 class WindowEntry:
-    """One consumed event: its routing, its frame, and the membership changes it makes."""
+    """One consumed event: its routing (app.services.delivery.Routing), its frame, and its membership changes."""
 
     __slots__ = ("seq", "ts", "type", "chat_id", "subject", "recipients", "chat_ids", "frame", "changes",
                  "changes_first")
@@ -29,14 +31,6 @@ class WindowEntry:
         # of it), after delivery for leaves (the leaving member hears of it too).
         self.changes = changes
         self.changes_first = changes_first
-
-    def is_for(self, user_id: str, chats: set[str] | frozenset[str]) -> bool:
-        """The one delivery rule, shared by live fan-out and replay."""
-        if self.chat_ids is not None:
-            return user_id != self.subject and not chats.isdisjoint(self.chat_ids)
-        if self.chat_id in chats:
-            return True
-        return self.recipients is not None and user_id in self.recipients
 
 
 class ReplayWindow:
@@ -113,10 +107,11 @@ class ReplayWindow:
             else:
                 chats.discard(chat)
         frames = []
+        members_of = delivery.members_for(user_id, chats)
         for entry in missed:
             if entry.changes and entry.changes_first:
                 _apply(chats, user_id, entry.changes)
-            if entry.is_for(user_id, chats):
+            if user_id in delivery.recipients(entry, members_of):
                 frames.append(entry.frame)
             if entry.changes and not entry.changes_first:
                 _apply(chats, user_id, entry.changes)

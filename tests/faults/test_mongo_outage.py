@@ -4,10 +4,9 @@ import time
 
 import pytest
 
-from tests.chat_helpers import outbox_empty, stream_events
-from tests.faults.conftest import team_chat
 from tests.faults.report import record
-from tests.helpers import Api, wait_for
+from tests.support.api import Api, wait_for
+from tests.support.chats import outbox_empty, stream_events, team_chat
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
 

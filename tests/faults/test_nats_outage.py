@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from tests.chat_helpers import outbox_empty, stream_events
-from tests.faults.conftest import ResumingClient, delivery_counts, team_chat
 from tests.faults.report import record
-from tests.helpers import Api, wait_for
+from tests.support.api import Api, wait_for
+from tests.support.chats import outbox_empty, stream_events, team_chat
+from tests.support.sse import ResumingClient, delivery_counts
 
 pytestmark = [pytest.mark.faults, pytest.mark.gen_test(timeout=150)]
 

@@ -1,4 +1,4 @@
-"""Presence across notify processes: a NATS KV bucket says who holds streams where; changes become `presence` events."""
+"""Presence across notify processes: who is online anywhere, and one `presence` event per real change."""
 
 from __future__ import annotations
 
@@ -8,43 +8,43 @@ import os
 import re
 import secrets
 import socket
-from typing import Awaitable, Callable, Iterable
-
-import msgspec
-from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
+from typing import Callable, Iterable, Protocol
 
 from app import events
-from app.events import EventBus, make_event
+from app.events import EventBus
+from app.kv import Heartbeat, PresenceBucket, ProcessSeen, UserRecord, UserSeen, WrongRevision
+from app.services import membership
 from app.store import Store
-from roles.notify.registry import Registry, UserEntry
 
-log = logging.getLogger("fechatter.notify.presence")
+log = logging.getLogger("fechatter.presence")
 
 # Compare-and-set retries of one user's key before giving up until the next tick.
 CAS_ATTEMPTS = 8
-# JetStream's "wrong last sequence" error codes: someone else wrote the key first.
-WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
-class UserRecord(msgspec.Struct, frozen=True):
-    """The value of a user's key: their workspace and the processes holding a stream of theirs."""
+class LocalUser(Protocol):
+    """A user with streams open (or opening) on this process, as presence sees them."""
 
-    w: str
-    p: list[str]
-
-
-class Heartbeat(msgspec.Struct):
-    """The value of a process's key, refreshed every third of the TTL; also a view of the cluster's load."""
-
-    pid: int
-    host: str
-    streams: int
-    users: int
+    user_id: str
+    workspace_id: str
+    chats: set[str]
 
 
-_record_decoder = msgspec.json.Decoder(UserRecord)
-_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+class LocalUsers(Protocol):
+    """What presence needs of this process's connection registry; answers are exact and in memory."""
+
+    stream_count: int
+
+    def online(self, user_id: str) -> bool: ...
+
+    def chats_of(self, user_id: str) -> set[str] | None:
+        """The user's chats, or None when they have no entry here or it is still loading."""
+
+    def online_here(self) -> Iterable[LocalUser]:
+        """Users with at least one stream open on this process."""
+
+    def members_here(self, chat_ids: Iterable[str]) -> set[str]:
+        """Users with an entry here who are members of any of those chats."""
 
 
 def new_process_id() -> str:
@@ -53,32 +53,26 @@ def new_process_id() -> str:
 
 
 class Presence:
-    """Who is online in the whole cluster, and the one `presence` event per real change.
+    """Who is online in the whole cluster, over the bucket of app.kv.PresenceBucket.
 
-    The bucket (app.events.presence_bucket) holds two kinds of keys:
-      - p.<process>: each notify process's heartbeat, written with a message TTL of
-        notify.presence_ttl_seconds and refreshed every third of it. When a process dies its key
-        expires and JetStream leaves a marker that every process's watch sees.
-      - u.<user>: {workspace, [processes holding a stream of the user]}. Every change is a
-        compare-and-set on the key's revision; the writer whose change turns the list from empty to
-        non-empty (or back) is the one that publishes `online` (`offline`), with that revision in the
-        Nats-Msg-Id. So a transition is announced once, whichever process makes it.
+    Each notify process keeps a heartbeat key alive and, for every user, the list of processes holding
+    a stream of theirs. The writer whose compare-and-set turns a list from empty to non-empty (or back)
+    is the one that announces `online` (`offline`), with that revision: a transition is announced
+    once, whichever process makes it, and notify drops an announcement older than one it delivered.
     Processes that died are removed from users' lists by one process (the smallest live id), as soon
-    as their key expires: its users go offline at most the TTL after the crash.
+    as their heartbeat expires: its users go offline at most the TTL after the crash.
 
-    Each process mirrors the bucket through a KV watch; answers come from memory: this process's own
-    users from the registry (exact at once), other processes' from the mirror (a watch delivery late).
+    Each process mirrors the bucket through a watch; answers come from memory: this process's own
+    users from `local` (exact at once), other processes' from the mirror (a watch delivery late).
     """
 
-    def __init__(self, bus: EventBus, registry: Registry, store: Store,
-                 load_chats: Callable[[str], Awaitable[set[str]]], ttl_seconds: int):
+    def __init__(self, bus: EventBus, store: Store, local: LocalUsers, ttl_seconds: int):
         self.bus = bus
-        self.registry = registry
         self.store = store
-        self._load_chats = load_chats
+        self.local = local
         self.ttl = max(1, int(ttl_seconds))
         self.process_id = new_process_id()
-        self.kv = None
+        self.bucket = PresenceBucket(bus, self.ttl)
         # The mirror: live processes' heartbeats and users' records, as the watch last delivered them.
         self.processes: dict[str, Heartbeat] = {}
         self.users: dict[str, UserRecord] = {}
@@ -89,22 +83,30 @@ class Presence:
         self._worker: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
         self._sweep_again = False
-        self._watcher = None
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, sync_timeout: float = 10.0) -> None:
-        self.kv = await self.bus.presence_store(self.ttl)
+        await self.bucket.open()
         # The heartbeat first: a user's record never names a process whose key was not written before.
         await self._beat()
-        self._watcher = await self.kv.watchall()
+        await self.bucket.watch()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._tick_forever())]
         try:
             await asyncio.wait_for(self.synced.wait(), sync_timeout)
         except asyncio.TimeoutError:
             log.warning("presence bucket not mirrored after %.0fs; going on", sync_timeout)
+
+    async def flush(self, timeout: float) -> None:
+        """Waits (bounded) until every queued change is written; used at shutdown."""
+        if self._worker is not None and not self._worker.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout)
+            except asyncio.TimeoutError:
+                log.warning("presence changes of %d users not written at shutdown", len(self._pending))
+                self._worker.cancel()
 
     async def stop(self, timeout: float) -> None:
         """After flush(): our heartbeat is removed so others sweep at once whatever was left."""
@@ -114,14 +116,10 @@ class Presence:
             if task is not None and not task.done():
                 task.cancel()
         try:
-            await asyncio.wait_for(self.kv.purge(events.presence_process_key(self.process_id)), timeout)
+            await asyncio.wait_for(self.bucket.forget_process(self.process_id), timeout)
         except Exception as e:  # noqa: BLE001 - NATS may be gone; the heartbeat then expires by itself
             log.info("heartbeat not removed at shutdown (%s); it expires within %ds", e, self.ttl)
-        if self._watcher is not None:
-            try:
-                await self._watcher.stop()
-            except Exception:  # noqa: BLE001 - NATS may be gone at shutdown
-                pass
+        await self.bucket.close()
 
     async def _tick_forever(self) -> None:
         interval = self.ttl / 3
@@ -136,46 +134,35 @@ class Presence:
             self._schedule_sweep()
 
     async def _beat(self) -> None:
-        heartbeat = Heartbeat(os.getpid(), socket.gethostname(), self.registry.stream_count,
-                              sum(1 for entry in self.registry.users.values() if entry.streams))
-        subject = events.kv_subject(events.presence_bucket(self.bus.stream), events.presence_process_key(self.process_id))
-        # A plain publish with a message TTL: it re-creates the key too if it expired while NATS was away.
-        await self.bus.js.publish(subject, msgspec.json.encode(heartbeat), msg_ttl=self.ttl)
+        users = sum(1 for _ in self.local.online_here())
+        await self.bucket.beat(self.process_id,
+                               Heartbeat(os.getpid(), socket.gethostname(), self.local.stream_count, users))
 
     # -- the mirror --------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        async for entry in self._watcher:
-            if entry is None:  # every value present at start has been delivered
+        async for change in self.bucket.changes():
+            if change is None:  # every value present at start has been delivered
                 self.synced.set()
                 self._schedule_sweep()
-                continue
-            try:
-                self._apply(entry)
-            except Exception:  # noqa: BLE001 - one unreadable value must not stop the mirror
-                log.exception("presence key %s unreadable; ignored", entry.key)
-
-    def _apply(self, entry) -> None:
-        kind, _, name = entry.key.partition(".")
-        gone = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
-        if kind == "p":
-            if gone:
-                if self.processes.pop(name, None) is not None and name != self.process_id:
+            elif isinstance(change, ProcessSeen):
+                name, heartbeat = change
+                if heartbeat is not None:
+                    self.processes[name] = heartbeat
+                elif self.processes.pop(name, None) is not None and name != self.process_id:
                     log.info("notify process %s gone; its users are swept", name)
                     self._schedule_sweep()
-            else:
-                self.processes[name] = _heartbeat_decoder.decode(entry.value)
-        elif kind == "u":
-            if gone:
-                self.users.pop(name, None)
-            else:
-                self.users[name] = _record_decoder.decode(entry.value)
+            elif isinstance(change, UserSeen):
+                if change.record is None:
+                    self.users.pop(change.user_id, None)
+                else:
+                    self.users[change.user_id] = change.record
 
     # -- changes made by this process --------------------------------------------------------------
 
-    def changed(self, entry: UserEntry) -> None:
+    def changed(self, user: LocalUser) -> None:
         """The user's first stream here opened, or their last one closed."""
-        self._queue(entry.user_id, entry.workspace_id, sorted(entry.chats))
+        self._queue(user.user_id, user.workspace_id, sorted(user.chats))
 
     def _queue(self, user_id: str, workspace_id: str, chats: list[str] | None) -> None:
         self._pending.pop(user_id, None)
@@ -192,7 +179,7 @@ class Presence:
 
             def mine(holders: list[str], user_id=user_id) -> list[str]:
                 others = [p for p in holders if p != me and not self._dead(p)]
-                return [*others, me] if self.registry.online(user_id) else others
+                return [*others, me] if self.local.online(user_id) else others
 
             try:
                 await self._write(user_id, mine, workspace_id, chats)
@@ -204,11 +191,11 @@ class Presence:
         if not self.synced.is_set():
             return
         me = self.process_id
-        for user_id, entry in self.registry.users.items():
-            if entry.streams and me not in self._holders(user_id) and user_id not in self._pending:
-                self._queue(user_id, entry.workspace_id, sorted(entry.chats))
+        for user in self.local.online_here():
+            if me not in self._holders(user.user_id) and user.user_id not in self._pending:
+                self._queue(user.user_id, user.workspace_id, sorted(user.chats))
         for user_id, record in list(self.users.items()):
-            if me in record.p and not self.registry.online(user_id) and user_id not in self._pending:
+            if me in record.p and not self.local.online(user_id) and user_id not in self._pending:
                 self._queue(user_id, record.w, None)
 
     # -- processes that died -----------------------------------------------------------------------
@@ -248,9 +235,8 @@ class Presence:
 
     async def _write(self, user_id: str, change: Callable[[list[str]], list[str]], workspace_id: str,
                      chats: list[str] | None) -> None:
-        key = events.presence_user_key(user_id)
         for _ in range(CAS_ATTEMPTS):
-            revision, record = await self._read(key)
+            revision, record = await self.bucket.read_user(user_id)
             before = list(record.p) if record else []
             after = change(before)
             if after == before:
@@ -258,70 +244,30 @@ class Presence:
             workspace_id = record.w if record else workspace_id
             try:
                 if after:
-                    new_revision = await self.kv.update(
-                        key, msgspec.json.encode(UserRecord(workspace_id, after)), last=revision)
+                    new_revision = await self.bucket.write_user(user_id, UserRecord(workspace_id, after), revision)
                 else:
-                    new_revision = await self._remove(key, revision)
-            except KeyWrongLastSequenceError:
+                    new_revision = await self.bucket.remove_user(user_id, revision)
+            except WrongRevision:
                 continue  # another process changed it first: read again
             if bool(before) != bool(after):
                 await self._announce(user_id, "online" if after else "offline", new_revision, workspace_id, chats)
             return
         log.warning("presence of %s still contended after %d attempts; retried next tick", user_id, CAS_ATTEMPTS)
 
-    async def _read(self, key: str) -> tuple[int, UserRecord | None]:
-        try:
-            entry = await self.kv.get(key)
-        except KeyDeletedError as e:
-            return e.entry.revision, None
-        except KeyNotFoundError as e:
-            # nats-py's get() reports a purged key as not found, carrying the marker: a compare-and-set
-            # must name the marker's revision, or a user who went offline can never come back online.
-            return (e.entry.revision if e.entry is not None else 0), None
-        # An expiry marker placed by the server carries no KV-Operation, only an empty value.
-        if not entry.value:
-            return entry.revision, None
-        return entry.revision, _record_decoder.decode(entry.value)
-
-    async def _remove(self, key: str, revision: int) -> int:
-        """A purge that only lands on `revision`; its marker expires, so offline users leave no key behind."""
-        headers = {KV_OP: KV_PURGE, "Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(revision)}
-        try:
-            ack = await self.bus.js.publish(events.kv_subject(events.presence_bucket(self.bus.stream), key), b"", headers=headers,
-                                            msg_ttl=self.ttl)
-        except APIError as e:
-            if e.err_code in WRONG_LAST_SEQUENCE:
-                raise KeyWrongLastSequenceError(description=e.description) from None
-            raise
-        return ack.seq
-
     async def _announce(self, user_id: str, status: str, revision: int, workspace_id: str,
                         chats: list[str] | None) -> None:
-        entry = self.registry.users.get(user_id)
-        if entry is not None and entry.loading is None:
-            chats = sorted(entry.chats)
+        # Those sharing a chat with the user are told: this process's copy of their chats is the newest,
+        # then the one taken at the change, then MongoDB's.
+        known = self.local.chats_of(user_id)
+        if known is not None:
+            chats = sorted(known)
         elif chats is None:
-            chats = sorted(await self._load_chats(user_id))
-        event = make_event(
-            # The revision orders announcements made by different processes: a stale one is dropped.
-            events.PRESENCE, {"user_id": user_id, "status": status, "revision": revision},
-            user_id=user_id, workspace_id=workspace_id, chat_ids=chats,
-            event_id=events.presence_event_id(user_id, status, revision),
-        )
+            chats = sorted(await membership.user_chat_ids(self.store, user_id))
         try:
-            await self.bus.publish(event)
+            await self.bus.announce_presence(user_id, status, revision, workspace_id=workspace_id, chat_ids=chats)
         except events.UNAVAILABLE_ERRORS as e:
             # The record is right; only the announcement is lost: online-users still tells the truth.
             log.warning("presence of %s not published: %s", user_id, e)
-
-    async def flush(self, timeout: float) -> None:
-        """Waits (bounded) until every queued change is written; used at shutdown."""
-        if self._worker is not None and not self._worker.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker), timeout)
-            except asyncio.TimeoutError:
-                log.warning("presence changes of %d users not written at shutdown", len(self._pending))
-                self._worker.cancel()
 
     # -- who is online -----------------------------------------------------------------------------
 
@@ -333,34 +279,31 @@ class Presence:
         return any(p != self.process_id and p in self.processes for p in self._holders(user_id))
 
     def is_online(self, user_id: str) -> bool:
-        return self.registry.online(user_id) or self._online_elsewhere(user_id)
+        return self.local.online(user_id) or self._online_elsewhere(user_id)
 
     def _remote_users(self) -> set[str]:
         return {user_id for user_id in self.users if self._online_elsewhere(user_id)}
 
     def online_users(self) -> set[str]:
-        local = {user_id for user_id, entry in self.registry.users.items() if entry.streams}
+        local = {user.user_id for user in self.local.online_here()}
         return local | self._remote_users()
+
+    async def chats_of(self, user_id: str) -> set[str]:
+        """The user's chats: this process's copy when it holds them, else MongoDB's."""
+        chats = self.local.chats_of(user_id)
+        if chats is None:
+            chats = await membership.user_chat_ids(self.store, user_id)
+        return chats
 
     async def online_in_chats(self, chat_ids: Iterable[str]) -> set[str]:
         chat_ids = list(chat_ids)
-        users: set[str] = set()
-        for chat_id in chat_ids:
-            users.update(self.registry.chat_members.get(chat_id, ()))
-        online = {user for user in users if self.registry.online(user)}
+        online = {user for user in self.local.members_here(chat_ids) if self.local.online(user)}
         remote = self._remote_users() - online
         if remote and chat_ids:
             # Other processes' users: membership comes from MongoDB, the one place that knows it for all.
-            cursor = self.store.members.find(
-                {"chat_id": {"$in": chat_ids}, "user_id": {"$in": sorted(remote)}},
-                projection={"user_id": 1, "_id": 0},
-            )
-            online.update([doc["user_id"] async for doc in cursor])
+            online |= await membership.members_among(self.store, chat_ids, remote)
         return online
 
     def online_in_workspace(self, workspace_id: str) -> set[str]:
-        local = {
-            entry.user_id for entry in self.registry.users.values()
-            if entry.streams and entry.workspace_id == workspace_id
-        }
+        local = {user.user_id for user in self.local.online_here() if user.workspace_id == workspace_id}
         return local | {user_id for user_id in self._remote_users() if self.users[user_id].w == workspace_id}

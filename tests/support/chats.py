@@ -1,7 +1,9 @@
-"""Helpers for the chat, message, file and event tests: a small team of users and the stream's events."""
+"""Teams and chats made through the HTTP API, and what the stream and the store hold afterwards."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from types import SimpleNamespace
 
 from app.events import EventBus, decode_event
@@ -16,6 +18,14 @@ async def make_team(api) -> SimpleNamespace:
     outsider = await api.signup(invite_code=code, fullname="Otto Outsider")
     stranger = await api.signup(fullname="Sam Stranger")
     return SimpleNamespace(owner=owner, member=member, outsider=outsider, stranger=stranger)
+
+
+async def team_chat(api, size: int, name: str) -> tuple[list[dict], dict]:
+    """`size` users of one workspace, the first its owner, and a group chat of them all named `name`."""
+    owner = await api.signup(fullname="Owner", workspace=f"faults-{uuid.uuid4().hex[:8]}")
+    code = owner["workspace"]["invite_code"]
+    others = await asyncio.gather(*(api.signup(invite_code=code, fullname=f"User {i}") for i in range(size - 1)))
+    return [owner, *others], await create_chat(api, owner, "group", others, name=name)
 
 
 async def create_chat(api, creator, type_, members=(), name=None, **extra):

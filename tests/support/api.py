@@ -1,4 +1,4 @@
-"""Test helpers: a small JSON client for the API and waiting on conditions with a deadline."""
+"""A small JSON client for a running role, never raising on error statuses, and waiting on a condition with a deadline."""
 
 from __future__ import annotations
 

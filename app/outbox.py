@@ -7,7 +7,7 @@ import datetime
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from pymongo.errors import PyMongoError
 
@@ -22,6 +22,10 @@ T = TypeVar("T")
 
 PENDING = "pending"  # saved before the change; the change may or may not have happened
 COMMITTED = "committed"  # the change happened; the event must be published
+
+# What a change took before it ran that must be given back if it never happens, e.g. {"seq": 7}.
+# Stored flat in the entry (so entries written before this type existed read the same).
+RepairInfo = Mapping[str, str | int]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,27 @@ class Check:
         return query
 
 
+@dataclass(frozen=True)
+class Abandoned:
+    """A pending entry whose request died and whose change, by its Check, did not happen (yet)."""
+
+    id: str
+    event_type: str
+    chat_id: str | None
+    repair: dict[str, Any]
+
+
+# Given an Abandoned entry with a repair payload, gives back what its change took. True when the
+# change may have landed after all (the outbox checks again); False leaves the Check's answer: dropped.
+AbandonedHook = Callable[[Abandoned], Awaitable[bool]]
+
+# The fields the outbox itself stores; anything else in an entry is its repair payload.
+_ENTRY_FIELDS = frozenset({
+    "_id", "state", "owner", "n", "created_at", "type", "chat_id", "subject", "payload",
+    "check_collection", "check_id", "check_op", "check_field", "check_value",
+})
+
+
 class Outbox:
     """Every change of the api role goes through `apply(event, check, change)`.
 
@@ -67,15 +92,17 @@ class Outbox:
     instead of being published directly, so a chat's events never overtake each other. The
     drainer publishes committed entries at once and in order (created_at, then a per-process
     counter); a pending entry older than api.outbox_grace_seconds was abandoned by a crashed
-    request: it is published only if its Check says the change happened, otherwise dropped (and
-    for message.created the seq it took is filled with a tombstone, see MessageService). Entries
-    live in MongoDB, so a restarted api process drains what the previous one left.
+    request: it is published only if its Check says the change happened, otherwise dropped; an
+    entry saved with a `repair` payload is first handed to the `on_abandoned` hook, which gives back
+    what the change took (the seq of a message, see ChatSequence). Entries live in MongoDB, so a
+    restarted api process drains what the previous one left.
     """
 
-    def __init__(self, store: Store, bus: EventBus, config: ApiConfig):
+    def __init__(self, store: Store, bus: EventBus, config: ApiConfig, on_abandoned: AbandonedHook | None = None):
         self.store = store
         self.bus = bus
         self.config = config
+        self.on_abandoned = on_abandoned
         self.process_id = new_id()
         self._counter = itertools.count(1)
         # True until a drain pass finds nothing waiting: events of this process queue behind it.
@@ -92,13 +119,17 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
-        # Set by MessageService: fills the seq of an abandoned message.created (chat_id, seq).
-        self.repair_message_gap: Callable[[str, int], Awaitable[bool]] | None = None
 
     # -- the request side -------------------------------------------------------------------
 
-    async def apply(self, event: Event, check: Check, change: Callable[[], Awaitable[T]], **extra: Any) -> T:
-        """Save the event, make the change, publish; the change's result is returned."""
+    async def apply(
+        self, event: Event, check: Check, change: Callable[[], Awaitable[T]], *, repair: RepairInfo | None = None
+    ) -> T:
+        """Save the event, make the change, publish; the change's result is returned.
+
+        `repair` is stored with the entry and handed to `on_abandoned` if the request dies before
+        the change.
+        """
         payload = encode_event(event)
         entry = {
             "_id": event.id,
@@ -113,11 +144,14 @@ class Outbox:
             "check_collection": check.collection,
             "check_id": check.id,
             "check_op": check.op,
-            **extra,
         }
         if check.field is not None:  # "exists"/"absent" checks have none: a smaller entry to store
             entry["check_field"] = check.field
             entry["check_value"] = check.value
+        if repair:
+            if clash := _ENTRY_FIELDS.intersection(repair):
+                raise ValueError(f"repair fields {sorted(clash)} would overwrite the outbox entry's own")
+            entry.update(repair)
         await self._save(entry)
         try:
             result = await change()
@@ -306,10 +340,14 @@ class Outbox:
             entry.get("check_value"),
         )
         happened = await self._check(check)
-        if not happened and entry["type"] == events.MESSAGE_CREATED and self.repair_message_gap is not None:
-            # The request took a seq and died before the message was saved: fill the seq.
-            if not await self.repair_message_gap(entry["chat_id"], entry["seq"]):
-                happened = await self._check(check)  # the message was saved after all
+        repair = {key: value for key, value in entry.items() if key not in _ENTRY_FIELDS}
+        if not happened and repair and self.on_abandoned is not None:
+            # The request took something (a seq) and died before its change: give it back, unless
+            # the change landed meanwhile.
+            abandoned = Abandoned(id=entry["_id"], event_type=entry["type"], chat_id=entry.get("chat_id"),
+                                  repair=repair)
+            if await self.on_abandoned(abandoned):
+                happened = await self._check(check)
         if happened:
             log.info("publishing abandoned %s event %s", entry["type"], entry["_id"])
             await self._publish_entry(entry)

@@ -1,4 +1,4 @@
-"""A small SSE test client on a raw asyncio socket: parses frames, can stop reading, can be dropped."""
+"""SSE clients for the tests on raw asyncio sockets: one that can stop reading or be dropped, one that resumes like EventSource."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
+
+from tests.support.sse_wire import Dechunker, Fields, FrameSplitter, parse_frame
 
 
 @dataclass
@@ -45,6 +47,7 @@ class SSEClient:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
         self._listeners: list[Callable[[Frame], None]] = []
+        self._splitter = FrameSplitter()
 
     def request_bytes(self) -> bytes:
         query: dict[str, str] = {}
@@ -94,49 +97,37 @@ class SSEClient:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         # Chunked while the stream is open; a stream that ends at once may come with a Content-Length.
-        self._text = ""
+        dechunker = Dechunker() if self.headers.get("transfer-encoding", "").lower() == "chunked" else None
+        length = None if dechunker or "content-length" not in self.headers else int(self.headers["content-length"])
         try:
-            if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                while True:
-                    size_line = await reader.readuntil(b"\r\n")
-                    size = int(size_line.strip().split(b";")[0], 16)
-                    if size == 0:
-                        break
-                    chunk = await reader.readexactly(size + 2)
-                    self._feed(chunk[:-2])
-            elif "content-length" in self.headers:
-                self._feed(await reader.readexactly(int(self.headers["content-length"])))
-            else:
-                while chunk := await reader.read(65536):
-                    self._feed(chunk)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            while length is None or length > 0:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if length is not None:
+                    length -= len(data)
+                self._feed(dechunker.feed(data) if dechunker else data)
+                if dechunker and dechunker.ended:
+                    break
+        except (ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
             self.ended.set()
 
     def _feed(self, data: bytes) -> None:
-        self._text += data.decode()
-        while "\n\n" in self._text:
-            block, self._text = self._text.split("\n\n", 1)
-            self._frame(block)
+        buffer, spans = self._splitter.feed(data)
+        for start, end in spans:
+            self._frame(parse_frame(buffer[start:end]))
 
-    def _frame(self, block: str) -> None:
-        fields: dict[str, str] = {}
-        comment = False
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                comment = True
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value[1:] if value.startswith(" ") else value
-        if "retry" in fields:
-            self.retry_ms = int(fields["retry"])
-        if "id" in fields:
-            self.last_id = int(fields["id"]) if fields["id"] else None
-        if comment and not fields:
+    def _frame(self, fields: Fields) -> None:
+        if fields.retry is not None:
+            self.retry_ms = fields.retry
+        if fields.id is not None:
+            self.last_id = int(fields.id) if fields.id else None
+        if fields.comment:
             self.pings += 1
-        if "data" in fields:
-            frame = Frame(self.last_id, fields.get("event", "message"), json.loads(fields["data"]), time.monotonic())
+        if fields.data is not None:
+            frame = Frame(self.last_id, fields.event, json.loads(fields.data), time.monotonic())
             self.events.append(frame)
             for listener in self._listeners:
                 listener(frame)
@@ -183,3 +174,74 @@ class SSEClient:
         self.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+class ResumingClient:
+    """An EventSource: reconnects whenever its stream ends, with the id of the last frame it saw."""
+
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+        self.frames: list = []
+        self.last_id: int | None = None
+        self.connects = 0
+        self.resyncs = 0
+        self._current: SSEClient | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def start(self) -> "ResumingClient":
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            client = SSEClient(self.url, token=self.token, last_event_id=self.last_id)
+            try:
+                await client.open(timeout=5)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+                client.close()
+                await asyncio.sleep(0.1)  # the server is away: retry, as EventSource does
+                continue
+            if client.status != 200:
+                await asyncio.sleep(0.2)
+                continue
+            self.connects += 1
+            self._current = client
+            client.on_frame(self.frames.append)
+            await client.ended.wait()
+            self._current = None
+            if client.last_id is not None:
+                self.last_id = client.last_id
+            self.resyncs += len(client.of("resync"))
+            client.close()
+
+    def messages(self) -> list:
+        return [frame for frame in self.frames if frame.event == "message.created"]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._current is not None:
+            self._current.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+
+
+def delivery_counts(clients: list[ResumingClient], stored_ids: list[str]) -> dict:
+    """delivered / duplicated / lost over every client, against the ids of the messages stored, in seq order."""
+    expected = list(stored_ids)
+    duplicated = lost = out_of_order = 0
+    delivered = []
+    for client in clients:
+        got = [frame.data["id"] for frame in client.messages()]
+        duplicated += len(got) - len(set(got))
+        lost += len(set(expected) - set(got))
+        unique = list(dict.fromkeys(got))
+        if [i for i in unique if i in set(expected)] != [i for i in expected if i in set(unique)]:
+            out_of_order += 1
+        delivered.append(len(set(got) & set(expected)))
+    return {"delivered_min": min(delivered) if delivered else 0, "deliveries": sum(delivered),
+            "duplicated": duplicated, "lost": lost, "clients_out_of_order": out_of_order}

@@ -1,0 +1,1 @@
+"""What the tests build on: the API and SSE clients, and worlds made through the real services."""
