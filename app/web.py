@@ -339,11 +339,9 @@ class RoleApp(tornado.web.Application):
     """
 
     def __init__(
-        self, routes: list[tornado.web.URLSpec], *, role: str, deps: Deps | None = None, **settings: Any
+        self, routes: list[tornado.web.URLSpec], *, role: str, deps: Deps, **settings: Any
     ):
-        if deps is not None:
-            # A setting passed by name still wins, for a role that has not moved to deps yet.
-            settings = {**shared_settings(deps), **settings}
+        settings = {**shared_settings(deps), **settings}
         self.deps = deps
         super().__init__(
             [

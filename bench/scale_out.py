@@ -32,6 +32,7 @@ from app.events import EventBus, connect_nats, make_event
 from app.processes import free_port
 from app.store import Store, isoformat, make_client, new_id, utcnow
 from bench.stack import write_key_pair
+from tests.support.api import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_MARK = b"event: message.created\n"
@@ -69,19 +70,6 @@ async def get_json(port: int, path: str) -> dict:
     raw = await reader.read()
     writer.close()
     return json.loads(raw.split(b"\r\n\r\n", 1)[1])
-
-
-async def until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def tree_cpu(process: psutil.Process) -> float:
@@ -139,10 +127,10 @@ async def measure(processes: int, streams: int, messages: int, workdir: Path) ->
             except OSError:
                 return False
 
-        await until(ready, 30, "notify up")
+        await wait_for(ready, timeout=30, message="notify up")
         supervisor = psutil.Process(notify.pid)
         if processes > 1:
-            await until(lambda: len(supervisor.children()) == processes, 30, "workers up")
+            await wait_for(lambda: len(supervisor.children()) == processes, timeout=30, message="workers up")
         await asyncio.sleep(1.0)  # every worker listening: let the slower one finish its start
 
         loop = asyncio.get_running_loop()
@@ -155,7 +143,7 @@ async def measure(processes: int, streams: int, messages: int, workdir: Path) ->
         opened = await asyncio.gather(*(c.opened for c in clients))
         if not all(opened):
             raise RuntimeError(f"{opened.count(False)} streams refused")
-        await until(lambda: _connected(port, streams), 180, "all streams registered")
+        await wait_for(lambda: _connected(port, streams), timeout=180, message="all streams registered")
 
         async def publish(n: int, start: int) -> None:
             batch = []
@@ -171,12 +159,12 @@ async def measure(processes: int, streams: int, messages: int, workdir: Path) ->
             await asyncio.gather(*batch)
 
         await publish(5, 0)  # warm-up: every stream has received something before the clock starts
-        await until(lambda: all(c.count >= 5 for c in clients), 60, "warm-up delivered")
+        await wait_for(lambda: all(c.count >= 5 for c in clients), timeout=60, message="warm-up delivered")
         cpu_before = tree_cpu(supervisor)
         started = time.monotonic()
         await publish(messages, 5)
         published = time.monotonic() - started
-        await until(lambda: all(c.count >= 5 + messages for c in clients), 600, "every frame delivered")
+        await wait_for(lambda: all(c.count >= 5 + messages for c in clients), timeout=600, message="every frame delivered")
         elapsed = time.monotonic() - started
         cpu = tree_cpu(supervisor) - cpu_before
         health = [await get_json(port, "/api/sse/health") for _ in range(8)]

@@ -31,8 +31,7 @@ class NotifyApp(RoleApp):
     """The application plus the process's delivery state: registry, replay window, consumer, presence."""
 
     def __init__(self, routes, deps: Deps, **settings):
-        super().__init__(routes, role="notify", config=deps.config, store=deps.store, bus=deps.bus,
-                         tokens=deps.verifier, metrics=deps.metrics, **settings)
+        super().__init__(routes, role="notify", deps=deps, **settings)
         config = deps.config
         self.registry = Registry(functools.partial(membership.user_chat_ids, deps.store))
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
