@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from app import events
+
 PING = b": ping\n\n"
 
 
@@ -31,4 +33,4 @@ def retry_frame(retry_ms: int) -> bytes:
 
 def resync_frame(seq: int, reason: str) -> bytes:
     # Carries the current cursor, so the client's next reconnect resumes from here, not from the stale id.
-    return event_frame(seq, "resync", msgspec.json.encode({"reason": reason}))
+    return event_frame(seq, events.RESYNC, msgspec.json.encode({"reason": reason}))
