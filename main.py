@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from tornado.httpserver import HTTPServer
 
+from app import logsafe
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
 from app.deps import Deps
@@ -20,9 +21,11 @@ from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.processes import supervise
 from app.services.demo import seed_demo as seed
-from app.store import Store, make_client
+from app.services.migrations import migrate
+from app.store import Store, make_client, startup_timeout
 from app.web import RoleApp
 from roles.api import make_app as make_api_app
+from roles.api.files import MULTIPART_OVERHEAD
 from roles.notify import make_app as make_notify_app
 
 log = logging.getLogger("fechatter")
@@ -82,10 +85,20 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def make_http_server(app: RoleApp, config: Config) -> HTTPServer:
+    """The server of a role, not yet listening. Each route sets its own body limit and timeout on the
+    headers (BaseHandler.prepare); these are the backstops: the largest body any route takes (an
+    upload), and the default time a body may take."""
+    max_body = max(config.api.max_body_bytes, config.files.max_bytes + MULTIPART_OVERHEAD)
+    return HTTPServer(
+        app, xheaders=config.api.xheaders, max_body_size=max_body,
+        body_timeout=max(config.api.body_timeout_seconds, config.files.body_timeout_seconds),
+        idle_connection_timeout=75,
+    )
+
+
 def _http_server(app: RoleApp, config: Config, port: int, host: str, reuse_port: bool = False) -> HTTPServer:
-    # Bodies above this are cut off by Tornado itself; handlers answer 413 below it.
-    max_body = max(config.api.max_body_bytes, config.files.max_bytes) + 65536
-    server = HTTPServer(app, xheaders=config.api.xheaders, max_body_size=max_body, idle_connection_timeout=75)
+    server = make_http_server(app, config)
     # reuse_port: every worker binds the port itself and the kernel spreads connections among them.
     server.listen(port, address=host, reuse_port=reuse_port)
     return server
@@ -120,6 +133,10 @@ async def build_deps(role: str, config: Config, resources: AsyncExitStack) -> De
         await store.ensure_indexes()
     except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
         raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+    if role in ("api", "all"):
+        # Before the api serves: counters for chats and memberships written before they were kept.
+        with startup_timeout():
+            await migrate(store)
     try:
         nc = await connect_nats(nats_url, name=f"fechatter-{role}")
     except ConnectionError as e:
@@ -183,6 +200,14 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
     return 0
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logsafe.install()  # on the root's handlers: every logger's records, Tornado's and libraries', pass it
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -190,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"fechatter: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level)
     processes = args.processes or {"api": config.api.processes, "notify": config.notify.processes}.get(args.role, 1)
     if processes < 1:
         print("fechatter: --processes must be at least 1", file=sys.stderr)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import os
 import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -24,6 +26,8 @@ VERIFIED_TOKENS_KEPT = 50_000
 DEV_PRIVATE_KEY = "dev-ed25519-private.pem"
 DEV_PUBLIC_KEY = "dev-ed25519-public.pem"
 
+T = TypeVar("T")
+
 
 class KeyConfigError(Exception):
     """The key configuration cannot be used; the message says what to do."""
@@ -36,6 +40,8 @@ class Identity:
     user_id: str
     workspace_id: str
     expires_at: float
+    # `iat`: a token issued before its user's "tokens valid after" instant no longer counts.
+    issued_at: float = 0.0
 
 
 class InvalidToken(Exception):
@@ -82,7 +88,8 @@ class TokenVerifier:
             raise InvalidToken("the access token is not valid") from None
         if not isinstance(claims["sub"], str) or not isinstance(claims["wid"], str):
             raise InvalidToken("the access token is not valid")
-        return Identity(user_id=claims["sub"], workspace_id=claims["wid"], expires_at=float(claims["exp"]))
+        return Identity(user_id=claims["sub"], workspace_id=claims["wid"], expires_at=float(claims["exp"]),
+                        issued_at=float(claims["iat"]))
 
 
 class TokenIssuer(TokenVerifier):
@@ -98,7 +105,9 @@ class TokenIssuer(TokenVerifier):
         claims = {
             "sub": user_id,
             "wid": workspace_id,
-            "iat": now,
+            # Milliseconds, not whole seconds: a sign-in just after a logout-all must not fall before it;
+            # rounded down, so a token issued just before one never rounds up past it.
+            "iat": math.floor(now.timestamp() * 1000) / 1000,
             "exp": now + datetime.timedelta(seconds=self.ttl if ttl is None else ttl),
             "iss": self.issuer,
             "aud": self.audience,
@@ -107,15 +116,38 @@ class TokenIssuer(TokenVerifier):
 
 
 class PasswordHashing:
-    """argon2id, run in a thread so a signin never stalls the event loop."""
+    """argon2id in a thread, at most `concurrency` at once: a storm of sign-ins queues here instead of
+    taking every core from the event loop (argon2 is CPU-bound; more threads than cores only slow all)."""
 
-    def __init__(self) -> None:
-        self.hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+    def __init__(self, concurrency: int = 0, parallelism: int = 1) -> None:
+        base = PasswordHasher()  # the library's recommended cost
+        if base.parallelism != parallelism:
+            base = type(base)(time_cost=base.time_cost, memory_cost=base.memory_cost, parallelism=parallelism,
+                              hash_len=base.hash_len, salt_len=base.salt_len, type=base.type)
+        self.hasher = base
+        self.concurrency = concurrency or default_hash_concurrency()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        # Hashes waiting for a slot and running in a thread (for tests and metrics).
+        self.waiting = 0
+        self.running = 0
         # A real hash to verify against for unknown emails, so both failures take the same time.
         self.dummy_hash = self.hasher.hash("fechatter-timing-equaliser")
 
+    async def _run(self, work: Callable[[], T]) -> T:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            return await asyncio.to_thread(work)
+        finally:
+            self.running -= 1
+            self._slots.release()
+
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await self._run(lambda: self.hasher.hash(password))
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         def check() -> bool:
@@ -124,7 +156,18 @@ class PasswordHashing:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
+        return await self._run(check)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """A hash made with other parameters (an older cost, parallelism 4): still valid, replaced at sign-in."""
+        try:
+            return self.hasher.check_needs_rehash(password_hash)
+        except (InvalidHashError, ValueError):
+            return False
+
+
+def default_hash_concurrency() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _read_pem(path: str, what: str):

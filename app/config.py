@@ -23,6 +23,7 @@ class ApiConfig(Section):
     port: int
     xheaders: bool
     max_body_bytes: int
+    body_timeout_seconds: float
     public_notify_url: str
     processes: int
     outbox_interval_seconds: float
@@ -40,6 +41,7 @@ class NotifyConfig(Section):
     cors_origins: list[str]
     processes: int
     presence_ttl_seconds: int
+    replay_ephemeral_events: int
 
 
 class MongoConfig(Section):
@@ -65,19 +67,29 @@ class AuthConfig(Section):
     audience: str
     access_token_ttl_seconds: int
     refresh_token_ttl_seconds: int
+    password_hash_concurrency: int
+    password_hash_parallelism: int
+    session_cache_seconds: float
 
 
 class FilesConfig(Section):
     max_bytes: int
+    body_timeout_seconds: float
 
 
 class LimitsConfig(Section):
     enabled: bool
     signin_per_minute_per_ip: int
     signin_per_minute_per_account: int
+    signin_per_minute_per_account_per_ip: int
     signup_per_hour_per_ip: int
     messages_per_minute_per_user: int
     streams_per_user: int
+    typing_per_10_seconds_per_user: int
+    stream_opens_per_minute_per_user: int
+    uploads_per_minute_per_user: int
+    chats_per_hour_per_user: int
+    upload_quota_bytes_per_user: int
     search_query_max_chars: int
 
 
@@ -185,6 +197,13 @@ def load_config(
     for key, value in (("api.processes", config.api.processes), ("notify.processes", config.notify.processes)):
         if value < 1:
             raise ConfigError(f"{key} must be at least 1")
+    for key, value in (("api.body_timeout_seconds", config.api.body_timeout_seconds),
+                       ("files.body_timeout_seconds", config.files.body_timeout_seconds)):
+        if value <= 0:
+            raise ConfigError(f"{key} must be more than 0")
+    if config.auth.password_hash_concurrency < 0 or config.auth.password_hash_parallelism < 1:
+        raise ConfigError("auth.password_hash_concurrency must be 0 (auto) or more, "
+                          "auth.password_hash_parallelism at least 1")
     if config.notify.presence_ttl_seconds < 1:
         raise ConfigError("notify.presence_ttl_seconds must be at least 1 (NATS message TTLs are whole seconds)")
     if config.nats.stream_max_age_seconds <= config.notify.replay_window_seconds:

@@ -31,6 +31,9 @@ MEMBER_LEFT = "member.left"
 TYPING = "typing"
 READ = "read"
 PRESENCE = "presence"
+# A user's access tokens issued before data.valid_after stop counting (logout-all): the notify
+# role closes those streams, the api forgets its cached instant. Never delivered as a frame.
+SESSIONS_REVOKED = "sessions.revoked"
 # Made by the notify role for one stream, never published.
 RESYNC = "resync"
 
@@ -48,7 +51,7 @@ CHAT_EVENTS = frozenset(
         READ,
     }
 )
-USER_EVENTS = frozenset({PRESENCE})
+USER_EVENTS = frozenset({PRESENCE, SESSIONS_REVOKED})
 
 # Failures that mean "NATS is not there right now": the event stays in the outbox.
 UNAVAILABLE_ERRORS = (
@@ -313,6 +316,19 @@ class EventBus:
         return await self.js.subscribe(
             self.subjects.all, stream=self.stream, cb=callback, ordered_consumer=True, **kwargs
         )
+
+    async def subscribe_sessions(self, callback: Callable[[str | None, bytes], Awaitable[None]]):
+        """Every `sessions.revoked` as it is published, on plain NATS (no consumer, nothing replayed):
+        the api's cache is only made fresher by it, and a missed one is bounded by the cache's ttl."""
+
+        async def on_message(msg) -> None:
+            try:
+                event = decode_delivery(msg.data)
+            except msgspec.DecodeError:
+                return
+            await callback(event.user_id, bytes(event.data))
+
+        return await self.nc.subscribe(f"{self.subjects.prefix}.user.*.{SESSIONS_REVOKED}", cb=on_message)
 
     async def close(self) -> None:
         if self.nc.is_closed:

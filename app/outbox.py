@@ -46,7 +46,7 @@ class Check:
     def filter(self) -> dict[str, Any]:
         query: dict[str, Any] = {"_id": self.id}
         if self.op == "eq":
-            query[self.field] = self.value
+            query[self.field] = {"$eq": self.value}
         elif self.op == "gte":
             query[self.field] = {"$gte": self.value}
         return query
@@ -157,7 +157,7 @@ class Outbox:
             result = await change()
         except BaseException:
             try:
-                await self.store.outbox.delete_one({"_id": event.id, "state": PENDING})
+                await self.store.outbox.delete_one({"_id": event.id, "state": {"$eq": PENDING}})
             except PyMongoError:
                 pass  # the drainer's check finds the change did not happen and drops the entry
             raise
@@ -353,7 +353,7 @@ class Outbox:
             await self._publish_entry(entry)
         else:
             log.info("dropping %s event %s: its change never happened", entry["type"], entry["_id"])
-            await self.store.outbox.delete_one({"_id": entry["_id"], "state": PENDING})
+            await self.store.outbox.delete_one({"_id": entry["_id"], "state": {"$eq": PENDING}})
 
     async def _check(self, check: Check) -> bool:
         collection = getattr(self.store, check.collection)

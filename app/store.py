@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import secrets
+from typing import Any, Iterator
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -58,17 +61,37 @@ def isoformat(value: datetime.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def make_client(uri: str, timeout_ms: int) -> AsyncMongoClient:
-    """The driver connects lazily, so building a client makes no connection yet."""
+# Start-up work (index builds, migrations over every document) may take minutes on a large database.
+STARTUP_TIMEOUT_SECONDS = 600.0
+
+
+def make_client(uri: str, timeout_ms: int, **options: Any) -> AsyncMongoClient:
+    """The driver connects lazily, so building a client makes no connection yet.
+
+    `timeoutMS` bounds every operation (server selection, connection, the command, each getMore)
+    by `timeout_ms`, and the driver sends what is left of it as each command's `maxTimeMS`: MongoDB
+    cancels a command that cannot finish in time (ExecutionTimeout, a 503) instead of running on
+    after the client gave up and delaying the commands behind it. The embedded server ignores
+    maxTimeMS (docs/embedded-mongo.md): there the client gives up (NetworkTimeout, a 503 too).
+    `options` go to the client as they are (tests add event listeners).
+    """
     return AsyncMongoClient(
         uri,
         tz_aware=True,
+        timeoutMS=timeout_ms,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms * 3, 10_000),
         retryWrites=False,  # nx-27017 and standalone servers have no retryable writes
         appname="fechatter",
+        **options,
     )
+
+
+@contextlib.contextmanager
+def startup_timeout() -> Iterator[None]:
+    """The operations inside get STARTUP_TIMEOUT_SECONDS instead of mongo.timeout_ms; only for start-up work."""
+    with pymongo.timeout(STARTUP_TIMEOUT_SECONDS):
+        yield
 
 
 class Store:
@@ -89,18 +112,31 @@ class Store:
         self.outbox: AsyncCollection = self.db["outbox"]
         # Fixed-window request counters shared by every api process.
         self.rate_limits: AsyncCollection = self.db["rate_limits"]
+        # GridFS bucket "files": app.services.files writes both collections itself; downloads use the bucket.
         self.files: AsyncCollection = self.db["files.files"]
+        self.file_chunks: AsyncCollection = self.db["files.chunks"]
         self.file_bucket = AsyncGridFSBucket(self.db, bucket_name="files")
 
     async def ping(self) -> None:
         await self.db.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Idempotent: creating an index that exists with the same spec is a no-op."""
+        """Idempotent: creating an index that exists with the same spec is a no-op.
+
+        Runs before the role serves, under startup_timeout(): an index build on a large
+        collection may take longer than a request may.
+        """
+        with startup_timeout():
+            await self._ensure_indexes()
+
+    async def _ensure_indexes(self) -> None:
         await self.workspaces.create_index("name_key", unique=True)
         await self.workspaces.create_index("invite_code", unique=True)
         await self.users.create_index("email", unique=True)
-        await self.users.create_index([("workspace_id", ASCENDING), ("fullname", ASCENDING)])
+        # The users listing's order and pages: name_key = casefold(fullname) + "\x01" + _id, unique by its id
+        # (app.services.accounts.user_name_key; backfill_user_name_keys gives it to older users). Not
+        # unique in the index: on MongoDB, users still without it would collide as nulls.
+        await self.users.create_index([("workspace_id", ASCENDING), ("name_key", ASCENDING)])
         await self.refresh_tokens.create_index("user_id")
         await self.refresh_tokens.create_index("family_id")
         # Channel names are unique per workspace; direct chats are unique per pair of people.
@@ -112,7 +148,8 @@ class Store:
         await self.chats.create_index(
             "direct_key", unique=True, partialFilterExpression={"direct_key": {"$exists": True}}
         )
-        await self.chats.create_index([("workspace_id", ASCENDING), ("type", ASCENDING)])
+        # Public channels by name, a page per range (name_key is unique in a workspace).
+        await self.chats.create_index([("workspace_id", ASCENDING), ("type", ASCENDING), ("name_key", ASCENDING)])
         await self.members.create_index([("chat_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
         await self.members.create_index([("user_id", ASCENDING), ("chat_id", ASCENDING)])
         await self.messages.create_index([("chat_id", ASCENDING), ("seq", ASCENDING)], unique=True)
@@ -121,14 +158,37 @@ class Store:
             unique=True,
             partialFilterExpression={"idempotency_key": {"$exists": True}},
         )
+        # Search reads (chat_id, seq) windows with a regex (app.services.search): the text index of
+        # older versions only costs writes. nx-27017 cannot drop its FTS table over the wire (a no-op).
         try:
-            await self.messages.create_index([("content", "text")])
-        except OperationFailure as e:
-            # nx-27017 refuses to re-create an existing text index once messages exist (a restart);
-            # MongoDB treats it as the no-op it is. Anything else is a real failure.
-            if "constraint failed" not in str(e):
-                raise
-        await self.rate_limits.create_index("expires_at", expireAfterSeconds=0)
+            await self.messages.drop_index("content_text")
+        except OperationFailure:
+            pass  # never created, or already dropped
+        # A deleted chat's claims go with it: delete_many({chat_id: $eq}) reads this index, not every claim.
+        await self.send_claims.create_index("chat_id")
+        # Windows expire by a number the api role's purge deletes by range (RateLimiter.purge_once). Not a
+        # TTL index: on nx-27017 that runs a purge scanning every live window before each command.
+        await self.rate_limits.create_index("expires_ts")
+        await self._drop_rate_limit_ttl()
         # Never put _id in a compound index: nx-27017 then fails every insert.
-        await self.outbox.create_index("created_at")
+        # The drainer's order, (created_at, n), read from this index: no sort of the backlog.
+        await self.outbox.create_index([("created_at", ASCENDING), ("n", ASCENDING)])
         await self.files.create_index([("metadata.workspace_id", ASCENDING), ("uploadDate", DESCENDING)])
+        # The index GridFS readers expect (pymongo's uploader made it; ours does not check on each upload).
+        # nx-27017 keeps GridFS in its own tables and answers this with a no-op.
+        await self.file_chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+
+    async def _drop_rate_limit_ttl(self) -> None:
+        """Older versions expired windows by a TTL index on `expires_at`: drop it and the windows it left.
+
+        By key, not name: whatever it was called. An expired old window is deleted here (once, at start-up:
+        on nx-27017 a scan of the few live windows); a live one gets `expires_ts` at its next hit, and one
+        never hit again is expired by the next start-up.
+        """
+        try:
+            await self.db.command("dropIndexes", self.rate_limits.name, index={"expires_at": 1})
+        except OperationFailure:
+            pass  # never created (a new database), or already dropped
+        await self.rate_limits.delete_many(
+            {"expires_at": {"$lt": datetime.datetime.now(datetime.timezone.utc)}, "expires_ts": {"$exists": False}}
+        )

@@ -9,8 +9,10 @@ import re
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 import msgspec
+import msgspec.inspect
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.log import app_log
 
 from app import store
 from app.auth import Identity, InvalidToken, TokenVerifier
@@ -18,7 +20,9 @@ from app.config import Config
 from app.deps import Deps
 from app.errors import APIError, DependencyUnavailable, not_found  # noqa: F401 - re-exported for handlers
 from app.events import EventBus
+from app.logsafe import scrub_uri
 from app.metrics import Metrics
+from app.schemas.common import VISIBLE
 
 log = logging.getLogger("fechatter.web")
 access_log = logging.getLogger("fechatter.access")
@@ -28,9 +32,10 @@ T = TypeVar("T")
 ServicesT = TypeVar("ServicesT")
 
 RETRY_AFTER_SECONDS = 5
-_TOKEN_IN_URL = re.compile(r"((?:access_token|refresh_token|token)=)[^&\s]*", re.IGNORECASE)
 _MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[\w$]+|\[\d+\])*)`$")
 _MSGSPEC_FIELD = re.compile(r"field `([^`]+)`")
+# `\ud800` not followed by a low surrogate, or a low one alone: msgspec refuses both, with a puzzling message.
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F]")
 
 
 def validation_error(error: msgspec.ValidationError, where: str = "body") -> APIError:
@@ -43,12 +48,31 @@ def validation_error(error: msgspec.ValidationError, where: str = "body") -> API
     else:
         named = _MSGSPEC_FIELD.search(reason)
         field = named.group(1) if named else where
-    reason = reason.replace("`", "")
+    # The invisible-character class would fill the message with characters that show nothing.
+    reason = reason.replace(f"matching regex {VISIBLE!r}", "with a visible character").replace("`", "")
     if reason.startswith("Object missing required field"):
         reason = "required"
     elif reason.startswith("Object contains unknown field"):
         reason = "unknown field"
     return APIError(422, "validation_failed", f"invalid {where}: {field}: {reason}", fields={field: reason})
+
+
+# An integer in a query: ASCII digits (re's \d would take any script's), bounded so int() stays cheap.
+_QUERY_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+@functools.cache
+def _int_fields(schema: type) -> frozenset[str]:
+    """The names of a query schema's fields that take an integer (alone or or-None)."""
+    def is_int(kind: Any) -> bool:
+        if isinstance(kind, msgspec.inspect.Metadata):
+            kind = kind.type
+        if isinstance(kind, msgspec.inspect.UnionType):
+            return any(is_int(member) for member in kind.types)
+        return isinstance(kind, msgspec.inspect.IntType)
+
+    info = msgspec.inspect.type_info(schema)
+    return frozenset(f.encode_name for f in getattr(info, "fields", ()) if is_int(f.type))
 
 
 _STATUS_CODES = {
@@ -65,25 +89,58 @@ _STATUS_CODES = {
 }
 
 
+# Methods whose requests carry no body here: any body on them is refused before it is read.
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+_UNBOUNDED = 2**62
+
+
+def _declared_length(value: str | None) -> int | None:
+    """Content-Length as Tornado reads it (equal duplicates "5, 5" allowed); 0 when absent, None when invalid."""
+    if value is None:
+        return 0
+    pieces = {piece.strip() for piece in value.split(",")}
+    if len(pieces) != 1:
+        return None
+    (piece,) = pieces
+    return int(piece) if _CONTENT_LENGTH.fullmatch(piece) else None
+
+
+def payload_too_large(limit: int) -> APIError:
+    if limit == 0:
+        return APIError(413, "payload_too_large", "this request takes no body")
+    return APIError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+
+
 def authenticated(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """401 JSON (never a redirect) when the request carries no valid access token."""
 
     @functools.wraps(method)
     async def wrapper(self: "BaseHandler", *args: Any, **kwargs: Any) -> T:
-        self.require_user()
+        await self.require_live_user()
         return await method(self, *args, **kwargs)
 
     wrapper.requires_auth = True  # type: ignore[attr-defined]
     return wrapper
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
     """JSON in and out; the role's clients as typed properties; a role's handlers take
-    `BaseHandler[TheirServices]` so that `self.services` has their type."""
+    `BaseHandler[TheirServices]` so that `self.services` has their type.
 
-    # JSON routes accept config api.max_body_bytes; a handler taking uploads raises its own limit.
+    Bodies stream in: prepare() runs on the headers, before any of the body is read, so a body this
+    route would refuse (too large, a verb it lacks, a stranger on an authenticated verb) is refused
+    unread, and the rest is counted against the route's limit while it arrives (data_received).
+    When the body is complete it is `self.request.body`, as without streaming.
+    """
+
+    # JSON routes accept config api.max_body_bytes; a handler taking uploads raises its own limit,
+    # one taking no body sets 0.
     max_body_bytes: int | None = None
     _auth_failure: str | None = None
+    _chunks: bytearray | None = None
+    _body_refused = False
 
     @property
     def config(self) -> Config:
@@ -114,12 +171,71 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def body_limit(self) -> int:
+        """The largest body this request may carry: none for GET, HEAD and OPTIONS."""
+        if self.request.method in BODILESS_METHODS:
+            return 0
+        return self.config.api.max_body_bytes if self.max_body_bytes is None else self.max_body_bytes
+
+    def body_timeout(self) -> float:
+        """How long the whole body may take to arrive; a stalled sender's connection is closed then."""
+        return self.config.api.body_timeout_seconds
+
     def prepare(self) -> None:
-        limit = self.max_body_bytes or self.config.api.max_body_bytes
-        declared = self.request.headers.get("Content-Length")
-        size = int(declared) if declared and declared.isdigit() else len(self.request.body or b"")
-        if size > limit:
-            raise APIError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        """On the headers alone, before the body is read: refuse it at once, or bound it while it is read."""
+        headers = self.request.headers
+        chunked = "Transfer-Encoding" in headers
+        declared = _declared_length(headers.get("Content-Length"))
+        if not chunked and declared == 0:
+            return  # no body: errors come from the verb as usual, and the connection stays open
+        connection = self.request.connection
+        # Answered here, these are never followed by Tornado's own bare 400 for the same framing error.
+        if declared is None or (chunked and "Content-Length" in headers):
+            raise APIError(400, "bad_request", "the Content-Length header is not one non-negative integer"
+                           if declared is None else "a request has either Content-Length or Transfer-Encoding")
+        if chunked and headers["Transfer-Encoding"].lower() != "chunked":
+            raise APIError(400, "bad_request", "the only Transfer-Encoding taken is chunked")
+        if not self._implements(self.request.method or ""):
+            raise tornado.web.HTTPError(405)
+        verb = getattr(type(self), (self.request.method or "").lower())
+        limit = self.body_limit()
+        if declared > limit or (chunked and limit == 0):
+            # Should the response still be queued when Tornado looks at the length, it reads nothing
+            # rather than adding a 400 of its own; the connection closes once the 413 is out.
+            connection.set_max_body_size(max(declared, limit))
+            raise payload_too_large(limit)
+        if getattr(verb, "requires_auth", False):
+            self.require_user()  # a stranger's body is never read
+        # Chunked, the count in data_received is the limit: Tornado would refuse a chunk on its declared
+        # size, before reading any of it, with a bare 400; counted bytes get the 413 JSON instead.
+        connection.set_max_body_size(_UNBOUNDED if chunked else limit)
+        connection.set_body_timeout(self.body_timeout())
+        # Tornado's own signal that the body is complete (streaming has no public hook for it).
+        self.request._body_future.add_done_callback(self._body_received)
+
+    @classmethod
+    def _implements(cls, method: str) -> bool:
+        verb = getattr(cls, method.lower(), None)
+        return verb is not None and verb is not getattr(tornado.web.RequestHandler, method.lower(), None)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_refused:
+            return
+        if self._chunks is None:
+            self._chunks = bytearray()
+        self._chunks += chunk
+        limit = self.body_limit()
+        if len(self._chunks) > limit:
+            # Raising here would close the connection without an answer: answer, then Tornado closes it.
+            self._chunks, self._body_refused = None, True
+            error = payload_too_large(limit)
+            self.send_error(error.status_code, exc_info=(APIError, error, None))
+
+    def _body_received(self, future: Any) -> None:
+        # Before the verb: Tornado awaits the same future after prepare(), so its wake-up is queued after this.
+        if not future.cancelled() and future.exception() is None and not self._body_refused:
+            self.request.body = bytes(self._chunks or b"")
+        self._chunks = None
 
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         """Undecodable bytes in a path id name nothing that exists (404); in a query, bad input (422)."""
@@ -162,14 +278,34 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             )
         return self.current_user
 
+    async def require_live_user(self) -> Identity:
+        """require_user, then the role's `session_check` (a token issued before the user's last
+        logout-all is refused): the same 401, so a client refreshes or signs in again."""
+        identity = self.require_user()
+        check = self.settings.get("session_check")
+        if check is not None and not await check(identity):
+            raise APIError(401, "unauthorized", "this session has ended (signed out everywhere); sign in again",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return identity
+
     def get_json_body(self) -> Any:
-        """The decoded JSON body; 400 when it is not JSON at all."""
+        """The decoded JSON body; 400 when it is not JSON at all (or not UTF-8, or nested past the
+        decoder's depth), 422 for a number no field can hold (`1e999`)."""
         if not self.request.body:
             raise APIError(400, "bad_request", "a JSON body is required")
         try:
             return msgspec.json.decode(self.request.body)
+        except msgspec.ValidationError as e:  # a DecodeError too: well-formed, but out of range
+            raise validation_error(e) from None
         except msgspec.DecodeError as e:
-            raise APIError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+            reason = str(e)
+            if _LONE_SURROGATE.search(self.request.body):
+                reason = "a string holds a lone UTF-16 surrogate escape (text must be valid Unicode)"
+            raise APIError(400, "malformed_json", f"the body is not valid JSON: {reason}") from None
+        except UnicodeDecodeError:  # msgspec raises it, not DecodeError, for bytes that are not UTF-8
+            raise APIError(400, "malformed_json", "the body is not valid JSON: it is not UTF-8") from None
+        except RecursionError:
+            raise APIError(400, "malformed_json", "the body is not valid JSON: nested too deeply") from None
 
     def parse_body(self, schema: type[T]) -> T:
         """400 for malformed JSON, 422 naming the field for JSON of the wrong shape."""
@@ -178,10 +314,27 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             return msgspec.convert(body, schema)
         except msgspec.ValidationError as e:
             raise validation_error(e) from None
+        except RecursionError:
+            raise APIError(422, "validation_failed", "invalid body: nested too deeply",
+                           fields={"body": "nested too deeply"}) from None
 
     def parse_query(self, schema: type[T]) -> T:
-        """Query arguments through a schema; strings become ints where the schema says so."""
-        args = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        """Query arguments through a schema; 422 naming the argument for one given twice, or an int
+        field that is not plain ASCII digits (msgspec's lax mode would read `1e2` and `50.0`)."""
+        ints = _int_fields(schema)
+        args: dict[str, Any] = {}
+        for name, values in self.request.query_arguments.items():
+            if len(values) > 1:
+                raise APIError(422, "validation_failed", f"invalid query: {name}: given more than once",
+                               fields={name: "given more than once"})
+            value = self.get_query_argument(name)
+            if name in ints:
+                if not _QUERY_INT.fullmatch(value):
+                    raise APIError(422, "validation_failed", f"invalid query: {name}: expected an integer",
+                                   fields={name: "expected an integer"})
+                args[name] = int(value)
+            else:
+                args[name] = value
         try:
             return msgspec.convert(args, schema, strict=False)
         except msgspec.ValidationError as e:
@@ -216,6 +369,11 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             which = exc.dependency if isinstance(exc, DependencyUnavailable) else "mongodb"
             error = {"code": f"{which}_unavailable", "message": f"{which} is not answering; retry shortly"}
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+        elif status_code == 405:
+            allowed = [m for m in self.SUPPORTED_METHODS if self._implements(m)]
+            self.set_header("Allow", ", ".join(allowed))
+            error = {"code": "method_not_allowed", "message": f"{self.request.method} is not allowed here"
+                     + (f"; allowed: {', '.join(allowed)}" if allowed else "")}
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message and status_code < 500:
             error = {"code": _STATUS_CODES.get(status_code, "error"), "message": exc.log_message % exc.args}
         else:
@@ -229,14 +387,56 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         if isinstance(value, (DependencyUnavailable, *store.UNAVAILABLE_ERRORS)):
             log.warning("%s %s: dependency unavailable: %s", self.request.method, self.request.path, value)
             return
-        super().log_exception(typ, value, tb)
+        # Tornado's own line would add repr(self.request): the raw URI, token and all.
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
+    def _request_summary(self) -> str:
+        # Tornado's warnings and errors name the request by this; never with the query's token.
+        return f"{self.request.method} {scrub_uri(self.request.uri or '')} ({self.request.remote_ip})"
 
 
 class NotFoundHandler(BaseHandler):
     """JSON 404 for every path and method no route takes."""
 
     def prepare(self) -> None:
-        raise APIError(404, "not_found", f"no route {self.request.method} {self.request.path}")
+        # A body is refused before it is read; without one, the verb answers, and the connection stays open.
+        headers = self.request.headers
+        if "Transfer-Encoding" in headers or _declared_length(headers.get("Content-Length")) != 0:
+            raise self.missing()
+
+    def missing(self) -> APIError:
+        return APIError(404, "not_found", f"no route {self.request.method} {self.request.path}")
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        raise self.missing()
+
+    head = post = delete = patch = put = options = get
+
+
+class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):
+    """The static files, with JSON errors: a path that is missing, outside the directory or not a file is one 404."""
+
+    def set_default_headers(self) -> None:
+        # Tornado sets each file's type and caching; only the errors are JSON.
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        if "\x00" in path:
+            # os.stat refuses a NUL with ValueError, which would surface as a 500; no file has one.
+            raise not_found("file")
+        await super().get(path, include_body)
+        if self.get_status() == 416:  # Tornado answers an unsatisfiable range with an empty text/plain
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.write(msgspec.json.encode(
+                {"error": {"code": "range_not_satisfiable", "message": "the range is outside the file"}}))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, tornado.web.HTTPError) and status_code in (403, 404):
+            # Tornado's messages name the path it refused; the client learns only that nothing is there.
+            self.set_status(404)
+            kwargs["exc_info"] = (APIError, not_found("file"), None)
+        super().write_error(self.get_status(), **kwargs)
 
 
 class HealthHandler(BaseHandler):
@@ -273,16 +473,16 @@ class ReadyHandler(BaseHandler):
             self.write_json({"status": "ready", "role": self.settings["role"]})
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class MetricsHandler(BaseHandler):
     """Prometheus text format of this process's registry."""
 
     def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # JSON only for its errors
         self.finish(generate_latest(self.settings["metrics"].registry))
 
 
 def scrub_url(uri: str) -> str:
-    return _TOKEN_IN_URL.sub(r"\1[redacted]", uri)
+    return scrub_uri(uri)
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -354,6 +554,7 @@ class RoleApp(tornado.web.Application):
             role=role,
             log_function=log_request,
             default_handler_class=NotFoundHandler,
+            static_handler_class=StaticHandler,
             **settings,
         )
 

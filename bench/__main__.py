@@ -1,8 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark with modest defaults, each against its baseline in the same run.
 
-Defaults take a few minutes on 2 cores. Scale up with the flags, e.g.
+Defaults take about 11 minutes on 2 cores (growth alone ~6). Scale up with the flags, e.g.
     python -m bench --only sse_fanout --fanout-members 200 --fanout-tabs 50 --messages 200
-Each benchmark can also run alone: python -m bench.sse_fanout --help (and sse_capacity, api_send, e2e).
+Each benchmark can also run alone: python -m bench.sse_fanout --help (and sse_capacity, api_send, e2e, growth).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import logging
 import sys
 import time
 
-from bench import api_send, e2e, sse_capacity, sse_fanout
+from bench import api_send, e2e, growth, signin_storm, sse_capacity, sse_fanout
 from bench.common import raise_fd_limit
 
-BENCHMARKS = ("sse_fanout", "sse_capacity", "api_send", "e2e")
+BENCHMARKS = ("sse_fanout", "sse_capacity", "api_send", "e2e", "growth", "signin_storm")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     end.add_argument("--e2e-tabs", type=int, default=2)
     end.add_argument("--rates", type=float, nargs="+", default=[10, 100, 1000])
     end.add_argument("--seconds", type=float, default=4.0)
+    grow = parser.add_argument_group("growth")
+    grow.add_argument("--growth-messages", type=int, default=250_000, help="messages at the second measurement")
+    grow.add_argument("--growth-small", type=int, default=2_000, help="messages at the first measurement")
+    grow.add_argument("--growth-samples", type=int, default=60)
+    storm = parser.add_argument_group("signin_storm")
+    storm.add_argument("--storm-signins", type=int, default=16, help="connections signing in at once")
     return parser.parse_args(argv)
 
 
@@ -68,6 +74,13 @@ async def run_all(args: argparse.Namespace) -> None:
         elif name == "e2e":
             await e2e.run(argparse.Namespace(
                 members=args.e2e_members, tabs=args.e2e_tabs, rates=args.rates, seconds=args.seconds))
+        elif name == "growth":
+            await growth.run(argparse.Namespace(
+                messages=args.growth_messages, small=args.growth_small, quick=False, users=3_000,
+                samples=args.growth_samples, warmup=10, seed=12, send=False))
+        elif name == "signin_storm":
+            storm_args = signin_storm.parse_args(["--signins", str(args.storm_signins)])
+            await signin_storm.run_and_report(storm_args)
         print(f"######## {name} took {time.monotonic() - began:.0f}s", flush=True)
 
 

@@ -5,6 +5,8 @@ import { Timeline } from "./timeline.js";
 const TYPING_SHOWN_MS = 5000;
 
 // Chat members arrive as user ids or as {user_id, role} objects; we keep ids.
+const LISTED_MEMBERS = new Set(["direct", "group"]);
+
 function memberIds(members) {
   if (!Array.isArray(members)) return [];
   return members.map((m) => (typeof m === "string" ? m : m.user_id || m.id)).filter(Boolean);
@@ -65,8 +67,11 @@ export class Store {
   upsertChat(raw) {
     const existing = this.chats.get(raw.id) || {};
     const chat = { ...existing, ...raw };
-    if (raw.members !== undefined) chat.memberIds = memberIds(raw.members);
+    // The chat list names the members of direct and group chats only; a channel's come with its members page.
+    const listsMembers = raw.members !== undefined && (LISTED_MEMBERS.has(chat.type) || raw.member_count === undefined || raw.members.length > 0);
+    if (listsMembers) chat.memberIds = memberIds(raw.members);
     else chat.memberIds = existing.memberIds || [];
+    chat.member_count = Number(raw.member_count ?? existing.member_count ?? chat.memberIds.length);
     chat.unread_count = Number(raw.unread_count ?? existing.unread_count ?? 0);
     const lastSeq = (chat.last_message && chat.last_message.seq) || 0;
     chat.maxSeq = Math.max(existing.maxSeq || 0, lastSeq);
@@ -104,12 +109,18 @@ export class Store {
 
   addMember(chatId, userId) {
     const chat = this.chats.get(chatId);
-    if (chat && !chat.memberIds.includes(userId)) chat.memberIds.push(userId);
+    if (chat && !chat.memberIds.includes(userId)) {
+      chat.memberIds.push(userId);
+      chat.member_count = (chat.member_count || 0) + 1;
+    }
   }
 
   removeMember(chatId, userId) {
     const chat = this.chats.get(chatId);
-    if (chat) chat.memberIds = chat.memberIds.filter((id) => id !== userId);
+    if (chat) {
+      chat.memberIds = chat.memberIds.filter((id) => id !== userId);
+      chat.member_count = Math.max(0, (chat.member_count || 1) - 1);
+    }
     const members = this.members.get(chatId);
     if (members) this.members.set(chatId, members.filter((m) => m.user_id !== userId));
   }
@@ -123,6 +134,11 @@ export class Store {
 
   unreadTotal() {
     return [...this.chats.values()].reduce((sum, chat) => sum + (chat.unread_count || 0), 0);
+  }
+
+  // How many people are in the chat: the server's count, as a channel's member ids may not all be loaded.
+  memberCount(chat) {
+    return Number(chat.member_count ?? chat.memberIds.length);
   }
 
   otherMemberIds(chat) {

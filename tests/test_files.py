@@ -1,9 +1,12 @@
 """Files: GridFS upload with a size limit, bytes only for the uploader's workspace, attached to messages."""
 
+import os
 import uuid
 
 import pytest
 
+from app.services.files import CHUNK_SIZE
+from app.store import new_id
 from tests.support.chats import count, create_chat, make_team
 
 pytestmark = pytest.mark.gen_test(timeout=60)
@@ -87,3 +90,56 @@ async def test_messages_carry_files_of_the_workspace(api):
     listed = (await api.get(path, token=t.member["token"])).body["messages"]
     assert [m["files"] for m in listed] == [[mine["id"]]]
     assert (await api.get(mine["url"], token=t.member["token"])).body == b"ours"
+
+
+@pytest.mark.parametrize("config_overrides", [{"limits": {"enabled": False}, "files": {"max_bytes": 4 * CHUNK_SIZE}}])
+async def test_an_upload_round_trips_bytes_in_the_gridfs_layout(api, deps):
+    t = await make_team(api)
+    store = deps.store
+    payloads = {  # one byte, exactly one chunk, and several chunks with a short last one
+        "one.bin": b"\x00",
+        "chunk.bin": os.urandom(CHUNK_SIZE),
+        "three.bin": os.urandom(3 * CHUNK_SIZE + 999),
+    }
+    uploaded = {}
+    for name, data in payloads.items():
+        up = await upload(api, t.owner, data, filename=name, ctype="application/octet-stream")
+        assert up.status == 201 and up.body["size"] == len(data), up.body
+        uploaded[name] = up.body
+    theirs = (await upload(api, t.stranger, b"another workspace's file")).body
+    for name, data in payloads.items():
+        got = await api.get(uploaded[name]["url"], token=t.member["token"])
+        assert got.status == 200 and got.body == data, name
+        # What GridFS readers expect: the spec's files document and chunks (files_id, n) of chunkSize bytes.
+        doc = await store.files.find_one({"_id": uploaded[name]["id"]})
+        assert doc["length"] == len(data) and doc["chunkSize"] == CHUNK_SIZE and doc["filename"] == name
+        assert doc["uploadDate"] is not None
+        assert doc["metadata"] == {"workspace_id": t.owner["workspace"]["id"], "uploader_id": t.owner["id"],
+                                   "name": name, "content_type": "application/octet-stream", "size": len(data)}
+        stream = await store.file_bucket.open_download_stream(uploaded[name]["id"])
+        assert await stream.read() == data
+        chunks = await store.file_chunks.find({"files_id": uploaded[name]["id"]}).sort("n", 1).to_list()
+        assert [c["n"] for c in chunks] == list(range(-(-len(data) // CHUNK_SIZE)))
+        assert b"".join(c["data"] for c in chunks) == data
+    assert (await api.get(theirs["url"], token=t.stranger["token"])).body == b"another workspace's file"
+    assert (await api.get(theirs["url"], token=t.owner["token"])).status == 404
+
+
+async def test_a_file_stored_by_pymongos_gridfs_uploader_still_downloads(api, deps):
+    """Files written before the service wrote GridFS itself: pymongo's uploader, same metadata."""
+    t = await make_team(api)
+    data = bytes(range(256)) * 7
+    file_id = new_id()
+    metadata = {"workspace_id": t.owner["workspace"]["id"], "uploader_id": t.owner["id"], "name": "old.txt",
+                "content_type": "text/plain", "size": len(data)}
+    await deps.store.file_bucket.upload_from_stream_with_id(file_id, "old.txt", data, metadata=metadata,
+                                                            chunk_size_bytes=500)
+    new = (await upload(api, t.owner, b"written by the service")).body
+    got = await api.get(f"/api/files/{file_id}", token=t.member["token"])
+    assert got.status == 200 and got.body == data and got.headers["Content-Type"].startswith("text/plain")
+    assert (await api.get(f"/api/files/{file_id}", token=t.stranger["token"])).status == 404
+    assert (await api.get(new["url"], token=t.member["token"])).body == b"written by the service"
+    chat = await create_chat(api, t.owner, "direct", [t.member])
+    sent = await api.post(f"/api/chats/{chat['id']}/messages", {"content": "both", "files": [file_id, new["id"]]},
+                          token=t.owner["token"])
+    assert sent.status == 201 and sent.body["files"] == [file_id, new["id"]]

@@ -115,3 +115,26 @@ def test_count_documents_copies_the_collection(probe, db):
     command = {"aggregate": "messages", "pipeline": [{"$match": {"chat_id": {"$eq": "c2"}}}, {"$group": {"_id": 1, "n": {"$sum": 1}}}],
                "cursor": {}}  # fmt: skip
     probe.plan(db, command).assert_indexed()
+
+
+def test_members_among_reads_one_chat_range_or_one_user_range(probe, db):
+    # membership.members_among: the other list is a per-row filter inside the compound index's range.
+    users = [f"u{u}" for u in range(0, 20, 3)]
+    probe.plan(db, {"find": "members", "filter": {"chat_id": {"$eq": "c2"}, "user_id": {"$in": users}},
+                    "projection": {"user_id": 1, "_id": 0}}).assert_indexed()
+    probe.plan(db, {"find": "members", "filter": {"user_id": {"$eq": "u7"}, "chat_id": {"$in": ["c1", "c3"]}},
+                    "projection": {"_id": 1}, "limit": 1}).assert_indexed()
+
+
+def test_the_outbox_drain_walks_its_index_in_order(probe, db):
+    # No filter and a limit: SQLite walks idx_outbox_created_at_n and stops after `limit` entries.
+    db.outbox.insert_many([{"_id": f"e{i}", "state": "pending", "n": i, "created_at": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)}
+                           for i in range(30)])  # fmt: skip
+    probe.plan(db, {"find": "outbox", "filter": {}, "sort": {"created_at": 1, "n": 1}, "limit": 500}).assert_indexed()
+
+
+@embedded_gap("a range on a datetime field compiles to datetime(COALESCE(...)): no index serves it")
+def test_a_datetime_range_scans(probe, db):
+    since = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    probe.plan(db, {"find": "outbox", "filter": {"created_at": {"$gte": since}}, "sort": {"created_at": 1, "n": 1},
+                    "limit": 10}).assert_indexed()  # fmt: skip

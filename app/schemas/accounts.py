@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from app.schemas.common import Email, Id, Password, PersonName, Request, Response, Timestamp
+from app.schemas.common import VISIBLE, Email, Id, PageQuery, Password, PersonName, Request, Response, Timestamp
 from app.store import isoformat
 
-WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"\S")]
+WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=VISIBLE)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
@@ -82,3 +82,12 @@ def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
         created_at=isoformat(doc["created_at"]),
         invite_code=doc["invite_code"] if doc["owner_id"] == viewer_id else None,
     )
+
+
+class UsersQuery(PageQuery):
+    q: Annotated[str, msgspec.Meta(max_length=100, description="A prefix of the fullname, any case")] | None = None
+
+
+class UsersPage(Response):
+    users: list[UserOut]
+    next_cursor: str | None

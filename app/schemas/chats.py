@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from app.schemas.common import Id, Request, Response, Timestamp
+from app.schemas.common import VISIBLE, Id, Request, Response, Timestamp
 from app.schemas.messages import MessageOut
 from app.store import isoformat
 
@@ -17,7 +17,7 @@ MemberRole = Literal["owner", "admin", "member"]
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
 # The roles that may manage a chat: rename it, invite to a private channel, remove others' messages.
 MANAGERS = (OWNER, ADMIN)
-ChatName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"\S")]
+ChatName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=VISIBLE)]
 Description = Annotated[str, msgspec.Meta(max_length=1000)]
 UserIds = Annotated[list[Id], msgspec.Meta(max_length=1000)]
 
@@ -46,7 +46,9 @@ class ChatOut(Response):
     name: str | None
     description: str | None
     owner_id: Id
+    # Every member for one chat; in GET /api/chats only for direct and group chats ([] for channels).
     members: list[Id]
+    member_count: int
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -62,7 +64,10 @@ class MemberOut(Response):
     joined_at: Timestamp
 
 
-def chat_out(doc: dict[str, Any], member_ids: list[str]) -> ChatOut:
+def chat_out(doc: dict[str, Any], member_ids: list[str], member_count: int | None = None) -> ChatOut:
+    """`member_count` defaults to the chat's counter, or to len(member_ids) for a chat without one."""
+    if member_count is None:
+        member_count = doc.get("member_count", len(member_ids))
     return ChatOut(
         id=doc["_id"],
         workspace_id=doc["workspace_id"],
@@ -71,10 +76,40 @@ def chat_out(doc: dict[str, Any], member_ids: list[str]) -> ChatOut:
         description=doc.get("description"),
         owner_id=doc["owner_id"],
         members=member_ids,
+        member_count=member_count,
         created_at=isoformat(doc["created_at"]),
         updated_at=isoformat(doc["updated_at"]),
     )
 
 
+def last_message_out(chat: dict[str, Any]) -> MessageOut | None:
+    """The last message a chat keeps (app.services.sequence); without a seq it is the one at last_seq."""
+    stored = chat.get("last_message")
+    if not stored:
+        return None
+    return MessageOut(
+        id=stored["id"],
+        chat_id=stored.get("chat_id", chat["_id"]),
+        seq=stored.get("seq", chat.get("last_seq", 0)),
+        sender_id=stored.get("sender_id"),
+        content=stored.get("content", ""),
+        files=list(stored.get("files") or []),
+        reply_to=stored.get("reply_to"),
+        created_at=stored["created_at"],
+        edited_at=stored.get("edited_at"),
+        deleted=bool(stored.get("deleted")),  # the embedded server may give a bool set by $set back as 0/1
+    )
+
+
 def member_out(doc: dict[str, Any]) -> MemberOut:
     return MemberOut(user_id=doc["user_id"], role=doc["role"], joined_at=isoformat(doc["joined_at"]))
+
+
+class MembersPage(Response):
+    members: list[MemberOut]
+    next_cursor: str | None
+
+
+class ChannelsPage(Response):
+    channels: list[ChatOut]
+    next_cursor: str | None

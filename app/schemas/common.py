@@ -26,10 +26,39 @@ Email = Annotated[
     str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"])
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
-PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+# Characters that show nothing: whitespace, controls, zero-widths and joiners, bidi controls, fillers,
+# variation selectors and tags. A name made only of these looks blank in every list, so it is refused.
+_INVISIBLE = (
+    "\\s\\x00-\\x1f\\x7f-\\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+)
+# One character outside that set: the pattern of every name (people, workspaces, chats).
+VISIBLE = f"[^{_INVISIBLE}]"
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=VISIBLE)]
 Timestamp = Annotated[str, msgspec.Meta(description="RFC 3339 UTC", examples=["2026-11-22T15:33:14.123Z"])]
 
 
 def valid_id(value: str) -> bool:
     """Ids in paths: anything else is a 404 without asking MongoDB."""
     return 0 < len(value) <= ID_MAX_LENGTH and _VALID_ID.fullmatch(value) is not None
+
+
+PageLimit = Annotated[
+    int, msgspec.Meta(ge=1, le=200, description="Rows per page (1..200). Without limit and cursor: the unpaged array")
+]
+Cursor = Annotated[
+    # Short enough that any string of this length, percent-encoded, fits in Tornado's 64 KiB request head.
+    str, msgspec.Meta(min_length=1, max_length=4096, description="The next_cursor of the previous page (opaque)")
+]
+
+
+class PageQuery(msgspec.Struct, kw_only=True):
+    """?limit=&cursor=: either one asks for a page `{<items>, next_cursor}`; neither, the old unpaged array."""
+
+    limit: PageLimit | None = None
+    cursor: Cursor | None = None
+
+    @property
+    def paged(self) -> bool:
+        return self.limit is not None or self.cursor is not None

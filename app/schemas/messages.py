@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
 
-from app.schemas.common import Id, Request, Response, Timestamp
+from app.schemas.common import VISIBLE, Cursor, Id, Request, Response, Timestamp
 from app.store import isoformat
 
-Content = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S", description="1..4000 characters")]
+# A message of zero-width characters only is an empty bubble: at least one character that shows.
+Content = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=4000, pattern=VISIBLE, description="1..4000 characters")
+]
 IdempotencyKey = Annotated[
     str,
     msgspec.Meta(
@@ -61,6 +65,15 @@ def message_out(doc: dict[str, Any]) -> MessageOut:
     )
 
 
+def stored_message(doc: dict[str, Any]) -> dict[str, Any]:
+    """A message as served, as a chat keeps it for its last message; without `seq` while `doc` has none
+    (a send's draft: the take that sets it also gives the seq, the chat's `last_seq`)."""
+    stored = msgspec.to_builtins(message_out({**doc, "seq": doc.get("seq", 0)}))
+    if "seq" not in doc:
+        del stored["seq"]
+    return stored
+
+
 class MessageListQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
     before: Seq | None = None
@@ -78,13 +91,16 @@ class ReadIn(Request):
 
 class SearchQuery(msgspec.Struct, kw_only=True):
     # The upper bound is config limits.search_query_max_chars, checked by the service.
-    q: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    q: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, description="Words that must all appear, any case")]
     chat_id: Id | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    cursor: Cursor | None = None
 
 
 class SearchOut(Response):
     messages: list[MessageOut]
+    # Null when every match was returned; a page may be short (even empty) when the scan budget ran out.
+    next_cursor: str | None = None
 
 
 class FileOut(Response):
@@ -100,6 +116,17 @@ def file_out(file_id: str, metadata: dict[str, Any]) -> FileOut:
         id=file_id, name=metadata["name"], size=metadata["size"], content_type=metadata["content_type"],
         url=f"/api/files/{file_id}",
     )
+
+
+# RFC 6838 section 4.2: type/subtype of restricted-name characters, ASCII only (a header must carry it),
+# then any parameters in printable ASCII.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}(?:[ \t]*;[\x20-\x7e]*)?", re.ASCII)
+
+
+def valid_media_type(value: str) -> bool:
+    """True for a media type a Content-Type header can carry (`image/png`, `text/plain; charset=utf-8`)."""
+    return len(value) <= 255 and _MEDIA_TYPE.fullmatch(value.strip()) is not None
 
 
 class FileUploadIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -13,12 +13,14 @@ from app.services.files import FileService
 from app.services.membership import ChatAccess
 from app.services.messages import MessageService
 from app.services.ratelimit import RateLimiter
+from app.services.search import SearchService
 from app.services.sequence import ChatSequence
+from app.services.sessions import SessionCutoffs
 
 
 @dataclass(frozen=True)
 class ApiServices:
-    """What the api role's handlers call; `outbox` is also its background task (the drainer)."""
+    """What the api role's handlers call; `outbox` (drainer) and `limiter` (purge) are also its background tasks."""
 
     limiter: RateLimiter
     outbox: Outbox
@@ -28,6 +30,8 @@ class ApiServices:
     chats: ChatService
     files: FileService
     messages: MessageService
+    search: SearchService
+    sessions: SessionCutoffs
 
 
 def build_api_services(deps: Deps) -> ApiServices:
@@ -37,14 +41,21 @@ def build_api_services(deps: Deps) -> ApiServices:
     sequence = ChatSequence(store, config.api.outbox_grace_seconds)
     outbox = Outbox(store, deps.bus, config.api, on_abandoned=sequence.on_abandoned)
     access = ChatAccess(store)
-    files = FileService(store, config.files.max_bytes)
+    files = FileService(store, config.files.max_bytes, limiter=limiter, limits=config.limits)
+    sessions = SessionCutoffs(store, config.auth.session_cache_seconds, bus=deps.bus)
     return ApiServices(
         limiter=limiter,
         outbox=outbox,
         access=access,
         sequence=sequence,
-        accounts=AccountService(store, deps.require_issuer(), PasswordHashing(), config.auth, config.limits, limiter),
-        chats=ChatService(store, outbox, access),
+        accounts=AccountService(
+            store, deps.require_issuer(),
+            PasswordHashing(config.auth.password_hash_concurrency, config.auth.password_hash_parallelism),
+            config.auth, config.limits, limiter, outbox=outbox, sessions=sessions,
+        ),
+        chats=ChatService(store, outbox, access, limiter=limiter, limits=config.limits),
         files=files,
         messages=MessageService(store, outbox, access, sequence, files, limiter, config),
+        search=SearchService(store, config),
+        sessions=sessions,
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
+import time
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from app import events
 from app.auth import PasswordHashing, TokenIssuer
 from app.config import AuthConfig, LimitsConfig
 from app.errors import APIError, conflict, invalid, not_found
@@ -16,12 +19,16 @@ from app.schemas.accounts import (
     MeOut,
     SignupIn,
     UserOut,
+    UsersQuery,
     WorkspaceOut,
     me_out,
     user_out,
     workspace_out,
 )
+from app.services.paging import Page, decode_cursor, encode_cursor, key_range, page_size, prefix_range, sort_key
+from app.outbox import Check, Outbox
 from app.services.ratelimit import RateLimiter
+from app.services.sessions import VALID_AFTER_FIELD, SessionCutoffs
 from app.store import Store, new_id, new_secret, utcnow
 
 INVALID_CREDENTIALS = "the email or password is wrong"
@@ -36,6 +43,22 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def user_name_key(fullname: str, user_id: str) -> str:
+    """The users listing's unique order: by fullname, case-insensitively, then id (index workspace_id, name_key)."""
+    return sort_key(fullname, user_id)
+
+
+async def backfill_user_name_keys(store: Store) -> int:
+    """Start-up migration: users stored before name_key existed get it; how many did. Idempotent."""
+    done = 0
+    async for doc in store.users.find({"name_key": {"$exists": False}}, {"fullname": 1}):
+        await store.users.update_one(
+            {"_id": doc["_id"]}, {"$set": {"name_key": user_name_key(doc.get("fullname", ""), doc["_id"])}}
+        )
+        done += 1
+    return done
+
+
 class AccountService:
     def __init__(
         self,
@@ -45,7 +68,12 @@ class AccountService:
         config: AuthConfig,
         limits: LimitsConfig,
         limiter: RateLimiter,
+        *,
+        outbox: Outbox | None = None,
+        sessions: SessionCutoffs | None = None,
     ):
+        self.outbox = outbox
+        self.sessions = sessions
         self.store = store
         self.issuer = issuer
         self.passwords = passwords
@@ -68,7 +96,7 @@ class AccountService:
         now = utcnow()
         user_id = new_id()
         if body.invite_code is not None:
-            workspace = await self.store.workspaces.find_one({"invite_code": body.invite_code})
+            workspace = await self.store.workspaces.find_one({"invite_code": {"$eq": body.invite_code}})
             if workspace is None:
                 raise invalid("invite_code", "no workspace has this invite code")
         else:
@@ -80,12 +108,13 @@ class AccountService:
                 "invite_code": new_secret(9),
                 "created_at": now,
             }
-            if await self.store.workspaces.find_one({"name_key": workspace["name_key"]}, {"_id": 1}):
+            if await self.store.workspaces.find_one({"name_key": {"$eq": workspace["name_key"]}}, {"_id": 1}):
                 raise conflict("workspace_taken", "a workspace with this name exists")
         user = {
             "_id": user_id,
             "workspace_id": workspace["_id"],
             "fullname": body.fullname.strip(),
+            "name_key": user_name_key(body.fullname.strip(), user_id),
             "email": email,
             "password_hash": await self.passwords.hash(body.password),
             "created_at": now,
@@ -108,19 +137,31 @@ class AccountService:
 
     async def signin(self, email: str, password: str, client_ip: str) -> AuthOut:
         email = normalize_email(email)
-        # Per IP against spraying many accounts, per account against guessing one password from many IPs.
+        # Per IP against spraying many accounts; per (account, IP) against guessing one password; per
+        # account only a high ceiling against many IPs: a low one would let any stranger lock the owner out.
         await self.limiter.hit(
             f"signin:ip:{client_ip}", limit=self.limits.signin_per_minute_per_ip, window=60, what="sign-in attempts"
+        )
+        await self.limiter.hit(
+            f"signin:ip-account:{client_ip}/{email}", limit=self.limits.signin_per_minute_per_account_per_ip,
+            window=60, what="sign-in attempts",
         )
         await self.limiter.hit(
             f"signin:account:{email}", limit=self.limits.signin_per_minute_per_account, window=60,
             what="sign-in attempts",
         )
-        user = await self.store.users.find_one({"email": email})
+        user = await self.store.users.find_one({"email": {"$eq": email}})
         # Verify against a dummy hash for unknown emails: same answer, same time.
         ok = await self.passwords.verify(user["password_hash"] if user else None, password)
         if not ok or user is None:
             raise APIError(401, "invalid_credentials", INVALID_CREDENTIALS)
+        if self.passwords.needs_rehash(user["password_hash"]):
+            # Only now is the password at hand: old-parameter hashes (parallelism 4) move to today's.
+            new_hash = await self.passwords.hash(password)
+            await self.store.users.update_one(
+                {"_id": user["_id"], "password_hash": {"$eq": user["password_hash"]}},
+                {"$set": {"password_hash": new_hash}},
+            )
         workspace = await self.store.workspaces.find_one({"_id": user["workspace_id"]})
         if workspace is None:
             raise APIError(401, "invalid_credentials", INVALID_CREDENTIALS)
@@ -135,7 +176,9 @@ class AccountService:
         if record is None:
             stale = await self.store.refresh_tokens.find_one({"_id": key}, {"user_id": 1})
             if stale is not None:
-                await self.store.refresh_tokens.delete_many({"user_id": stale["user_id"]})
+                # A rotated token shown again: one of its holders is a thief, and which is unknown, so
+                # every session ends, the access tokens it may have handed out as well.
+                await self.end_sessions(stale["user_id"])
                 raise APIError(401, "refresh_token_reused", "this refresh token was already used; sign in again")
             raise APIError(401, "invalid_refresh_token", "the refresh token is not valid; sign in again")
         if record["expires_at"] <= utcnow():
@@ -147,10 +190,35 @@ class AccountService:
         return await self._session(user, workspace, family_id=record["family_id"])
 
     async def logout(self, user_id: str, refresh_token: str) -> None:
-        await self.store.refresh_tokens.delete_one({"_id": _token_key(refresh_token), "user_id": user_id})
+        await self.store.refresh_tokens.delete_one({"_id": _token_key(refresh_token), "user_id": {"$eq": user_id}})
 
     async def logout_all(self, user_id: str) -> None:
-        await self.store.refresh_tokens.delete_many({"user_id": user_id})
+        """Every session of the user ends: refresh tokens now, access tokens issued until now on every
+        api process (their cached instant) and open streams on every notify process (the event)."""
+        await self.end_sessions(user_id)
+
+    async def end_sessions(self, user_id: str) -> float:
+        """Refresh tokens deleted, then "tokens valid after" = now, published as `sessions.revoked`.
+
+        Also what a password change must call. The instant is a number (the embedded server would
+        store a `$set` datetime as a string), and `$max` so two calls racing never move it back.
+        """
+        # Whole milliseconds, as tokens carry `iat`: a sign-in in the same millisecond still counts.
+        valid_after = math.floor(time.time() * 1000) / 1000
+
+        async def change() -> None:
+            await self.store.refresh_tokens.delete_many({"user_id": {"$eq": user_id}})
+            await self.store.users.update_one({"_id": user_id}, {"$max": {VALID_AFTER_FIELD: valid_after}})
+
+        if self.outbox is None:
+            await change()
+        else:
+            event = events.make_event(
+                events.SESSIONS_REVOKED, {"user_id": user_id, "valid_after": valid_after}, user_id=user_id)
+            await self.outbox.apply(event, Check("users", user_id, "gte", VALID_AFTER_FIELD, valid_after), change)
+        if self.sessions is not None:
+            self.sessions.learned(user_id, valid_after)
+        return valid_after
 
     async def _session(self, user: dict[str, Any], workspace: dict[str, Any], family_id: str | None = None) -> AuthOut:
         refresh_token = new_secret(32)
@@ -179,11 +247,19 @@ class AccountService:
             raise not_found("user")
         return me_out(user)
 
-    async def users(self, workspace_id: str) -> list[UserOut]:
-        cursor = self.store.users.find(
-            {"workspace_id": workspace_id}, {"fullname": 1, "email": 1}
-        ).sort([("fullname", 1), ("_id", 1)])
-        return [user_out(doc) async for doc in cursor]
+    async def users(self, workspace_id: str, query: UsersQuery) -> Page[UserOut]:
+        """A page by name_key (one index range, `q` its prefix); unpaged, today's order by fullname then id."""
+        after = decode_cursor("users", query.cursor, str) if query.cursor is not None else None
+        prefix = prefix_range(query.q.lstrip()) if query.q else None
+        lo, hi = prefix if prefix is not None else ("", None)
+        docs, more = await key_range(
+            self.store.users, {"workspace_id": workspace_id}, "name_key", after=after, lo=lo, hi=hi,
+            limit=page_size(query), projection={"fullname": 1, "email": 1, "name_key": 1},
+        )
+        if not query.paged:
+            docs.sort(key=lambda doc: (doc["fullname"], doc["_id"]))
+        users = [user_out(doc) for doc in docs]
+        return Page(users, encode_cursor("users", docs[-1]["name_key"]) if more else None)
 
     async def workspace(self, workspace_id: str, viewer_id: str) -> WorkspaceOut:
         doc = await self.store.workspaces.find_one({"_id": workspace_id})

@@ -1,4 +1,8 @@
-"""Chats and memberships: the four chat types, who may see and change them, one event per change."""
+"""Chats and memberships: the four chat types, who may see and change them, one event per change.
+
+A chat document keeps what the chat list shows (app.services.sequence's counters, its last message,
+`member_count`, and `member_ids` for direct and group chats), so GET /api/chats is two reads.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app import events
 from app.auth import Identity
+from app.config import LimitsConfig
 from app.errors import APIError, conflict, forbidden, invalid, not_found
 from app.outbox import Check, Outbox
 from app.schemas.chats import (
@@ -29,13 +34,19 @@ from app.schemas.chats import (
     MemberOut,
     MembersAddIn,
     chat_out,
+    last_message_out,
     member_out,
 )
-from app.schemas.common import valid_id
-from app.schemas.messages import message_out
+from app.schemas.common import Id, PageQuery, valid_id
 from app.services import membership
 from app.services.membership import ChatAccess
+from app.services.paging import Page, decode_cursor, encode_cursor, key_range, page_size
+from app.services.ratelimit import RateLimiter
+from app.services.sequence import count_unread, new_chat_counters, new_member_counters, unread_count
 from app.store import Store, isoformat, new_id, utcnow
+
+# The chats whose documents list their members (member_ids): the small ones, shown by their people.
+LISTED_MEMBERS = (DIRECT, GROUP)
 
 
 def _latest(*values: Any) -> datetime.datetime:
@@ -43,24 +54,73 @@ def _latest(*values: Any) -> datetime.datetime:
     return max(found) if found else datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
+def chat_doc(
+    workspace_id: str, owner_id: str, type_: str, member_ids: list[str], *, name: str | None = None,
+    description: str = "", now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """A chat document as create writes it (member_ids: the owner first); no uniqueness checks."""
+    now = now or utcnow()
+    doc: dict[str, Any] = {
+        "_id": new_id(),
+        "workspace_id": workspace_id,
+        "type": type_,
+        "name": name,
+        "description": description,
+        "owner_id": owner_id,
+        "last_message_at": now,
+        "created_at": now,
+        "updated_at": now,
+        **new_chat_counters(len(member_ids), member_ids if type_ in LISTED_MEMBERS else None),
+    }
+    if type_ == DIRECT:
+        doc["direct_key"] = ":".join(sorted(member_ids))
+    elif type_ in CHANNELS and name is not None:
+        doc["name_key"] = name.casefold()
+    return doc
+
+
+def member_doc(
+    chat_id: str, user_id: str, workspace_id: str, role: str, now: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """A membership document as create and add write it: nothing read yet."""
+    return {
+        "_id": new_id(),
+        "chat_id": chat_id,
+        "user_id": user_id,
+        "workspace_id": workspace_id,
+        "role": role,
+        "joined_at": now or utcnow(),
+        **new_member_counters(),
+    }
+
+
 class ChatService:
     """Who may do what to a chat and its members; what a caller may see is ChatAccess's answer."""
 
-    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess):
+    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, *, limiter: RateLimiter | None = None,
+                 limits: LimitsConfig | None = None):
         self.store = store
         self.outbox = outbox
         self.access = access
+        self.limiter = limiter
+        self.limits = limits
 
     # -- members of a chat -------------------------------------------------------------------
 
     async def member_ids(self, chat_id: str) -> list[str]:
-        cursor = self.store.members.find({"chat_id": chat_id}, {"user_id": 1}).sort([("joined_at", 1), ("_id", 1)])
-        return [doc["user_id"] async for doc in cursor]
+        cursor = self.store.members.find({"chat_id": {"$eq": chat_id}}, {"user_id": 1})
+        return [doc["user_id"] async for doc in cursor.sort([("joined_at", 1), ("_id", 1)])]
+
+    async def _members_of(self, chat: dict[str, Any]) -> list[str]:
+        """Every member id: from the chat document when it lists them, else one read of the memberships."""
+        if chat.get("type") in LISTED_MEMBERS and isinstance(chat.get("member_ids"), list):
+            return list(chat["member_ids"])
+        return await self.member_ids(chat["_id"])
 
     async def _check_users(self, workspace_id: str, user_ids: list[str], field: str) -> None:
         if not user_ids:
             return
-        cursor = self.store.users.find({"_id": {"$in": user_ids}, "workspace_id": workspace_id}, {"_id": 1})
+        cursor = self.store.users.find({"_id": {"$in": user_ids}, "workspace_id": {"$eq": workspace_id}}, {"_id": 1})
         if len(await cursor.to_list()) != len(user_ids):
             raise invalid(field, "every user must belong to your workspace")
 
@@ -69,55 +129,41 @@ class ChatService:
     async def create(self, user: Identity, body: ChatCreateIn) -> tuple[ChatOut, bool]:
         """(chat, created); creating a direct chat that exists returns it with created=False."""
         others = list(dict.fromkeys(u for u in body.members if u != user.user_id))
-        now = utcnow()
-        doc: dict[str, Any] = {
-            "_id": new_id(),
-            "workspace_id": user.workspace_id,
-            "type": body.type,
-            "name": body.name.strip() if body.name is not None else None,
-            "description": body.description if body.description is not None else "",
-            "owner_id": user.user_id,
-            "last_seq": 0,
-            "last_message_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
         if body.type == DIRECT:
             if len(others) != 1:
                 raise invalid("members", "a direct chat is between exactly 2 people: give one other user")
             if body.name is not None:
                 raise invalid("name", "a direct chat has no name")
-            doc["direct_key"] = ":".join(sorted([user.user_id, others[0]]))
         elif body.type == GROUP:
             if len(others) < 2:
                 raise invalid("members", "a group has 3 or more people: give at least 2 other users")
-        else:
-            if body.name is None:
-                raise invalid("name", "required for a channel")
-            doc["name_key"] = doc["name"].casefold()
+        elif body.name is None:
+            raise invalid("name", "required for a channel")
+        now = utcnow()
+        doc = chat_doc(
+            user.workspace_id, user.user_id, body.type, [user.user_id, *others],
+            name=body.name.strip() if body.name is not None else None,
+            description=body.description if body.description is not None else "", now=now,
+        )
         await self._check_users(user.workspace_id, others, "members")
         if body.type == DIRECT:
-            existing = await self.store.chats.find_one({"direct_key": doc["direct_key"]})
+            existing = await self.store.chats.find_one({"direct_key": {"$eq": doc["direct_key"]}})
             if existing is not None:
-                return chat_out(existing, await self.member_ids(existing["_id"])), False
+                return chat_out(existing, await self._members_of(existing)), False
         elif body.type in CHANNELS:
             taken = await self.store.chats.find_one(
-                {"workspace_id": user.workspace_id, "name_key": doc["name_key"]}, {"_id": 1}
+                {"workspace_id": {"$eq": user.workspace_id}, "name_key": {"$eq": doc["name_key"]}}, {"_id": 1}
             )
             if taken is not None:
                 raise conflict("chat_name_taken", "a channel with this name exists in your workspace")
+        if self.limiter is not None and self.limiter.enabled and self.limits is not None:
+            # Counted only for a chat about to be created: every new chat is an event to all its members.
+            await self.limiter.hit(f"chats:user:{user.user_id}", limit=self.limits.chats_per_hour_per_user,
+                                   window=3600, what="chats created")
 
         chat_id = doc["_id"]
         member_docs = [
-            {
-                "_id": new_id(),
-                "chat_id": chat_id,
-                "user_id": uid,
-                "workspace_id": user.workspace_id,
-                "role": OWNER if uid == user.user_id else MEMBER,
-                "last_read_seq": 0,
-                "joined_at": now,
-            }
+            member_doc(chat_id, uid, user.workspace_id, OWNER if uid == user.user_id else MEMBER, now)
             for uid in [user.user_id, *others]
         ]
         out = chat_out(doc, [m["user_id"] for m in member_docs])
@@ -134,92 +180,92 @@ class ChatService:
             try:
                 await self.store.chats.insert_one(doc)
             except BaseException:
-                await self.store.members.delete_many({"chat_id": chat_id})
+                await self.store.members.delete_many({"chat_id": {"$eq": chat_id}})
                 raise
 
         try:
             await self.outbox.apply(event, Check("chats", chat_id), change)
         except DuplicateKeyError:
             if body.type == DIRECT:  # created by a concurrent request
-                existing = await self.store.chats.find_one({"direct_key": doc["direct_key"]})
+                existing = await self.store.chats.find_one({"direct_key": {"$eq": doc["direct_key"]}})
                 if existing is not None:
-                    return chat_out(existing, await self.member_ids(existing["_id"])), False
+                    return chat_out(existing, await self._members_of(existing)), False
             raise conflict("chat_name_taken", "a channel with this name exists in your workspace") from None
         return out, True
 
     async def get(self, user: Identity, chat_id: str) -> ChatOut:
         chat, _ = await self.access.access(user, chat_id)
-        return chat_out(chat, await self.member_ids(chat_id))
+        return chat_out(chat, await self._members_of(chat))
 
     async def list_mine(self, user: Identity) -> list[ChatSummaryOut]:
-        """The caller's chats with unread counts and last messages, most recent activity first."""
-        read_marks = {
-            doc["chat_id"]: doc.get("last_read_seq", 0)
-            async for doc in self.store.members.find({"user_id": user.user_id}, {"chat_id": 1, "last_read_seq": 1})
-        }
-        if not read_marks:
-            return []
-        chats = {
-            doc["_id"]: doc
-            async for doc in self.store.chats.find(
-                {"_id": {"$in": list(read_marks)}, "workspace_id": user.workspace_id}
+        """The caller's chats with unread counts and last messages, most recent activity first.
+
+        Two reads whatever the number of chats: the caller's memberships, then their chats by _id;
+        counts and last messages are kept on those documents (app.services.sequence). A read mark
+        below a chat's deleted floor (many deletions since the caller last read) costs one count.
+        """
+        marks = {
+            doc["chat_id"]: doc
+            async for doc in self.store.members.find(
+                {"user_id": {"$eq": user.user_id}},
+                {"chat_id": 1, "last_read_seq": 1, "read_ord": 1, "own_seqs": 1},
             )
         }
-        if not chats:
+        if not marks:
             return []
-        members: dict[str, list[str]] = {chat_id: [] for chat_id in chats}
-        cursor = self.store.members.find({"chat_id": {"$in": list(chats)}}, {"chat_id": 1, "user_id": 1})
-        async for doc in cursor.sort([("joined_at", 1), ("_id", 1)]):
-            members[doc["chat_id"]].append(doc["user_id"])
-
-        unread: dict[str, int] = {}
-        behind = [
-            {"chat_id": chat_id, "seq": {"$gt": read_marks[chat_id]}}
-            for chat_id, chat in chats.items()
-            if chat.get("last_seq", 0) > read_marks[chat_id]
-        ]
-        if behind:
-            pipeline = [
-                {"$match": {"$or": behind, "sender_id": {"$ne": user.user_id}, "deleted": False}},
-                {"$group": {"_id": "$chat_id", "n": {"$sum": 1}}},
-            ]
-            unread = {doc["_id"]: doc["n"] async for doc in await self.store.messages.aggregate(pipeline)}
-
-        with_messages = [chat_id for chat_id, chat in chats.items() if chat.get("last_seq", 0) > 0]
-        lasts = await asyncio.gather(
-            *(
-                self.store.messages.find_one({"chat_id": chat_id}, sort=[("seq", -1)])
-                for chat_id in with_messages
+        cursor = self.store.chats.find({"_id": {"$in": list(marks)}, "workspace_id": {"$eq": user.workspace_id}})
+        chats = [doc async for doc in cursor]
+        unread = {chat["_id"]: unread_count(chat, marks[chat["_id"]]) for chat in chats}
+        slow = [chat for chat in chats if unread[chat["_id"]] is None]
+        if slow:
+            counted = await asyncio.gather(
+                *(count_unread(self.store, chat, marks[chat["_id"]], user.user_id) for chat in slow)
             )
-        )
-        last_by_chat = {chat_id: doc for chat_id, doc in zip(with_messages, lasts) if doc is not None}
+            unread.update({chat["_id"]: n for chat, n in zip(slow, counted)})
 
         summaries = []
-        for chat_id, chat in chats.items():
+        for chat in chats:
             activity = _latest(chat.get("updated_at"), chat.get("last_message_at"), chat.get("created_at"))
-            base = chat_out(chat, members[chat_id])
-            last = last_by_chat.get(chat_id)
+            listed = chat.get("member_ids") if chat["type"] in LISTED_MEMBERS else None
+            base = chat_out(chat, list(listed) if isinstance(listed, list) else [])
             summaries.append(
                 (
                     activity,
                     ChatSummaryOut(
                         **{f: getattr(base, f) for f in base.__struct_fields__ if f != "updated_at"},
                         updated_at=isoformat(activity),
-                        unread_count=unread.get(chat_id, 0),
-                        last_message=message_out(last) if last else None,
+                        unread_count=unread[chat["_id"]] or 0,
+                        last_message=last_message_out(chat),
                     ),
                 )
             )
         summaries.sort(key=lambda pair: (pair[0], pair[1].id), reverse=True)
         return [summary for _, summary in summaries]
 
-    async def list_public(self, user: Identity) -> list[ChatOut]:
-        """Public channels of the caller's workspace that the caller has not joined, by name."""
+    async def list_public(self, user: Identity, query: PageQuery) -> Page[ChatOut]:
+        """Public channels of the caller's workspace that the caller has not joined, by name.
+
+        Ranges of the (workspace_id, type, name_key) index; the caller's own channels are skipped as
+        they come, so the rows read past a page are at most the caller's memberships.
+        """
+        after = decode_cursor("channels", query.cursor, str) if query.cursor is not None else None
+        want = page_size(query)
         joined = await membership.user_chat_ids(self.store, user.user_id)
-        cursor = self.store.chats.find({"workspace_id": user.workspace_id, "type": PUBLIC_CHANNEL})
-        channels = [doc async for doc in cursor.sort([("name_key", 1)]) if doc["_id"] not in joined]
+        channels: list[dict[str, Any]] = []
+        more = True
+        while more and len(channels) <= want:
+            batch, more = await key_range(
+                self.store.chats, {"workspace_id": user.workspace_id, "type": PUBLIC_CHANNEL}, "name_key",
+                after=after, lo="", limit=want + 1 - len(channels) + min(len(joined), want),
+            )
+            if batch:
+                after = batch[-1]["name_key"]
+            channels += [doc for doc in batch if doc["_id"] not in joined]
+        more = more or len(channels) > want
+        channels = channels[:want]
         member_lists = await asyncio.gather(*(self.member_ids(doc["_id"]) for doc in channels))
-        return [chat_out(doc, ids) for doc, ids in zip(channels, member_lists)]
+        items = [chat_out(doc, ids) for doc, ids in zip(channels, member_lists)]
+        return Page(items, encode_cursor("channels", channels[-1]["name_key"]) if more and channels else None)
 
     async def update(self, user: Identity, chat_id: str, body: ChatUpdateIn) -> ChatOut:
         chat, member = await self.access.require_member(user, chat_id)
@@ -235,16 +281,18 @@ class ChatService:
             changes["name"] = body.name.strip()
             if chat["type"] in CHANNELS:
                 changes["name_key"] = changes["name"].casefold()
+                # No {_id: {$ne}} here: a range on _id sends the embedded server to a scan of every chat.
                 taken = await self.store.chats.find_one(
-                    {"workspace_id": chat["workspace_id"], "name_key": changes["name_key"], "_id": {"$ne": chat_id}},
+                    {"workspace_id": {"$eq": chat["workspace_id"]}, "name_key": {"$eq": changes["name_key"]}},
                     {"_id": 1},
                 )
+                taken = None if taken is not None and taken["_id"] == chat_id else taken
                 if taken is not None:
                     raise conflict("chat_name_taken", "a channel with this name exists in your workspace")
         if body.description is not None:
             changes["description"] = body.description
         now = utcnow()
-        out = chat_out({**chat, **changes, "updated_at": now}, await self.member_ids(chat_id))
+        out = chat_out({**chat, **changes, "updated_at": now}, await self._members_of(chat))
         event = events.make_event(
             events.CHAT_UPDATED, msgspec.to_builtins(out),
             chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
@@ -279,19 +327,28 @@ class ChatService:
 
         await self.outbox.apply(event, Check("chats", chat_id, "absent"), change)
         # The chat is gone (the commit point); what hangs off it is invisible and cleaned up here.
-        await self.store.members.delete_many({"chat_id": chat_id})
-        await self.store.messages.delete_many({"chat_id": chat_id})
-        await self.store.send_claims.delete_many({"chat_id": chat_id})
+        await self.store.members.delete_many({"chat_id": {"$eq": chat_id}})
+        await self.store.messages.delete_many({"chat_id": {"$eq": chat_id}})
+        await self.store.send_claims.delete_many({"chat_id": {"$eq": chat_id}})
 
     # -- members -----------------------------------------------------------------------------
 
-    async def members(self, user: Identity, chat_id: str) -> list[MemberOut]:
+    async def members(self, user: Identity, chat_id: str, query: PageQuery) -> Page[MemberOut]:
         await self.access.access(user, chat_id)
-        return await self._member_list(chat_id)
+        return await self._member_page(chat_id, query)
 
     async def _member_list(self, chat_id: str) -> list[MemberOut]:
-        cursor = self.store.members.find({"chat_id": chat_id}).sort([("joined_at", 1), ("_id", 1)])
-        return [member_out(doc) async for doc in cursor]
+        """The unpaged members (at most UNPAGED_MAX), in join order."""
+        return (await self._member_page(chat_id, PageQuery())).items
+
+    async def _member_page(self, chat_id: str, query: PageQuery) -> Page[MemberOut]:
+        """A page by user id, one range of the (chat_id, user_id) index; unpaged, sorted to join order."""
+        after = decode_cursor("members", query.cursor, Id) if query.cursor is not None else None
+        docs, more = await key_range(self.store.members, {"chat_id": chat_id}, "user_id", after=after,
+                                     limit=page_size(query))
+        if not query.paged:
+            docs.sort(key=lambda doc: (isoformat(doc["joined_at"]) or "", doc["_id"]))
+        return Page([member_out(doc) for doc in docs], encode_cursor("members", docs[-1]["user_id"]) if more else None)
 
     async def add_members(self, user: Identity, chat_id: str, body: MembersAddIn) -> list[MemberOut]:
         chat, member = await self.access.require_member(user, chat_id)
@@ -303,7 +360,9 @@ class ChatService:
         await self._check_users(chat["workspace_id"], user_ids, "user_ids")
         present = {
             doc["user_id"]
-            async for doc in self.store.members.find({"chat_id": chat_id, "user_id": {"$in": user_ids}}, {"user_id": 1})
+            async for doc in self.store.members.find(
+                {"chat_id": {"$eq": chat_id}, "user_id": {"$in": user_ids}}, {"user_id": 1}
+            )
         }
         for uid in user_ids:
             if uid not in present:
@@ -311,15 +370,15 @@ class ChatService:
         return await self._member_list(chat_id)
 
     async def _add_member(self, chat: dict[str, Any], user_id: str, role: str, *, actor_id: str) -> bool:
-        doc = {
-            "_id": new_id(),
-            "chat_id": chat["_id"],
-            "user_id": user_id,
-            "workspace_id": chat["workspace_id"],
-            "role": role,
-            "last_read_seq": 0,
-            "joined_at": utcnow(),
-        }
+        doc = member_doc(chat["_id"], user_id, chat["workspace_id"], role)
+        if chat.get("last_seq", 0) > 0:
+            # Someone coming back: their messages from before never count as unread for them.
+            cursor = self.store.messages.find(
+                {"chat_id": {"$eq": chat["_id"]}, "sender_id": {"$eq": user_id}, "deleted": {"$eq": False}},
+                {"seq": 1, "_id": 0},
+            )
+            doc["own_seqs"] = sorted([own["seq"] async for own in cursor])
+            doc["own_n"] = len(doc["own_seqs"])
         event = events.make_event(
             events.MEMBER_JOINED, {"chat_id": chat["_id"], "user_id": user_id, "role": role},
             chat_id=chat["_id"], workspace_id=chat["workspace_id"], actor_id=actor_id,
@@ -332,14 +391,22 @@ class ChatService:
             await self.outbox.apply(event, Check("members", doc["_id"]), change)
         except DuplicateKeyError:
             return False  # joined by a concurrent request, which published the event
+        await self._count_member(chat, user_id, 1)
         return True
+
+    async def _count_member(self, chat: dict[str, Any], user_id: str, delta: int) -> None:
+        """After the membership's insert or delete (the one that happened): the chat's member counters."""
+        update: dict[str, Any] = {"$inc": {"member_count": delta}}
+        if chat["type"] in LISTED_MEMBERS:
+            update["$addToSet" if delta > 0 else "$pull"] = {"member_ids": user_id}
+        await self.store.chats.update_one({"_id": chat["_id"]}, update)
 
     async def remove_member(self, user: Identity, chat_id: str, user_id: str) -> None:
         chat, me = await self.access.require_member(user, chat_id)
         if not valid_id(user_id):
             raise not_found("member")
         target = me if user_id == user.user_id else await self.store.members.find_one(
-            {"chat_id": chat_id, "user_id": user_id}
+            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}}
         )
         if target is None:
             raise not_found("member")
@@ -359,13 +426,14 @@ class ChatService:
             recipients=[*remaining, user_id],
         )
 
-        async def change() -> None:
-            await self.store.members.delete_one({"_id": target["_id"]})
+        async def change() -> int:
+            return (await self.store.members.delete_one({"_id": target["_id"]})).deleted_count
 
-        await self.outbox.apply(event, Check("members", target["_id"], "absent"), change)
+        if await self.outbox.apply(event, Check("members", target["_id"], "absent"), change):
+            await self._count_member(chat, user_id, -1)
 
     async def join(self, user: Identity, chat_id: str) -> ChatOut:
         chat, member = await self.access.access(user, chat_id)
-        if member is None:
-            await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id)
+        if member is None and await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id):
+            chat = {**chat, "member_count": chat.get("member_count", 0) + 1}
         return chat_out(chat, await self.member_ids(chat_id))

@@ -14,12 +14,17 @@ from app.store import Store
 
 async def user_chat_ids(store: Store, user_id: str) -> set[str]:
     """Every chat the user is a member of, from one document per membership."""
-    cursor = store.members.find({"user_id": user_id}, projection={"chat_id": 1, "_id": 0})
+    # {"$eq": v}, never a plain {f: v}: the embedded server compiles plain equality to an array-containment
+    # test no index serves (docs/embedded-mongo.md); on MongoDB the two mean the same for a scalar field.
+    cursor = store.members.find({"user_id": {"$eq": user_id}}, projection={"chat_id": 1, "_id": 0})
     return {doc["chat_id"] async for doc in cursor}
 
 
 async def is_member(store: Store, chat_id: str, user_id: str) -> bool:
-    return await store.members.find_one({"chat_id": chat_id, "user_id": user_id}, projection={"_id": 1}) is not None
+    member = await store.members.find_one(
+        {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}}, projection={"_id": 1}
+    )
+    return member is not None
 
 
 async def user_names(store: Store, user_ids: Iterable[str], workspace_id: str) -> list[dict[str, str]]:
@@ -28,7 +33,7 @@ async def user_names(store: Store, user_ids: Iterable[str], workspace_id: str) -
     if not ids:
         return []
     cursor = store.users.find(
-        {"_id": {"$in": ids}, "workspace_id": workspace_id}, projection={"fullname": 1}
+        {"_id": {"$in": ids}, "workspace_id": {"$eq": workspace_id}}, projection={"fullname": 1}
     )
     users = [{"id": doc["_id"], "fullname": doc.get("fullname", "")} async for doc in cursor]
     users.sort(key=lambda user: (user["fullname"].casefold(), user["id"]))
@@ -36,14 +41,33 @@ async def user_names(store: Store, user_ids: Iterable[str], workspace_id: str) -
 
 
 async def members_among(store: Store, chat_ids: Iterable[str], user_ids: Iterable[str]) -> set[str]:
-    """Those of `user_ids` who are members of at least one of `chat_ids` (notify's online-users)."""
-    chats, users = list(chat_ids), sorted(user_ids)
+    """Those of `user_ids` who are members of at least one of `chat_ids` (notify's online-users).
+
+    One read per chat or per user, whichever there are fewer of, each a range of a compound members
+    index with the other list as a filter on the rows of that range. A lone `$in` on a field other
+    than _id is a scan of every membership on the embedded server (docs/embedded-mongo.md).
+    """
+    chats, users = sorted(set(chat_ids)), sorted(set(user_ids))
     if not chats or not users:
         return set()
-    cursor = store.members.find(
-        {"chat_id": {"$in": chats}, "user_id": {"$in": users}}, projection={"user_id": 1, "_id": 0}
-    )
-    return {doc["user_id"] async for doc in cursor}
+    found: set[str] = set()
+    if len(chats) <= len(users):
+        for chat_id in chats:
+            cursor = store.members.find(
+                {"chat_id": {"$eq": chat_id}, "user_id": {"$in": users}}, projection={"user_id": 1, "_id": 0}
+            )
+            found.update([doc["user_id"] async for doc in cursor])
+            users = [user_id for user_id in users if user_id not in found]
+            if not users:
+                break
+        return found
+    for user_id in users:
+        member = await store.members.find_one(
+            {"user_id": {"$eq": user_id}, "chat_id": {"$in": chats}}, projection={"_id": 1}
+        )
+        if member is not None:
+            found.add(user_id)
+    return found
 
 
 class ChatAccess:
@@ -61,7 +85,7 @@ class ChatAccess:
             raise not_found("chat")
         chat, member = await asyncio.gather(
             self.store.chats.find_one({"_id": chat_id}),
-            self.store.members.find_one({"chat_id": chat_id, "user_id": user.user_id}),
+            self.store.members.find_one({"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user.user_id}}),
         )
         if chat is None or chat["workspace_id"] != user.workspace_id:
             raise not_found("chat")
@@ -86,7 +110,7 @@ class ChatAccess:
             raise not_found("chat")
         # Only what a send needs: less for MongoDB to encode and the driver to decode.
         member = await self.store.members.find_one(
-            {"chat_id": chat_id, "user_id": user.user_id}, {"workspace_id": 1, "role": 1}
+            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user.user_id}}, {"workspace_id": 1, "role": 1}
         )
         if member is None or member.get("workspace_id") != user.workspace_id:
             _, member = await self.require_member(user, chat_id)

@@ -1,12 +1,16 @@
-"""Messages: sending through the chat's sequence, listing, edits, tombstones, read marks, typing and search.
+"""Messages: sending through the chat's sequence, listing, edits, tombstones, read marks and typing.
 
-The seq protocol (no repeats, no gaps, idempotent retries) is app.services.sequence's; a page of
-the listing is a seq range, and a listing that finds a provably old gap has the sequence fill it.
+The seq protocol (no repeats, no gaps, idempotent retries) and the chat's counters are
+app.services.sequence's; a page of the listing is a seq range, and a listing that finds a provably
+old gap has the sequence fill it. `message_doc` is the one builder of a message document, for a send
+and for `append_many` (seeding, imports) alike.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import msgspec
 
@@ -23,16 +27,48 @@ from app.schemas.messages import (
     MessageOut,
     MessagePage,
     MessageUpdateIn,
-    SearchOut,
-    SearchQuery,
     message_out,
+    stored_message,
 )
-from app.services import membership
 from app.services.files import FileService
 from app.services.membership import ChatAccess
 from app.services.ratelimit import RateLimiter
-from app.services.sequence import ChatSequence, repair_info
+from app.services.sequence import ChatSequence, Draft, by_sender, repair_info
 from app.store import Store, new_id, utcnow
+
+
+@dataclass(frozen=True)
+class MessageDraft:
+    """A message for `append_many`: what a send's body gives, plus its sender and time."""
+
+    sender_id: str
+    content: str
+    files: Sequence[str] = ()
+    reply_to: str | None = None
+    created_at: datetime.datetime | None = None
+    idempotency_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def message_doc(
+    chat_id: str, sender_id: str, content: str, *, files: Sequence[str] = (), reply_to: str | None = None,
+    created_at: datetime.datetime | None = None, idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """A message document as a send writes it, without `seq` and `ord` (its take gives them) or `version`."""
+    doc: dict[str, Any] = {
+        "_id": new_id(),
+        "chat_id": chat_id,
+        "sender_id": sender_id,
+        "content": content,
+        "files": list(dict.fromkeys(files)),
+        "reply_to": reply_to,
+        "created_at": created_at or utcnow(),
+        "edited_at": None,
+        "deleted": False,
+    }
+    if idempotency_key is not None:
+        doc["idempotency_key"] = idempotency_key
+    return doc
 
 
 class _NoChange(Exception):
@@ -77,29 +113,32 @@ class MessageService:
                 window=60, what="messages",
             )
         await self._check_references(user, chat_id, body)
-        return await self.sequence.send(
-            chat_id, chat["workspace_id"], user.user_id, key, lambda seq: self._insert(user, chat, body, seq)
+        # Built before the seq is taken: the take sets it as the chat's last message.
+        draft = Draft(
+            message_doc(chat_id, user.user_id, body.content, files=body.files, reply_to=body.reply_to,
+                        idempotency_key=key),
+            version=new_id(),
         )
+        out, created = await self.sequence.send(
+            chat_id, chat["workspace_id"], user.user_id, key,
+            lambda seq: self._insert(user, chat, draft, seq, member["_id"]), draft,
+        )
+        return out, created
 
-    async def _insert(self, user: Identity, chat: dict[str, Any], body: MessageCreateIn, seq: int) -> MessageOut:
-        doc: dict[str, Any] = {
-            "_id": new_id(),
-            "chat_id": chat["_id"],
-            "seq": seq,
-            "sender_id": user.user_id,
-            "content": body.content,
-            "files": list(dict.fromkeys(body.files)),
-            "reply_to": body.reply_to,
-            "created_at": utcnow(),
-            "edited_at": None,
-            "deleted": False,
-        }
-        if body.idempotency_key is not None:
-            doc["idempotency_key"] = body.idempotency_key
+    async def _insert(
+        self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str | None = None
+    ) -> MessageOut:
+        if member_id is not None:
+            # Before the insert, so a crash between the two cannot leave the sender's own message unread
+            # for them: a seq whose insert never happens becomes a gap, counted as deleted, not as own.
+            await self.sequence.sender_saw(member_id, seq, draft.ord)
+        doc = {**draft.doc, "seq": seq}
+        if draft.ord is not None:
+            doc["ord"] = draft.ord
         out = message_out(doc)
         event = events.make_event(
             events.MESSAGE_CREATED, msgspec.to_builtins(out),
-            chat_id=chat["_id"], workspace_id=chat["workspace_id"], actor_id=user.user_id,
+            chat_id=chat["_id"], workspace_id=chat["workspace_id"], actor_id=user.user_id, event_id=draft.version,
         )
         doc["version"] = event.id
 
@@ -109,9 +148,41 @@ class MessageService:
         await self.outbox.apply(event, Check("messages", doc["_id"]), change, repair=repair_info(seq))
         return out
 
+    async def append_many(self, chat: dict[str, Any], drafts: Sequence[MessageDraft]) -> list[MessageOut]:
+        """Messages written exactly as sends write them, in order, with n seqs from one $inc; no event.
+
+        For seeding and imports: no rate limit, no reference checks (the caller's data is trusted),
+        no outbox. Every counter is kept as a send keeps it, except that each sender's read mark moves
+        to its last message of the batch (as a post does in Slack) instead of growing its `own_seqs`.
+        """
+        if not drafts:
+            return []
+        docs = [
+            message_doc(chat["_id"], d.sender_id, d.content, files=d.files, reply_to=d.reply_to,
+                        created_at=d.created_at, idempotency_key=d.idempotency_key) | d.extra
+            for d in drafts
+        ]
+        versions = [new_id() for _ in docs]
+        last = Draft(docs[-1], versions[-1])
+        taken = await self.sequence.take_many(chat["_id"], chat["workspace_id"], len(docs), last)
+        first_seq, first_ord = taken.seq - len(docs) + 1, taken.ord - len(docs) + 1
+        for i, (doc, version) in enumerate(zip(docs, versions)):
+            doc.update(seq=first_seq + i, ord=first_ord + i, version=version)
+        try:
+            await self.store.messages.insert_many(docs, ordered=True)
+        except BaseException:
+            # Whatever did not land is a gap: fill them now, so the chat stays dense.
+            for doc in docs:
+                await self.sequence.fill_gap(chat["_id"], doc["seq"])
+            raise
+        await self.sequence.senders_saw(chat["_id"], by_sender(docs))
+        return [message_out(doc) for doc in docs]
+
     async def _check_references(self, user: Identity, chat_id: str, body: MessageCreateIn) -> None:
         if body.reply_to is not None:
-            target = await self.store.messages.find_one({"_id": body.reply_to, "chat_id": chat_id}, {"_id": 1})
+            target = await self.store.messages.find_one(
+                {"_id": body.reply_to, "chat_id": {"$eq": chat_id}}, {"_id": 1}
+            )
             if target is None:
                 raise invalid("reply_to", "no such message in this chat")
         if body.files:
@@ -142,7 +213,7 @@ class MessageService:
         return MessagePage(messages=[message_out(doc) for doc in docs], has_more=has_more)
 
     async def _range(self, chat_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
-        cursor = self.store.messages.find({"chat_id": chat_id, "seq": {"$gte": lo, "$lte": hi}})
+        cursor = self.store.messages.find({"chat_id": {"$eq": chat_id}, "seq": {"$gte": lo, "$lte": hi}})
         return [doc async for doc in cursor.sort([("seq", 1)])]
 
     # -- edit, delete ------------------------------------------------------------------------
@@ -150,7 +221,7 @@ class MessageService:
     async def _message(self, chat_id: str, message_id: str) -> dict[str, Any]:
         doc = None
         if valid_id(message_id):
-            doc = await self.store.messages.find_one({"_id": message_id, "chat_id": chat_id})
+            doc = await self.store.messages.find_one({"_id": message_id, "chat_id": {"$eq": chat_id}})
         if doc is None or doc.get("gap"):
             raise not_found("message")
         return doc
@@ -163,7 +234,8 @@ class MessageService:
         if doc.get("deleted"):
             raise conflict("message_deleted", "the message was deleted")
         event_id = new_id()
-        edited = {**doc, "content": body.content, "edited_at": utcnow(), "version": event_id}
+        rev = doc.get("rev", 0) + 1
+        edited = {**doc, "content": body.content, "edited_at": utcnow(), "version": event_id, "rev": rev}
         out = message_out(edited)
         event = events.make_event(
             events.MESSAGE_UPDATED, msgspec.to_builtins(out),
@@ -172,6 +244,7 @@ class MessageService:
         await self.outbox.apply(
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, edited)
         )
+        await self.sequence.set_last_message(chat_id, stored_message(edited), message_id, rev, replacing=message_id)
         return out
 
     async def delete(self, user: Identity, chat_id: str, message_id: str) -> None:
@@ -182,7 +255,8 @@ class MessageService:
         if doc.get("deleted"):
             return
         event_id = new_id()
-        tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id}
+        rev = doc.get("rev", 0) + 1
+        tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id, "rev": rev}
         event = events.make_event(
             events.MESSAGE_DELETED, {"id": message_id, "chat_id": chat_id, "seq": doc["seq"]},
             chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
@@ -190,6 +264,11 @@ class MessageService:
         await self.outbox.apply(
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, tombstone)
         )
+        # Only the winner of the version-guarded replace gets here, so the deletion counts once.
+        counters = await self.sequence.count_deleted(chat_id, doc["seq"])
+        if counters is None or counters.get("last_message_id") == message_id:
+            await self.sequence.set_last_message(chat_id, stored_message(tombstone), message_id, rev,
+                                                 replacing=message_id)
 
     def _replace(self, old: dict[str, Any], new: dict[str, Any]):
         async def change() -> None:
@@ -214,9 +293,16 @@ class MessageService:
             chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
         )
 
+        read_ord = await self.sequence.ord_at(chat, seq)
+        # The sender's own seqs at or below the new mark no longer matter; one not seen here (a send
+        # racing this read) makes own_n too small, which only loosens OWN_SEQS_MAX a little.
+        own_n = sum(1 for own in member.get("own_seqs") or () if own > seq)
+
         async def change() -> None:
             result = await self.store.members.update_one(
-                {"_id": member["_id"], "last_read_seq": {"$lt": seq}}, {"$set": {"last_read_seq": seq}}
+                {"_id": member["_id"], "last_read_seq": {"$lt": seq}},
+                {"$set": {"last_read_seq": seq, "read_ord": read_ord, "own_n": own_n},
+                 "$pull": {"own_seqs": {"$lte": seq}}},
             )
             if result.modified_count == 0:
                 raise _NoChange()
@@ -228,34 +314,16 @@ class MessageService:
 
     async def typing(self, user: Identity, chat_id: str) -> None:
         member = await self.access.membership(user, chat_id)
+        if self.limiter.enabled:
+            # Fire-and-forget for the client (the web UI ignores the answer), but past the limit it is
+            # told so: 429 with Retry-After, and nothing goes to anyone's stream.
+            await self.limiter.hit(
+                f"typing:user:{user.user_id}", limit=self.config.limits.typing_per_10_seconds_per_user,
+                window=10, what="typing indicators",
+            )
         await self.outbox.publish_ephemeral(
             events.make_event(
                 events.TYPING, {"chat_id": chat_id, "user_id": user.user_id},
                 chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id,
             )
         )
-
-    # -- search ------------------------------------------------------------------------------
-
-    async def search(self, user: Identity, query: SearchQuery) -> SearchOut:
-        """Text search over the chats the caller belongs to, newest first."""
-        text = query.q.strip()
-        limit = self.config.limits.search_query_max_chars
-        if not text:
-            raise invalid("q", "required")
-        if len(text) > limit:
-            raise APIError(422, "validation_failed", f"the search query is longer than {limit} characters",
-                           fields={"q": f"at most {limit} characters"})
-        if query.chat_id is not None:
-            if not valid_id(query.chat_id) or not await membership.is_member(self.store, query.chat_id, user.user_id):
-                raise not_found("chat")
-            chat_ids = [query.chat_id]
-        else:
-            chat_ids = list(await membership.user_chat_ids(self.store, user.user_id))
-        if not chat_ids:
-            return SearchOut(messages=[])
-        cursor = self.store.messages.find(
-            {"$text": {"$search": text}, "chat_id": {"$in": chat_ids}, "deleted": False}
-        )
-        docs = [doc async for doc in cursor.sort([("created_at", -1), ("_id", -1)]).limit(query.limit)]
-        return SearchOut(messages=[message_out(doc) for doc in docs])

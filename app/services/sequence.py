@@ -1,4 +1,4 @@
-"""A chat's seq, 1, 2, 3 … with no repeats and no gaps: taking one, send claims, and repairing gaps.
+"""A chat's seq, 1, 2, 3 … with no repeats and no gaps, and the chat's counters kept with it.
 
 - A seq is taken with one atomic `$inc` of the chat's `last_seq` (find_one_and_update, AFTER), so
   concurrent senders in any number of api processes never get the same one; the message is then
@@ -15,6 +15,18 @@
   the message listing fills any missing seq of its page whose age it can prove (a later message,
   or the chat's last `$inc`, is older than the grace period). A send that finds its seq filled by
   such a tombstone simply takes a new one. A failed insert also tries to fill its seq at once.
+
+Counters, so a chat list reads no message (docs/architecture.md, "Unread counts"):
+- The same `$inc` adds 1 to `msg_count` (countable messages ever given a seq; every send is one)
+  and sets `last_message` (the message as served, without its seq: it is the one at `last_seq`)
+  with `last_message_id` / `last_message_rev` (the message's count of changes) for the conditional
+  updates of an edit or a delete. The message stores `ord` = `msg_count` after its take: ord(seq X) counts seq <= X.
+- `deleted_seqs` holds the deleted countable seqs above `deleted_floor` (bounded by
+  DELETED_SEQS_MAX; the oldest half is dropped by raising the floor); a gap tombstone is one.
+- A member's `read_ord` is the ord at its `last_read_seq`; `own_seqs` the seqs of its own messages
+  above its mark (so its own messages never count, as before, without moving its mark), at most
+  about OWN_SEQS_MAX: a sender with that many unread own messages has its mark moved to its message.
+  `unread` is then msg_count - read_ord - |deleted above mark| - |own above mark, not deleted|.
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ import asyncio
 import datetime
 import hashlib
 import time
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -31,13 +44,17 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from app import events
 from app.errors import APIError, not_found
 from app.outbox import Abandoned, RepairInfo
-from app.schemas.messages import MessageOut, message_out
+from app.schemas.messages import MessageOut, message_out, stored_message
 from app.store import Store, new_id, utcnow
 
 # A send that keeps finding its seq filled by gap repair gives up after this many seqs.
 MAX_SEQ_ATTEMPTS = 3
 # How often a retry looks again while the claim's holder is mid-send: its message appears in milliseconds.
 CLAIM_POLL_SECONDS = 0.05
+# A chat keeps the seqs of this many deletions above its floor; a mark below the floor costs one count.
+DELETED_SEQS_MAX = 500
+# A member keeps about this many of its own seqs above its mark; past that a send moves its mark.
+OWN_SEQS_MAX = 200
 
 Insert = Callable[[int], Awaitable[MessageOut]]
 
@@ -51,8 +68,77 @@ def repair_info(seq: int) -> RepairInfo:
     return {"seq": seq}
 
 
+def new_chat_counters(member_count: int, member_ids: list[str] | None) -> dict[str, Any]:
+    """The counter fields of a new chat document; `member_ids` only for direct and group chats.
+
+    Every array exists from the start: the embedded server's `$addToSet` on a missing field does nothing.
+    """
+    counters: dict[str, Any] = {
+        "last_seq": 0, "msg_count": 0, "deleted_seqs": [], "deleted_floor": 0, "deleted_total": 0,
+        "last_message": None, "last_message_id": None, "last_message_rev": 0,
+        "member_count": member_count,
+    }
+    if member_ids is not None:
+        counters["member_ids"] = list(member_ids)
+    return counters
+
+
+def new_member_counters() -> dict[str, Any]:
+    """The read-mark fields of a new membership: nothing read, nothing of its own above the mark."""
+    return {"last_read_seq": 0, "read_ord": 0, "own_seqs": [], "own_n": 0}
+
+
+def unread_count(chat: dict[str, Any], member: dict[str, Any]) -> int | None:
+    """Others' countable, non-deleted messages above the member's mark; None when the mark is below the
+    chat's deleted floor (then `count_unread` answers, with one count)."""
+    mark = member.get("last_read_seq", 0)
+    last = chat.get("last_seq", 0)
+    if mark >= last:
+        return 0
+    if mark < chat.get("deleted_floor", 0) or "msg_count" not in chat or "read_ord" not in member:
+        return None
+    deleted = {seq for seq in chat.get("deleted_seqs") or () if seq > mark}
+    own = sum(1 for seq in member.get("own_seqs") or () if seq > mark and seq not in deleted)
+    unread = chat["msg_count"] - member["read_ord"] - len(deleted) - own
+    return max(0, min(unread, last - mark))
+
+
+async def count_unread(store: Store, chat: dict[str, Any], member: dict[str, Any], user_id: str) -> int:
+    """The exact count for a mark below the chat's deleted floor: one `count` over (mark, last_seq],
+    O(messages in that range); never count_documents, an aggregate copying the collection here."""
+    reply = await store.db.command(
+        "count", store.messages.name,
+        query={
+            "chat_id": {"$eq": chat["_id"]},
+            "seq": {"$gt": member.get("last_read_seq", 0), "$lte": chat.get("last_seq", 0)},
+            "deleted": {"$eq": False},
+            "sender_id": {"$ne": user_id},
+        },
+    )
+    return int(reply.get("n", 0))
+
+
+@dataclass
+class Draft:
+    """A message being sent: its document without seq and ord (the sequence completes them), and its
+    version (its message.created event's id; a new one for each seq the send tries)."""
+
+    doc: dict[str, Any]
+    version: str
+    ord: int | None = None
+
+    def last_message(self) -> dict[str, Any]:
+        return stored_message(self.doc)
+
+
+@dataclass(frozen=True)
+class Taken:
+    seq: int  # the last seq taken
+    ord: int  # the chat's msg_count after the take
+
+
 class ChatSequence:
-    """The send protocol over one chat's seq; the caller brings the insert that saves the message."""
+    """The send protocol over one chat's seq and the chat's counters; the caller brings the insert."""
 
     def __init__(self, store: Store, grace_seconds: float):
         self.store = store
@@ -60,12 +146,19 @@ class ChatSequence:
 
     async def sent(self, chat_id: str, sender_id: str, key: str) -> dict[str, Any] | None:
         """The message an earlier send with this idempotency key saved, if any."""
-        return await self.store.messages.find_one({"chat_id": chat_id, "sender_id": sender_id, "idempotency_key": key})
+        return await self.store.messages.find_one(
+            {"chat_id": {"$eq": chat_id}, "sender_id": {"$eq": sender_id}, "idempotency_key": {"$eq": key}}
+        )
 
     async def send(
-        self, chat_id: str, workspace_id: str, sender_id: str, key: str | None, insert: Insert
+        self, chat_id: str, workspace_id: str, sender_id: str, key: str | None, insert: Insert,
+        draft: Draft | None = None,
     ) -> tuple[MessageOut, bool]:
-        """(message, created): `insert(seq)` under a seq of its own, or the first message of this key."""
+        """(message, created): `insert(seq)` under a seq of its own, or the first message of this key.
+
+        With a `draft`, the take also sets the chat's last message to it, and `draft.ord` is set
+        before `insert` runs.
+        """
         claim: dict[str, Any] | None = None
         seq: int | None = None
         if key is not None:
@@ -75,42 +168,71 @@ class ChatSequence:
             claim = claimed
             seq = claim.get("seq")
             if seq is not None and await self.store.chats.find_one(
-                {"_id": chat_id, "workspace_id": workspace_id}, {"_id": 1}
+                {"_id": chat_id, "workspace_id": {"$eq": workspace_id}}, {"_id": 1}
             ) is None:
                 # A retry reusing its claimed seq takes no $inc, which would have told a deleted chat.
                 raise not_found("chat")
+            if seq is not None and draft is not None:
+                draft.ord = claim.get("ord")
 
-        for _ in range(MAX_SEQ_ATTEMPTS):
+        reused = seq is not None
+        for attempt in range(MAX_SEQ_ATTEMPTS):
             if seq is None:
-                seq = await self.take(chat_id, workspace_id)
+                if draft is not None and attempt:
+                    draft.version = new_id()  # the failed attempt's outbox entry may linger under the old one
+                taken = await self.take_many(chat_id, workspace_id, 1, draft)
+                seq, reused = taken.seq, False
+                if draft is not None:
+                    draft.ord = taken.ord
                 if claim is not None:
                     await self.store.send_claims.update_one(
-                        {"_id": claim["_id"], "owner": claim["owner"]}, {"$set": {"seq": seq}}
+                        {"_id": claim["_id"], "owner": {"$eq": claim["owner"]}},
+                        {"$set": {"seq": seq, "ord": taken.ord}},
                     )
             try:
-                return await insert(seq), True
+                out = await insert(seq)
             except DuplicateKeyError:
                 if key is not None and (first := await self.sent(chat_id, sender_id, key)) is not None:
                     return message_out(first), False
                 seq = None  # the seq was filled by gap repair while we were slow: take another
+                continue
             except PyMongoError:
                 await self._after_failed_insert(chat_id, seq, claim)
                 raise
+            if reused and draft is not None:
+                # The $inc that took this seq described the first attempt's message.
+                await self.set_last_message(chat_id, {**draft.last_message(), "seq": seq}, draft.doc["_id"], 0,
+                                            at_seq=seq)
+            return out, True
         raise APIError(503, "send_failed", "the message could not be saved; retry",
                        headers={"Retry-After": "1"})
 
     async def take(self, chat_id: str, workspace_id: str) -> int:
         """The chat's next seq; 404 when the chat is gone (or not of that workspace)."""
+        return (await self.take_many(chat_id, workspace_id, 1)).seq
+
+    async def take_many(self, chat_id: str, workspace_id: str, n: int, last: Draft | None = None) -> Taken:
+        """n consecutive seqs (the last one is returned) and n countable messages, in one $inc.
+
+        `last`, the message that gets the last of them, becomes the chat's last message.
+        """
+        update: dict[str, Any] = {
+            "$inc": {"last_seq": n, "msg_count": n}, "$currentDate": {"last_message_at": True},
+        }
+        if last is not None:
+            update["$set"] = {
+                "last_message": last.last_message(), "last_message_id": last.doc["_id"], "last_message_rev": 0,
+            }
         # The workspace in the filter keeps the membership's word honest: no seq outside it.
         taken = await self.store.chats.find_one_and_update(
-            {"_id": chat_id, "workspace_id": workspace_id},
-            {"$inc": {"last_seq": 1}, "$currentDate": {"last_message_at": True}},
-            projection={"last_seq": 1},
+            {"_id": chat_id, "workspace_id": {"$eq": workspace_id}},
+            update,
+            projection={"last_seq": 1, "msg_count": 1},
             return_document=ReturnDocument.AFTER,
         )
         if taken is None:
             raise not_found("chat")  # deleted meanwhile
-        return taken["last_seq"]
+        return Taken(taken["last_seq"], taken["msg_count"])
 
     async def claim(self, chat_id: str, sender_id: str, key: str) -> dict[str, Any] | MessageOut:
         """The claim of (chat, sender, key) for this request, or the message a previous attempt saved."""
@@ -133,7 +255,7 @@ class ChatSequence:
                 continue
             if held.get("state") == "failed" or time.time() - held.get("created_ts", 0) > self.grace:
                 taken = await self.store.send_claims.find_one_and_update(
-                    {"_id": cid, "owner": held["owner"]},
+                    {"_id": cid, "owner": {"$eq": held["owner"]}},
                     {"$set": {"owner": owner, "state": "active"}},
                     return_document=ReturnDocument.AFTER,
                 )
@@ -151,35 +273,124 @@ class ChatSequence:
             if claim is not None:
                 # The client's retry takes the claim over at once and reuses the seq.
                 await self.store.send_claims.update_one(
-                    {"_id": claim["_id"], "owner": claim["owner"]}, {"$set": {"state": "failed"}}
+                    {"_id": claim["_id"], "owner": {"$eq": claim["owner"]}}, {"$set": {"state": "failed"}}
                 )
             else:
                 await self.fill_gap(chat_id, seq)
         except PyMongoError:
             pass
 
+    # -- the chat's counters -----------------------------------------------------------------
+
+    async def set_last_message(
+        self, chat_id: str, stored: dict[str, Any], message_id: str, rev: int, *,
+        at_seq: int | None = None, replacing: str | None = None,
+    ) -> bool:
+        """Replace the chat's last message, only while it is still the one at `at_seq` (a retry, a gap)
+        or the message `replacing` at an older `rev` (an edit, a delete: each adds 1 to the message's)."""
+        query: dict[str, Any] = {"_id": chat_id}
+        if at_seq is not None:
+            query["last_seq"] = {"$eq": at_seq}
+        if replacing is not None:
+            # Two edits' updates may arrive here in either order: the later change wins.
+            query["last_message_id"] = {"$eq": replacing}
+            query["last_message_rev"] = {"$lt": rev}
+        result = await self.store.chats.update_one(
+            query, {"$set": {"last_message": stored, "last_message_id": message_id, "last_message_rev": rev}}
+        )
+        return result.modified_count == 1
+
+    async def count_deleted(self, chat_id: str, seq: int) -> dict[str, Any] | None:
+        """Count a countable message at `seq` as deleted, once (the caller won the tombstone's write).
+
+        The chat's counters after it (deleted_seqs, deleted_floor, last_message_id), or None.
+        """
+        after = await self.store.chats.find_one_and_update(
+            {"_id": chat_id, "deleted_floor": {"$lt": seq}},
+            {"$addToSet": {"deleted_seqs": seq}, "$inc": {"deleted_total": 1}},
+            projection={"deleted_seqs": 1, "deleted_floor": 1, "last_message_id": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if after is None:
+            # At or below the floor (or a chat from before counters: the migration counts it).
+            await self.store.chats.update_one(
+                {"_id": chat_id, "deleted_floor": {"$gte": seq}}, {"$inc": {"deleted_total": 1}}
+            )
+            return None
+        seqs = sorted(after.get("deleted_seqs") or [])
+        if len(seqs) > DELETED_SEQS_MAX:
+            floor = seqs[len(seqs) // 2 - 1]
+            # One update moves the floor and drops what is now below it: never counted twice or lost.
+            await self.store.chats.update_one(
+                {"_id": chat_id, "deleted_floor": {"$eq": after.get("deleted_floor", 0)}},
+                {"$set": {"deleted_floor": floor}, "$pull": {"deleted_seqs": {"$lte": floor}}},
+            )
+        return after
+
+    async def ord_at(self, chat: dict[str, Any], seq: int) -> int:
+        """ord(seq): the countable messages with a seq <= `seq`, for a read mark at `seq`."""
+        if seq <= 0:
+            return 0
+        doc = await self.store.messages.find_one(
+            {"chat_id": {"$eq": chat["_id"]}, "seq": {"$eq": seq}}, {"ord": 1}
+        )
+        if doc is not None and isinstance(doc.get("ord"), int):
+            return doc["ord"]
+        # A gap, a send in flight, or a message from before ords. Every seq a chat gives today is a
+        # countable message (a user's; msg_count == last_seq), so its ord is its seq.
+        return min(seq, chat.get("msg_count", seq))
+
+    async def sender_saw(self, member_id: str, seq: int, ord_: int | None) -> None:
+        """After a send: the sender's own message never counts as unread for them.
+
+        Kept in the membership's `own_seqs` while there is room; past that, the mark moves to the
+        message (as Slack and Mattermost do on every post).
+        """
+        recorded = await self.store.members.update_one(
+            {"_id": member_id, "last_read_seq": {"$lt": seq}, "own_n": {"$lt": OWN_SEQS_MAX}},
+            {"$addToSet": {"own_seqs": seq}, "$inc": {"own_n": 1}},
+        )
+        if recorded.matched_count or ord_ is None:
+            return
+        await self.store.members.update_one(
+            {"_id": member_id, "last_read_seq": {"$lt": seq}},
+            {"$set": {"last_read_seq": seq, "read_ord": ord_, "own_n": 0}, "$pull": {"own_seqs": {"$lte": seq}}},
+        )
+
+    async def senders_saw(self, chat_id: str, last_seq_of: dict[str, Taken]) -> None:
+        """After a bulk append: each sender's mark moves to its last message of the batch."""
+        for user_id, taken in last_seq_of.items():
+            await self.store.members.update_one(
+                {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}, "last_read_seq": {"$lt": taken.seq}},
+                {"$set": {"last_read_seq": taken.seq, "read_ord": taken.ord, "own_n": 0},
+                 "$pull": {"own_seqs": {"$lte": taken.seq}}},
+            )
+
     # -- gap repair --------------------------------------------------------------------------
 
     async def fill_gap(self, chat_id: str, seq: int) -> bool:
         """Put a tombstone at a seq that has no message; False if a message holds it already."""
+        tombstone = {
+            "_id": new_id(),
+            "chat_id": chat_id,
+            "seq": seq,
+            "sender_id": None,
+            "content": "",
+            "files": [],
+            "reply_to": None,
+            "created_at": utcnow(),
+            "edited_at": None,
+            "deleted": True,
+            "gap": True,
+            "version": new_id(),
+        }
         try:
-            await self.store.messages.insert_one(
-                {
-                    "_id": new_id(),
-                    "chat_id": chat_id,
-                    "seq": seq,
-                    "sender_id": None,
-                    "content": "",
-                    "files": [],
-                    "reply_to": None,
-                    "created_at": utcnow(),
-                    "edited_at": None,
-                    "deleted": True,
-                    "gap": True,
-                }
-            )
+            await self.store.messages.insert_one(tombstone)
         except DuplicateKeyError:
             return False
+        # The send that died took its seq as a countable message: it counts as deleted.
+        await self.count_deleted(chat_id, seq)
+        await self.set_last_message(chat_id, stored_message(tombstone), tombstone["_id"], 0, at_seq=seq)
         return True
 
     async def repair_gaps(self, chat: dict[str, Any], docs: list[dict[str, Any]], lo: int, hi: int) -> bool:
@@ -206,3 +417,13 @@ class ChatSequence:
         if entry.event_type != events.MESSAGE_CREATED or entry.chat_id is None or not isinstance(seq, int):
             return False
         return not await self.fill_gap(entry.chat_id, seq)
+
+
+def by_sender(docs: Iterable[dict[str, Any]]) -> dict[str, Taken]:
+    """Each sender's last (seq, ord) among `docs`."""
+    last: dict[str, Taken] = {}
+    for doc in docs:
+        sender = doc.get("sender_id")
+        if sender is not None and (sender not in last or last[sender].seq < doc["seq"]):
+            last[sender] = Taken(doc["seq"], doc["ord"])
+    return last

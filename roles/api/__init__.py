@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import tornado.web
 
 from app.config import Config
 from app.deps import Deps
@@ -22,18 +19,38 @@ class OpenAPIHandler(BaseHandler):
         self.write_json(self.application.openapi)
 
 
-class IndexHandler(tornado.web.RequestHandler):
-    """The demo UI's single page; it finds the notify role from config or the page's own host."""
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def notify_url_for_pages(config: Config) -> str:
+    """Where the page's browser finds the notify role, from config alone: never from a request's Host,
+    which anyone (or a cache between) can set, and the page sends its access token there.
+
+    `api.public_notify_url` when set (behind a proxy: the public origin); otherwise the address notify
+    listens on, or the api's when notify takes any address (`make run`: http://127.0.0.1:6687). With
+    both on any address, "" and the page's script uses its own location's host and port 6687.
+    """
+    if config.api.public_notify_url:
+        return config.api.public_notify_url.rstrip("/")
+    host = next((h for h in (config.notify.host, config.api.host) if h not in _ANY_ADDRESS), "")
+    if not host:
+        return ""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{config.notify.port}"
+
+
+class IndexHandler(BaseHandler):
+    """The demo UI's single page; it finds the notify role from config (notify_url_for_pages).
+
+    A BaseHandler like every route, so that its errors (`POST /`, `TRACE /`) are JSON too.
+    """
 
     def get(self) -> None:
-        config: Config = self.settings["config"]
-        notify_url = config.api.public_notify_url
-        if not notify_url:
-            host = urlsplit(f"//{self.request.host}").hostname or "127.0.0.1"
-            if ":" in host:
-                host = f"[{host}]"
-            notify_url = f"{self.request.protocol}://{host}:{config.notify.port}"
-        self.render("index.html", notify_url=notify_url.rstrip("/"))
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        # The page names where its token goes: no shared cache may keep one and serve it to others.
+        self.set_header("Cache-Control", "no-store")
+        self.render("index.html", notify_url=notify_url_for_pages(self.settings["config"]))
 
 
 class ApiApp(RoleApp):
@@ -59,8 +76,11 @@ def make_app(deps: Deps, **settings) -> ApiApp:
         role="api",
         deps=deps,
         services=services,
-        # The outbox drainer publishes events saved while NATS was away or by a crashed request.
-        background=[services.outbox],
+        # The outbox drainer publishes events saved while NATS was away or by a crashed request;
+        # the limiter deletes rate-limit windows that ended.
+        # sessions hears every api process's logout-all.
+        background=[services.outbox, services.limiter, services.sessions],
+        session_check=services.sessions.live,
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
         compress_response=True,

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from app.openapi import Operation
-from app.schemas.accounts import AuthOut, MeOut, RefreshIn, SigninIn, SignupIn, UserOut, WorkspaceOut
+from app.schemas.accounts import (
+    AuthOut,
+    MeOut,
+    RefreshIn,
+    SigninIn,
+    SignupIn,
+    UserOut,
+    UsersPage,
+    UsersQuery,
+    WorkspaceOut,
+)
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
 
@@ -58,7 +68,12 @@ class LogoutHandler(ApiHandler):
 
 
 class LogoutAllHandler(ApiHandler):
-    api_doc = {"post": Operation("Revoke every refresh token of the caller", responses={204: None}, tags=("auth",))}
+    api_doc = {
+        "post": Operation(
+            "End every session of the caller: its refresh tokens, the access tokens issued until now, their streams",
+            responses={204: None}, tags=("auth",),
+        )
+    }
 
     @authenticated
     async def post(self) -> None:
@@ -75,11 +90,19 @@ class MeHandler(ApiHandler):
 
 
 class UsersHandler(ApiHandler):
-    api_doc = {"get": Operation("Users of the caller's workspace", responses={200: list[UserOut]}, tags=("users",))}
+    api_doc = {
+        "get": Operation(
+            "Users of the caller's workspace, q a fullname prefix; with limit or cursor a page {users, next_cursor} "
+            "by name, else the array (at most 1,000, a Link header to the rest)",
+            query=UsersQuery, responses={200: list[UserOut] | UsersPage}, tags=("users",),
+        )
+    }
 
     @authenticated
     async def get(self) -> None:
-        self.write_json(await self.services.accounts.users(self.current_user.workspace_id))
+        query = self.parse_query(UsersQuery)
+        page = await self.services.accounts.users(self.current_user.workspace_id, query)
+        self.write_page(query, page, UsersPage(users=page.items, next_cursor=page.next_cursor))
 
 
 class WorkspaceHandler(ApiHandler):

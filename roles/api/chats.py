@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from app.openapi import Operation
-from app.schemas.chats import ChatCreateIn, ChatOut, ChatSummaryOut, ChatUpdateIn, MemberOut, MembersAddIn
+from app.schemas.chats import (
+    ChannelsPage,
+    ChatCreateIn,
+    ChatOut,
+    ChatSummaryOut,
+    ChatUpdateIn,
+    MemberOut,
+    MembersAddIn,
+    MembersPage,
+)
+from app.schemas.common import PageQuery
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
 
@@ -36,14 +46,17 @@ class ChatsHandler(ApiHandler):
 class PublicChannelsHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "Public channels of the caller's workspace that the caller has not joined, by name",
-            responses={200: list[ChatOut]}, tags=TAGS,
+            "Public channels of the caller's workspace that the caller has not joined, by name; with limit or "
+            "cursor a page {channels, next_cursor}, else the array (at most 1,000, a Link header to the rest)",
+            query=PageQuery, responses={200: list[ChatOut] | ChannelsPage}, tags=TAGS,
         )
     }
 
     @authenticated
     async def get(self) -> None:
-        self.write_json(await self.services.chats.list_public(self.current_user))
+        query = self.parse_query(PageQuery)
+        page = await self.services.chats.list_public(self.current_user, query)
+        self.write_page(query, page, ChannelsPage(channels=page.items, next_cursor=page.next_cursor))
 
 
 class ChatHandler(ApiHandler):
@@ -73,7 +86,11 @@ class ChatHandler(ApiHandler):
 
 class MembersHandler(ApiHandler):
     api_doc = {
-        "get": Operation("Members of a chat", responses={200: list[MemberOut]}, errors=(404,), tags=TAGS),
+        "get": Operation(
+            "Members of a chat; with limit or cursor a page {members, next_cursor} by user id, else the array "
+            "in join order (at most 1,000, a Link header to the rest)",
+            query=PageQuery, responses={200: list[MemberOut] | MembersPage}, errors=(404,), tags=TAGS,
+        ),
         "post": Operation(
             "Add members (not to direct chats; private channels: owner or admin only); answers all members",
             body=MembersAddIn, responses={200: list[MemberOut]}, errors=(403, 404), tags=TAGS,
@@ -82,7 +99,9 @@ class MembersHandler(ApiHandler):
 
     @authenticated
     async def get(self, chat_id: str) -> None:
-        self.write_json(await self.services.chats.members(self.current_user, chat_id))
+        query = self.parse_query(PageQuery)
+        page = await self.services.chats.members(self.current_user, chat_id, query)
+        self.write_page(query, page, MembersPage(members=page.items, next_cursor=page.next_cursor))
 
     @authenticated
     async def post(self, chat_id: str) -> None:

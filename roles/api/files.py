@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from tornado.httputil import HTTPFile, HTTPInputError, parse_body_arguments
+
 from app.errors import APIError
 from app.openapi import Operation
-from app.schemas.messages import FileOut, FileUploadIn
+from app.schemas.messages import FileOut, FileUploadIn, valid_media_type
+from app.services.files import DEFAULT_CONTENT_TYPE
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
 
@@ -15,12 +18,19 @@ TAGS = ("files",)
 MULTIPART_OVERHEAD = 16384
 
 
+def content_disposition(disposition: str, name: str) -> str:
+    """RFC 6266: an ASCII `filename` for old clients and the exact name as UTF-8 in `filename*`."""
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name) or "file"
+    encoded = quote(name.encode("utf-8", "replace"), safe="")
+    return f'{disposition}; filename="{fallback}"; filename*=UTF-8\'\'{encoded}'
+
+
 class FilesHandler(ApiHandler):
     api_doc = {
         "post": Operation(
             "Upload a file (multipart field `file`, size limit config files.max_bytes)",
             body=FileUploadIn, body_content_type="multipart/form-data", responses={201: FileOut},
-            errors=(400, 413, 422), tags=TAGS,
+            errors=(400, 413, 422, 429), tags=TAGS,
         )
     }
 
@@ -28,15 +38,35 @@ class FilesHandler(ApiHandler):
     def max_body_bytes(self) -> int:  # type: ignore[override]
         return self.config.files.max_bytes + MULTIPART_OVERHEAD
 
+    def body_timeout(self) -> float:
+        return self.config.files.body_timeout_seconds
+
+    def multipart_files(self) -> dict[str, list[HTTPFile]]:
+        """The parts of a multipart body (a streamed body is not parsed by Tornado); 400 when malformed."""
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, list[HTTPFile]] = {}
+        try:
+            parse_body_arguments(self.request.headers.get("Content-Type", ""), self.request.body, arguments, files,
+                                 self.request.headers)
+        except HTTPInputError as e:
+            raise APIError(400, "bad_request", f"invalid multipart body: {e}") from None
+        return files
+
+    # The token is checked on the headers (prepare), so no stranger's upload is ever read.
     @authenticated
     async def post(self) -> None:
-        parts = self.request.files.get("file")
+        files = self.multipart_files()
+        parts = files.get("file")
         if not parts:
             raise APIError(422, "validation_failed", "a multipart/form-data body with a `file` part is required",
                            fields={"file": "required"})
-        if len(parts) > 1 or len(self.request.files) > 1:
+        if len(parts) > 1 or len(files) > 1:
             raise APIError(422, "validation_failed", "send one file per request", fields={"file": "one file"})
         part = parts[0]
+        if not valid_media_type(part.content_type):
+            # It would be stored, and every download would then fail to set its Content-Type header.
+            raise APIError(422, "validation_failed", "the file part's Content-Type must be an ASCII type/subtype",
+                           fields={"file": "invalid content type"})
         out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body)
         self.write_json(out, status=201)
 
@@ -52,9 +82,11 @@ class FileHandler(ApiHandler):
     @authenticated
     async def get(self, file_id: str) -> None:
         meta, data = await self.services.files.read(self.current_user, file_id)
-        disposition = self.services.files.disposition(meta.content_type)
-        self.set_header("Content-Type", meta.content_type)
-        self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(meta.name, safe='')}")
+        # A type stored before uploads were checked (`image/png中`) cannot be a header: serve bytes.
+        content_type = meta.content_type if valid_media_type(meta.content_type) else DEFAULT_CONTENT_TYPE
+        disposition = self.services.files.disposition(content_type)
+        self.set_header("Content-Type", content_type)
+        self.set_header("Content-Disposition", content_disposition(disposition, meta.name))
         # Whatever the file is, it never runs scripts on the API's origin.
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
         self.set_header("Cache-Control", "private, max-age=3600")

@@ -79,7 +79,7 @@ class ReadHandler(ApiHandler):
 class TypingHandler(ApiHandler):
     api_doc = {
         "post": Operation("Tell the chat the caller is typing; nothing is stored", responses={204: None},
-                          errors=(403, 404), tags=TAGS)
+                          errors=(403, 404, 429), tags=TAGS)
     }
 
     @authenticated
@@ -90,14 +90,17 @@ class TypingHandler(ApiHandler):
 
 class SearchHandler(ApiHandler):
     api_doc = {
-        "get": Operation("Text search over the messages of the caller's chats, newest first",
-                         query=SearchQuery, responses={200: SearchOut}, errors=(404,), tags=TAGS)
+        "get": Operation(
+            "Messages of the caller's chats holding every word of q (any case), newest first; a short page "
+            "with a next_cursor when the scan budget ran out first",
+            query=SearchQuery, responses={200: SearchOut}, errors=(404,), tags=TAGS,
+        )
     }
 
     @authenticated
     async def get(self) -> None:
         query = self.parse_query(SearchQuery)
-        self.write_json(await self.services.messages.search(self.current_user, query))
+        self.write_json(await self.services.search.search(self.current_user, query))
 
 
 routes = [

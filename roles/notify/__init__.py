@@ -12,6 +12,8 @@ from app.deps import Deps
 from app.services import membership
 from app.services.online import OnlineUsers
 from app.services.presence import Presence
+from app.services.ratelimit import LocalRateLimiter
+from app.services.sessions import SessionCutoffs
 from app.web import RoleApp, route
 from roles.notify.consumer import EventConsumer
 from roles.notify.frames import PING, PING_CHUNK
@@ -34,11 +36,18 @@ class NotifyApp(RoleApp):
         super().__init__(routes, role="notify", deps=deps, **settings)
         config = deps.config
         self.registry = Registry(functools.partial(membership.user_chat_ids, deps.store))
-        self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events)
+        self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events,
+                                   config.notify.replay_ephemeral_events)
         self.notify_metrics = NotifyMetrics(deps.metrics, self.registry)
+        # Stream opens per user, counted per process (notify has no shared counter on this path).
+        self.stream_opens = LocalRateLimiter(config.limits.enabled)
         self.presence = Presence(deps.bus, deps.store, self.registry, config.notify.presence_ttl_seconds)
         self.online = OnlineUsers(deps.store, self.presence)
-        self.consumer = EventConsumer(deps.bus, self.window, self.registry, self.notify_metrics)
+        # Kept current by the consumer's `sessions.revoked` events; a stream's open reads the user once.
+        self.sessions = SessionCutoffs(deps.store, config.auth.session_cache_seconds)
+        self.settings["session_check"] = self.sessions.live
+        self.consumer = EventConsumer(deps.bus, self.window, self.registry, self.notify_metrics,
+                                      sessions=self.sessions)
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
         self._ticks = 0

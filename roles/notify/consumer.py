@@ -13,6 +13,7 @@ import msgspec
 from app import events
 from app.events import Delivery, EventBus, decode_delivery
 from app.services import delivery
+from app.services.sessions import SessionCutoffs
 from roles.notify.frames import event_frame, http_chunk
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.registry import Registry
@@ -30,8 +31,10 @@ class EventConsumer:
     restarted process can serve resumes at once, and old events are never delivered as live ones.
     """
 
-    def __init__(self, bus: EventBus, window: ReplayWindow, registry: Registry, metrics: NotifyMetrics):
+    def __init__(self, bus: EventBus, window: ReplayWindow, registry: Registry, metrics: NotifyMetrics,
+                 *, sessions: SessionCutoffs | None = None):
         self.bus = bus
+        self.sessions = sessions
         self.window = window
         self.registry = registry
         self.metrics = metrics
@@ -134,6 +137,17 @@ class EventConsumer:
                 count += 1
         return count
 
+    def _end_sessions(self, user_id: str | None, data: bytes) -> None:
+        """logout-all: this process's streams of the user opened with an older token end now (the
+        client's reconnect with that token is refused); streams of a newer sign-in stay."""
+        valid_after = self.sessions.on_event(user_id, data) if self.sessions is not None else None
+        user = self.registry.users.get(user_id) if valid_after is not None else None
+        if user is None:
+            return
+        for stream in list(user.streams):  # end() unregisters: not while iterating the set itself
+            if stream.issued_at < valid_after:
+                stream.end()
+
     def _stale_presence(self, user_id: str | None, data: bytes) -> bool:
         """Two processes may announce one user's changes a moment apart and land out of order on the
         stream; the presence record's revision says which is newer, so an older one is not delivered."""
@@ -156,6 +170,9 @@ class EventConsumer:
             data = msgspec.json.encode(msgspec.json.decode(data))
         frame = event_frame(seq, event.type, data)
         recipients = tuple(event.recipients) if event.recipients else None
+        if event.type == events.SESSIONS_REVOKED:
+            self._end_sessions(event.user_id, data)
+            return WindowEntry(seq, stored_at, "", b"")  # holds its place: a frame for nobody
         if event.type in events.USER_EVENTS:
             if self._stale_presence(event.user_id, data):
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody

@@ -14,7 +14,10 @@ def allowed_origins(config, request_host: str) -> set[str]:
     if config.notify.cors_origins:
         return {origin.rstrip("/") for origin in config.notify.cors_origins}
     port = config.api.port
-    hostname = urlsplit(f"//{request_host}").hostname or "127.0.0.1"
+    try:
+        hostname = urlsplit(f"//{request_host}").hostname or "127.0.0.1"
+    except ValueError:  # a Host no URL can hold (`[::1`): it runs in __init__, where a raise is no answer at all
+        hostname = "127.0.0.1"
     hosts = {hostname, "localhost", "127.0.0.1", "[::1]"}
     if ":" in hostname:
         hosts.add(f"[{hostname}]")
@@ -29,6 +32,8 @@ def allowed_origins(config, request_host: str) -> set[str]:
 
 class NotifyHandler(BaseHandler):
     """Answers browsers of the api's origin (CORS) and takes `?access_token=`, as EventSource sends no headers."""
+
+    max_body_bytes = 0  # no notify route takes a body: one is refused before it is read
 
     def set_default_headers(self) -> None:
         super().set_default_headers()

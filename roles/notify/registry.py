@@ -20,8 +20,11 @@ class Stream(Protocol):
     user_id: str
     keepalive_slice: int
     wrote: bool
+    issued_at: float  # of the stream's access token: a logout-all ends streams issued before it
 
     def send(self, frame: bytes, chunk: bytes | None = None) -> None: ...
+
+    def end(self) -> None: ...
 
 
 class UserEntry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -21,6 +22,8 @@ log = logging.getLogger("fechatter.notify.stream")
 # has not consumed yet (another process may be a little ahead).
 READY_WAIT_SECONDS = 10.0
 AHEAD_WAIT_SECONDS = 2.0
+# A frame id: a JetStream stream sequence (uint64), ASCII digits only.
+_CURSOR = re.compile(rb"[0-9]{1,19}")
 
 
 class EventStreamHandler(NotifyHandler):
@@ -33,6 +36,7 @@ class EventStreamHandler(NotifyHandler):
 
     def initialize(self) -> None:
         self.user_id = ""
+        self.issued_at = 0.0
         self.closed = False
         self._entry: UserEntry | None = None
         self._registered = False
@@ -45,7 +49,9 @@ class EventStreamHandler(NotifyHandler):
 
     async def get(self) -> None:
         app = self.application
-        identity = self.require_user()
+        identity = await self.require_live_user()  # one indexed read of the user, then cached
+        app.stream_opens.hit(f"opens:user:{identity.user_id}", what="stream opens",
+                             limit=self.config.limits.stream_opens_per_minute_per_user, window=60)
         if app.stopping:
             raise APIError(503, "shutting_down", "this notify process is shutting down; reconnect",
                            headers={"Retry-After": "1"})
@@ -74,19 +80,39 @@ class EventStreamHandler(NotifyHandler):
         if self.closed:  # the client left while we waited
             app.registry.abandon(entry)
             return
+        if not app.sessions.live_now(identity):
+            # A logout-all consumed while this open awaited: with no await from here to registration,
+            # the consumer either saw this stream or this check sees its instant.
+            app.registry.abandon(entry)
+            raise APIError(401, "unauthorized", "this session has ended (signed out everywhere); sign in again",
+                           headers={"WWW-Authenticate": "Bearer"})
+        self.issued_at = identity.issued_at
         self._done = asyncio.get_running_loop().create_future()
         self._open(entry, resume, identity.expires_at)
         await self._done
 
     def _resume_point(self) -> int | str | None:
-        """The last id the client saw: an int, None for a fresh stream, or a string that is no id of ours."""
-        raw = self.request.headers.get("Last-Event-ID")
-        if raw is None:
-            raw = self.get_query_argument("last_event_id", None)
-        if raw is None or not raw.strip():
+        """The last id the client saw: an int, None for a fresh stream, or a string that is no id of ours.
+
+        Only ASCII digits make an id (str.isdigit() takes '²', '①', Arabic-Indic and fullwidth digits,
+        which int() then refuses). Anything else is an unknown id, answered with a `resync` frame
+        rather than a 4xx: an EventSource shows no error body and would just stop reconnecting.
+        The query value is read as bytes, so undecodable ones are unknown ids too.
+        """
+        header = self.request.headers.get("Last-Event-ID")
+        if header is not None:
+            raw = header.encode("latin-1", "replace")  # Tornado decodes header bytes as latin-1
+        else:
+            values = self.request.query_arguments.get("last_event_id")
+            if not values:
+                return None
+            raw = values[-1]
+        raw = raw.strip(b" \t")
+        if not raw:
             return None
-        raw = raw.strip()
-        return int(raw) if raw.isdigit() and len(raw) < 20 else raw
+        if _CURSOR.fullmatch(raw):
+            return int(raw)
+        return raw.decode("utf-8", "replace")[:64]
 
     def _open(self, entry: UserEntry, resume: int | str | None, expires_at: float) -> None:
         # No await from here to the flush: nothing the consumer handles can fall between replay and live.
@@ -100,7 +126,7 @@ class EventStreamHandler(NotifyHandler):
         window.trim(time.time())
         frames: list[bytes] = []
         if isinstance(resume, int) and window.covers(resume):
-            frames = window.replay(entry.user_id, entry.chats, resume)
+            frames = window.replay(entry.user_id, entry.chats, resume, max_bytes=limit)
             app.notify_metrics.resumes.inc()
         elif resume is not None:
             reason = "too_old" if isinstance(resume, int) and resume < (window.floor or 0) else "unknown"

@@ -44,7 +44,7 @@ export class ChatPane {
     if (!chat) return;
     const preview = Boolean(store.preview);
     const title = store.chatTitle(chat);
-    const count = chat.memberIds.length;
+    const count = store.memberCount(chat);
     this.title.textContent = (chat.type === "public_channel" ? "# " : "") + title;
     this.title.dataset.chatId = chat.id;
     this.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : `${count} member${count === 1 ? "" : "s"}`);

@@ -15,6 +15,21 @@ from pymongo.database import Database
 _SCAN = re.compile(r"^SCAN (?P<table>\S+)(?P<rest>.*)$")
 # Table-valued functions scanned once per candidate row (array matching), not once per collection.
 _PER_ROW = {"json_each", "jsonb_each", "json_tree", "jsonb_tree"}
+# A statement with no WHERE and a LIMIT reads at most LIMIT rows (in index order when it has an ORDER BY
+# an index serves; otherwise it also has a TEMP B-TREE, reported apart): a bounded walk, not a scan.
+_NO_WHERE_LIMIT = re.compile(r"^(?!.*\bWHERE\b).*\bLIMIT\s+\d+\s*$", re.IGNORECASE | re.DOTALL)
+# SQL literals, so statements that differ only in their values group into one shape.
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
+
+
+def _exempt(row: str) -> bool:
+    match = _SCAN.match(row) or re.match(r"^SEARCH (?P<table>\S+)(?P<rest>.*)$", row)
+    return bool(match) and (match["table"] in _PER_ROW or "VIRTUAL TABLE" in match["rest"])
+
+
+def sql_shape(sql: str) -> str:
+    """The statement with its literal values replaced by `?`."""
+    return _LITERALS.sub("?", " ".join(sql.split()))
 
 
 @dataclass
@@ -28,16 +43,27 @@ class Statement:
     def scans(self) -> list[str]:
         """Plan rows that read a whole table (a collection, or a temporary copy of one)."""
         found = []
+        if _NO_WHERE_LIMIT.match(self.sql.strip()):
+            return [row for row in self.plan if row.startswith("EXPLAIN failed")]
         for row in self.plan:
-            match = _SCAN.match(row)
-            if match and match["table"] not in _PER_ROW and "VIRTUAL TABLE" not in match["rest"]:
+            if row.startswith("EXPLAIN failed"):
+                found.append(row)
+                continue
+            if _SCAN.match(row) and not _exempt(row):
                 found.append(row)
         return found
 
     @property
     def sorts(self) -> list[str]:
         """Plan rows that sort every match before the LIMIT (no index gives the order)."""
-        return [row for row in self.plan if row.startswith("USE TEMP B-TREE FOR ORDER BY")]
+        return [row for row in self.plan if row.startswith("USE TEMP B-TREE FOR")]
+
+    @property
+    def by_id_only(self) -> bool:
+        """Every collection row of the plan is a lookup on the _id index: as many rows as ids were given."""
+        rows = [row for row in self.plan if row.startswith(("SEARCH", "SCAN")) and not _exempt(row)]
+        return bool(rows) and all(re.match(r"^SEARCH \S+ USING (?:COVERING )?INDEX idx_\S+_id \(_id", row)
+                                  for row in rows)
 
 
 @dataclass
@@ -62,7 +88,8 @@ class Plan:
         found = []
         for statement in self.statements:
             found += [f"{row}   <- {statement.sql[:300]}" for row in statement.scans]
-            if not allow_sort:
+            # A sort of rows fetched by _id is bounded by the ids the command named.
+            if not allow_sort and not statement.by_id_only:
                 found += [f"{row}   <- {statement.sql[:300]}" for row in statement.sorts]
         return found
 
@@ -74,6 +101,43 @@ class Plan:
         if self.mongo_stages is not None:
             return f"MongoDB stages: {self.mongo_stages}"
         return "\n".join(f"{s.sql}\n    " + "\n    ".join(s.plan) for s in self.statements)
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One SQL statement the server ran, and the command (body and payload documents) it ran for."""
+
+    command: dict
+    sql: str
+
+    @property
+    def name(self) -> str:
+        return next(iter(self.command), "?")
+
+    @property
+    def collection(self) -> str:
+        value = self.command.get(self.name)
+        return value if isinstance(value, str) else ""
+
+
+@dataclass
+class Trace:
+    """What a database was asked (command documents as received) and the SQL each command ran."""
+
+    database: str
+    commands: list[dict] = field(default_factory=list)
+    statements: list[Traced] = field(default_factory=list)
+
+
+def _command_of(msg) -> dict:
+    """The command document of a wire message, with its document-sequence payloads (updates, deletes) merged in."""
+    command: dict = {}
+    for kind, doc in (msg.get("sections") or []) if isinstance(msg, dict) else []:
+        if kind == "body" and isinstance(doc, dict):
+            command = {**doc, **command}
+        elif isinstance(doc, dict):
+            command.update({k: v for k, v in doc.items() if k not in command})
+    return command
 
 
 class TracedWireServer:
@@ -95,6 +159,26 @@ class TracedWireServer:
         self._thread = threading.Thread(target=self._run, name="nx-27017-traced", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        # The command each worker thread is running, so every SQL statement can name its command.
+        self._running = threading.local()
+        self._traces: list[Trace] = []
+        for method in ("handle_command", "handle_insert"):
+            setattr(self.handler, method, self._tagging(getattr(self.handler, method)))
+
+    def _tagging(self, handle):
+        running = self._running
+
+        def tagged(msg, *args, **kwargs):
+            running.command = _command_of(msg)
+            for trace in self._traces:
+                if running.command.get("$db") == trace.database:
+                    trace.commands.append(running.command)
+            try:
+                return handle(msg, *args, **kwargs)
+            finally:
+                running.command = None
+
+        return tagged
 
     @property
     def uri(self) -> str:
@@ -154,6 +238,33 @@ class TracedWireServer:
         finally:
             connection.set_trace_callback(None)
 
+    @contextlib.contextmanager
+    def trace(self, database: str):
+        """A Trace of every command the server receives for `database` inside the block, and their SQL."""
+        trace = Trace(database)
+        running = self._running
+
+        def record(sql: str) -> None:
+            trace.statements.append(Traced(getattr(running, "command", None) or {}, sql))
+
+        connection = self._sqlite(database)
+        connection.set_trace_callback(record)
+        self._traces.append(trace)
+        try:
+            yield trace
+        finally:
+            self._traces.remove(trace)
+            connection.set_trace_callback(None)
+
+    def collections(self, database: str) -> list[str]:
+        """The tables that hold a collection's documents (not neosqlite's metadata, FTS or sqlite tables)."""
+        with self.handler._lock_for(database):
+            rows = self._sqlite(database).execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                " AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE '%\\_fts%' ESCAPE '\\'"
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
     def query_plan(self, database: str, sql: str) -> list[str]:
         with self.handler._lock_for(database):
             try:
@@ -163,7 +274,7 @@ class TracedWireServer:
         return [row[3] for row in rows]
 
 
-def _reads(sql: str, collection: str) -> bool:
+def reads(sql: str, collection: str) -> bool:
     """True for a statement that reads the collection's table (not neosqlite's metadata about it)."""
     name = re.escape(collection)
     table = rf'(?:{name}|"{name}"|`{name}`|\[{name}\])'
@@ -177,7 +288,7 @@ def embedded_plan(server: TracedWireServer, db: Database, command: dict) -> Plan
         db.command(dict(command))
     statements = []
     for sql in executed:
-        if not _reads(sql, collection):
+        if not reads(sql, collection):
             continue
         statements.append(Statement(sql, server.query_plan(db.name, sql)))
     return Plan(command, statements)
@@ -219,3 +330,60 @@ class PlanProbe:
         if self.server is not None:
             return embedded_plan(self.server, db, command)
         return mongo_plan(db, command)
+
+
+def _shape_of(value) -> str:
+    """A filter, sort or update with its values replaced by their type names: `{chat_id: {$eq: str}}`."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_shape_of(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + " | ".join(sorted({_shape_of(item) for item in value})) + "]"
+    return type(value).__name__
+
+
+_SHAPE_FIELDS = ("filter", "query", "sort", "projection", "update", "remove", "new", "upsert", "pipeline",
+                 "updates", "deletes", "key")
+
+
+def command_shape(command: dict) -> str:
+    """`find messages filter={chat_id: {$eq: str}, seq: {$lt: int}} sort={seq: int} limit`: what a command asks."""
+    name = next(iter(command), "?")
+    parts = [name, str(command.get(name, ""))]
+    parts += [f"{key}={_shape_of(command[key])}" for key in _SHAPE_FIELDS if key in command]
+    if "limit" in command:
+        parts.append("limit")
+    return " ".join(parts)
+
+
+@dataclass
+class ShapeReport:
+    """Every statement that touched a collection for one command shape, each distinct SQL explained once."""
+
+    shape: str
+    runs: int
+    plan: Plan
+
+    @property
+    def problems(self) -> list[str]:
+        return self.plan.problems()
+
+    def __str__(self) -> str:
+        return f"{self.shape}   ({self.runs} statements)\n    " + str(self.plan).replace("\n", "\n    ")
+
+
+def audit(server: TracedWireServer, trace: Trace) -> list[ShapeReport]:
+    """Group the traced statements that read a collection by command shape, with SQLite's plan of each."""
+    collections = server.collections(trace.database)
+    grouped: dict[str, dict[str, str]] = {}
+    runs: dict[str, int] = {}
+    for traced in trace.statements:
+        if not any(reads(traced.sql, collection) for collection in collections):
+            continue
+        shape = command_shape(traced.command)
+        grouped.setdefault(shape, {}).setdefault(sql_shape(traced.sql), traced.sql)
+        runs[shape] = runs.get(shape, 0) + 1
+    reports = []
+    for shape, examples in grouped.items():
+        statements = [Statement(sql, server.query_plan(trace.database, sql)) for sql in examples.values()]
+        reports.append(ShapeReport(shape, runs[shape], Plan({"shape": shape}, statements)))
+    return sorted(reports, key=lambda report: report.shape)

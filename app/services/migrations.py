@@ -1,0 +1,96 @@
+"""Start-up migrations: the counters of chats and memberships written before they were kept (issue 12)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.schemas.chats import DIRECT, GROUP
+from app.schemas.messages import stored_message
+from app.services.accounts import backfill_user_name_keys
+from app.services.sequence import DELETED_SEQS_MAX
+from app.store import Store
+
+log = logging.getLogger("fechatter.migrations")
+
+
+async def migrate(store: Store) -> dict[str, int]:
+    """Idempotent, and safe to run from several processes at once: every write is conditional on
+    the field it adds being absent. Run before the api serves (old processes stopped first: their
+    sends would not keep the counters). O(documents of the chats without counters), once."""
+    chats = 0
+    async for chat in store.chats.find({"msg_count": {"$exists": False}}):
+        chats += await migrate_chat(store, chat)
+    # Memberships added to a counted chat by an old process: in old data every seq is a countable
+    # message, so the ord at a mark is the mark; their own messages above the mark are not known.
+    members = 0
+    async for doc in store.members.find({"read_ord": {"$exists": False}}, {"last_read_seq": 1}):
+        result = await store.members.update_one(
+            {"_id": doc["_id"], "read_ord": {"$exists": False}},
+            {"$set": {"read_ord": doc.get("last_read_seq", 0), "own_seqs": [], "own_n": 0}},
+        )
+        members += result.modified_count
+    # Users stored before the name_key paging key: without it they would be missing from /api/users.
+    users = await backfill_user_name_keys(store)
+    if chats or members or users:
+        log.info("counters built for %d chats and %d further memberships; %d users keyed", chats, members, users)
+    return {"chats": chats, "members": members, "users": users}
+
+
+async def migrate_chat(store: Store, chat: dict[str, Any]) -> int:
+    """The counters of one chat from its messages and memberships; the chat's own write comes last,
+    so a migration that dies half-way is done again at the next start."""
+    chat_id = chat["_id"]
+    last_seq = chat.get("last_seq", 0)
+    members = [
+        doc async for doc in store.members.find({"chat_id": {"$eq": chat_id}}).sort([("joined_at", 1), ("_id", 1)])
+    ]
+    cursor = store.messages.find({"chat_id": {"$eq": chat_id}}, {"seq": 1, "sender_id": 1, "deleted": 1})
+    messages = [doc async for doc in cursor]
+    deleted = sorted(doc["seq"] for doc in messages if doc.get("deleted"))
+    own: dict[str, list[int]] = {}
+    for doc in messages:
+        if not doc.get("deleted") and doc.get("sender_id") is not None:
+            own.setdefault(doc["sender_id"], []).append(doc["seq"])
+
+    # Every seq of an old chat was a user's send, so ord(seq) == seq and msg_count == last_seq.
+    plain_marks: set[int] = set()
+    for member in members:
+        if "read_ord" in member:
+            continue
+        mark = member.get("last_read_seq", 0)
+        above = sorted(seq for seq in own.get(member["user_id"], ()) if seq > mark)
+        if not above:
+            plain_marks.add(mark)
+            continue
+        await store.members.update_one(
+            {"_id": member["_id"], "read_ord": {"$exists": False}},
+            {"$set": {"read_ord": mark, "own_seqs": above, "own_n": len(above)}},
+        )
+    for mark in plain_marks:
+        await store.members.update_many(
+            {"chat_id": {"$eq": chat_id}, "read_ord": {"$exists": False}, "last_read_seq": {"$eq": mark}},
+            {"$set": {"read_ord": mark, "own_seqs": [], "own_n": 0}},
+        )
+
+    kept = deleted[-(DELETED_SEQS_MAX // 2):] if len(deleted) > DELETED_SEQS_MAX else deleted
+    floor = deleted[-len(kept) - 1] if len(kept) < len(deleted) else 0
+    counters: dict[str, Any] = {
+        "msg_count": last_seq,
+        "deleted_seqs": kept,
+        "deleted_floor": floor,
+        "deleted_total": len(deleted),
+        "member_count": len(members),
+        "last_message": None,
+        "last_message_id": None,
+        "last_message_rev": 0,
+    }
+    if chat.get("type") in (DIRECT, GROUP):
+        counters["member_ids"] = [doc["user_id"] for doc in members]
+    last = await store.messages.find_one({"chat_id": {"$eq": chat_id}}, sort=[("seq", -1)])
+    if last is not None:
+        counters.update(
+            last_message=stored_message(last), last_message_id=last["_id"], last_message_rev=last.get("rev", 0)
+        )
+    result = await store.chats.update_one({"_id": chat_id, "msg_count": {"$exists": False}}, {"$set": counters})
+    return result.modified_count

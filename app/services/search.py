@@ -1,0 +1,315 @@
+"""Message search: the newest matches in the caller's chats, read one seq window at a time, stopping at its limit.
+
+Every read is one range of the (chat_id, seq) index of one chat the caller belongs to, newest seqs
+first, with the words as a case-insensitive regex evaluated only on the rows of that range. Across
+chats the pages merge newest-first by a threshold rule: always read the chat whose unread part may
+hold the newest message, and stop once `limit` matches are newer than every unread part. Each
+request has a budget of reads and rows; when it ends first, the answer carries what is certain so
+far and a cursor that resumes exactly there. Nothing sorts all the matches, and no other chat is read.
+
+"Newest" is created_at (ms), then chat id, then seq. A chat's unread part is bounded by the time of
+its newest unread message, which assumes created_at grows with seq inside a chat; concurrent sends
+to one chat can break that by the few ms between taking a seq and stamping the message, and so can
+the chat's last_message_at (taken with the seq) used as the first bound: the order is exact to those ms.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import datetime
+import hashlib
+import heapq
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from app.auth import Identity
+from app.config import Config
+from app.errors import APIError, invalid, not_found
+from app.schemas.common import Id, valid_id
+from app.schemas.messages import SearchOut, SearchQuery, message_out
+from app.services import membership
+from app.services.paging import bad_cursor, decode_cursor, encode_cursor
+from app.store import Store, utcnow
+
+# The first window of a chat covers this many seqs; a window that finds too little makes the next 4x wider.
+FIRST_WINDOW = 128
+MAX_WINDOW = 4096
+# Per request: store reads (windows and bound look-ups) and seqs covered by windows.
+MAX_READS = 40
+MAX_ROWS = 20_000
+# More words than this are ignored: each is one lookahead evaluated per row.
+MAX_WORDS = 8
+# A next_cursor fits the `cursor` query parameter (schemas.common.Cursor).
+CURSOR_MAX_CHARS = 4000
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_FAR_FUTURE_MS = 2**62
+_CURSOR_KIND = "search"
+
+Key = tuple[int, str, int]  # (-created_at ms, chat_id, -seq): ascending = newest first
+
+
+def _ms(value: Any) -> int | None:
+    if not isinstance(value, datetime.datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
+
+
+def _newest(chat: dict[str, Any]) -> tuple[int | None, bool]:
+    """An upper bound of the chat's message times, and whether it is the time of its last message.
+
+    The chat keeps its last message as served (created_at a string); last_message_at, stamped when a
+    seq is taken, bounds every message built before it, but seeded history may lie far below it.
+    """
+    last = chat.get("last_message")
+    if isinstance(last, dict) and isinstance(last.get("created_at"), str):
+        with contextlib.suppress(ValueError):
+            return _ms(datetime.datetime.fromisoformat(last["created_at"])), True
+    return _ms(chat.get("last_message_at")), False
+
+
+def _key(doc: dict[str, Any]) -> Key:
+    return (-(_ms(doc.get("created_at")) or 0), doc["chat_id"], -doc["seq"])
+
+
+def words_pattern(words: list[str]) -> str:
+    """Every word, in any order and case: lookaheads from the start, inline flags only (never $options)."""
+    if len(words) == 1:
+        return "(?i)" + re.escape(words[0])
+    return "(?is)\\A" + "".join(f"(?=.*?{re.escape(word)})" for word in words)
+
+
+class _State(msgspec.Struct, array_like=True):
+    """Where a chat's scan stands: seqs above `hi` are read; nothing unread is newer than `bound` (ms)."""
+
+    hi: int
+    bound: int
+    exact: bool
+
+
+class _Cursor(msgspec.Struct, array_like=True):
+    """Chats by their position among the caller's chat ids, sorted: a few bytes each, not an id each."""
+
+    query: str  # digest of the words and chat_id: a cursor of another search is refused
+    last: tuple[int, Id, int] | None  # the key of the last message handed out
+    chats: str  # digest of the sorted chat ids the positions refer to; another set: no states
+    done: str  # base64 bitmap of the positions of chats read to their first message
+    part: list[tuple[int, int, int, bool]]  # (position, hi, ms from last to bound, exact) of the others
+
+
+def _chats_digest(chat_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(chat_ids).encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Scan:
+    chat_id: str
+    hi: int
+    bound: int
+    exact: bool  # bound is the time of the message at hi (else only an upper bound)
+    top: int = 0  # the chat's last_seq when this request began
+    window: int = FIRST_WINDOW
+    touched: bool = False
+
+    def key(self) -> Key:
+        return (-self.bound, self.chat_id, -self.hi)
+
+
+class SearchService:
+    def __init__(self, store: Store, config: Config, *, max_reads: int = MAX_READS, max_rows: int = MAX_ROWS):
+        self.store = store
+        self.max_chars = config.limits.search_query_max_chars
+        self.max_reads = max_reads
+        self.max_rows = max_rows
+
+    async def search(self, user: Identity, query: SearchQuery) -> SearchOut:
+        """The newest `limit` matches of the caller's chats (or one of them) after the cursor."""
+        words = self._words(query.q)
+        digest = hashlib.sha256(msgspec.json.encode([words, query.chat_id])).hexdigest()[:16]
+        resume = None
+        if query.cursor is not None:
+            resume = decode_cursor(_CURSOR_KIND, query.cursor, _Cursor)
+            if resume.query != digest:
+                raise bad_cursor()
+        started = _ms(utcnow())
+        scans = await self._scans(user, query.chat_id, resume)
+        last: Key | None = tuple(resume.last) if resume is not None and resume.last is not None else None
+        found, heap = await self._run(scans, words_pattern(words), query.limit, last)
+
+        top = heap[0][0] if heap else None
+        emitted = [(k, doc) for k, doc in found[: query.limit] if top is None or k < top]
+        leftover = found[len(emitted):]
+        messages = [message_out(doc) for _, doc in emitted]
+        if not heap and not leftover:
+            return SearchOut(messages=messages, next_cursor=None)
+        # A first page cut before it could hand anything out still fixes the moment the search looks back
+        # from: what is sent after it belongs to a new search, not to this one's continuation ("-" sorts
+        # below every id).
+        new_last = emitted[-1][0] if emitted else last if last is not None else (-(started or 0), "-", 0)
+        states: dict[str, _State] = {}
+        for scan in scans.values():
+            if scan.touched:
+                states[scan.chat_id] = _State(max(scan.hi, 0), scan.bound, scan.exact)
+        for k, doc in reversed(leftover):  # oldest first, so each chat ends at its newest leftover
+            states[doc["chat_id"]] = _State(doc["seq"], -k[0], True)
+        return SearchOut(messages=messages, next_cursor=self._cursor(digest, new_last, states, scans))
+
+    @staticmethod
+    def _cursor(digest: str, last: Key, states: dict[str, _State], scans: dict[str, _Scan]) -> str:
+        """The states are only a short cut: a chat without one is read again from its top, through the
+        `last` filter, to the same answer. So a cursor too long for a URL drops the cheapest to redo."""
+        order = sorted(scans)
+        position = {chat_id: n for n, chat_id in enumerate(order)}
+        last_ms = -last[0]
+        done = bytearray((len(order) + 7) // 8)
+        part: list[tuple[int, int, int, bool]] = []
+        for chat_id, state in states.items():
+            n = position[chat_id]
+            if state.hi < 1:
+                done[n // 8] |= 1 << (n % 8)
+            else:
+                part.append((n, state.hi, last_ms - state.bound, state.exact))
+        # Cheapest to read again first: the fewest seqs between the chat's top and where its scan stands.
+        part.sort(key=lambda p: scans[order[p[0]]].top - p[1], reverse=True)
+        bitmap = base64.b64encode(bytes(done)).decode()
+        while True:
+            encoded = encode_cursor(_CURSOR_KIND, _Cursor(digest, last, _chats_digest(order), bitmap, part))
+            if len(encoded) <= CURSOR_MAX_CHARS or not part:
+                return encoded
+            del part[-max(1, len(part) // 8):]
+
+    @staticmethod
+    def _states(resume: _Cursor, order: list[str]) -> dict[str, _State]:
+        """The states of the cursor's chats; none when the caller's chats changed since (a join, a leave)."""
+        if resume.chats != _chats_digest(order) or resume.last is None:
+            return {}
+        try:
+            done = base64.b64decode(resume.done, validate=True)
+        except ValueError:
+            raise bad_cursor() from None
+        last_ms = -resume.last[0]
+        read_out = [n for n in range(min(len(order), len(done) * 8)) if done[n // 8] >> (n % 8) & 1]
+        states = {order[n]: _State(0, 0, True) for n in read_out}
+        for n, hi, delta, exact in resume.part:
+            if not 0 <= n < len(order):
+                raise bad_cursor()
+            states[order[n]] = _State(hi, last_ms - delta, exact)
+        return states
+
+    def _words(self, q: str) -> list[str]:
+        text = q.replace("\x00", "").strip()
+        if not text:
+            raise invalid("q", "required")
+        if len(text) > self.max_chars:
+            raise APIError(422, "validation_failed", f"the search query is longer than {self.max_chars} characters",
+                           fields={"q": f"at most {self.max_chars} characters"})
+        return list(dict.fromkeys(text.casefold().split()))[:MAX_WORDS]
+
+    async def _scans(self, user: Identity, chat_id: str | None, resume: _Cursor | None) -> dict[str, _Scan]:
+        """A scan per chat of the caller's (only those: a cursor naming others changes nothing)."""
+        if chat_id is not None:
+            if not valid_id(chat_id) or not await membership.is_member(self.store, chat_id, user.user_id):
+                raise not_found("chat")
+            chat_ids = [chat_id]
+        else:
+            chat_ids = list(await membership.user_chat_ids(self.store, user.user_id))
+        if not chat_ids:
+            return {}
+        cursor = self.store.chats.find(
+            {"_id": {"$in": chat_ids}}, {"workspace_id": 1, "last_seq": 1, "last_message": 1, "last_message_at": 1}
+        )
+        floor = -resume.last[0] if resume is not None and resume.last is not None else _FAR_FUTURE_MS
+        found = [chat async for chat in cursor if chat.get("workspace_id") == user.workspace_id]
+        states = self._states(resume, sorted(chat["_id"] for chat in found)) if resume is not None else {}
+        scans: dict[str, _Scan] = {}
+        for chat in found:
+            state = states.get(chat["_id"])
+            top = chat.get("last_seq", 0)
+            if state is not None:
+                exact = state.exact and state.hi <= top
+                scan = _Scan(chat["_id"], min(state.hi, top), state.bound, exact, top=top, touched=True)
+            else:
+                hint, exact = _newest(chat)
+                bound = min(hint, floor) if hint is not None else floor
+                scan = _Scan(chat["_id"], top, bound, exact and hint <= floor, top=top)
+            scans[scan.chat_id] = scan
+        return scans
+
+    async def _run(
+        self, scans: dict[str, _Scan], pattern: str, limit: int, last: Key | None
+    ) -> tuple[list[tuple[Key, dict[str, Any]]], list[tuple[Key, int, _Scan]]]:
+        """Read windows, newest unread part first, until `limit` matches beat every unread part or the budget ends."""
+        heap = [(scan.key(), n, scan) for n, scan in enumerate(scans.values()) if scan.hi >= 1]
+        heapq.heapify(heap)
+        found: list[tuple[Key, dict[str, Any]]] = []
+        keys: list[Key] = []
+        reads = rows = 0
+        serial = len(heap)
+        while heap:
+            top, _, scan = heap[0]
+            newer = bisect.bisect_left(keys, top)
+            if newer >= limit or reads >= self.max_reads or rows >= self.max_rows:
+                break
+            heapq.heappop(heap)
+            reads += 1
+            scan.touched = True
+            if not scan.exact and (heap or newer > 0):
+                # Only worth a read when a tighter bound could let another chat, or the stop, come first.
+                await self._refine(scan)
+            else:
+                lo = max(1, scan.hi - scan.window + 1)
+                rows += scan.hi - lo + 1
+                docs = await self._window(scan.chat_id, lo, scan.hi, pattern, limit - newer)
+                for doc in docs:
+                    k = _key(doc)
+                    if last is None or k > last:
+                        at = bisect.bisect_left(keys, k)
+                        keys.insert(at, k)
+                        found.insert(at, (k, doc))
+                if len(docs) == limit - newer:
+                    # The window holds more: resume right below its oldest match, whose time bounds the rest.
+                    scan.hi = docs[-1]["seq"] - 1
+                    scan.bound = min(scan.bound, _ms(docs[-1].get("created_at")) or scan.bound)
+                    scan.exact = True
+                else:
+                    scan.hi = lo - 1
+                    if docs:
+                        scan.bound = min(scan.bound, _ms(docs[-1].get("created_at")) or scan.bound)
+                    scan.exact = False
+                    scan.window = min(scan.window * 4, MAX_WINDOW)
+            if scan.hi >= 1:
+                serial += 1
+                heapq.heappush(heap, (scan.key(), serial, scan))
+        return found, heap
+
+    async def _refine(self, scan: _Scan) -> None:
+        """The bound becomes the time of the newest unread message (which also skips a gap at hi)."""
+        doc = await self.store.messages.find_one(
+            {"chat_id": {"$eq": scan.chat_id}, "seq": {"$lte": scan.hi}},
+            {"seq": 1, "created_at": 1},
+            sort=[("seq", -1)],
+        )
+        if doc is None:
+            scan.hi = 0
+            return
+        scan.hi = doc["seq"]
+        scan.bound = min(scan.bound, _ms(doc.get("created_at")) or scan.bound)
+        scan.exact = True
+
+    async def _window(self, chat_id: str, lo: int, hi: int, pattern: str, limit: int) -> list[dict[str, Any]]:
+        cursor = self.store.messages.find(
+            {
+                "chat_id": {"$eq": chat_id},
+                "seq": {"$gte": lo, "$lte": hi},
+                "deleted": {"$eq": False},
+                "content": {"$regex": pattern},
+            }
+        )
+        return await cursor.sort([("seq", -1)]).limit(limit).to_list()
