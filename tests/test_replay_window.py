@@ -1,8 +1,12 @@
 """The replay window holds durable events only: typing and presence never push one out; a resume costs a page."""
 
+import random
+
 import pytest
 
 from app import events
+from app.services import delivery
+from roles.notify import window as window_module
 from roles.notify.window import ReplayWindow, WindowEntry
 from tests.support.api import wait_for
 
@@ -80,6 +84,11 @@ def entry(seq, type_=events.MESSAGE_CREATED, chat="c1", frame=None):
     return WindowEntry(seq, float(seq), type_, frame if frame is not None else b"f%d" % seq, chat_id=chat)
 
 
+def held(window):
+    """The durable entries the window holds, oldest first."""
+    return window._durable.entries[window._durable.head:]
+
+
 def test_window_counts_durable_events_only():
     window = ReplayWindow(60, 3, max_ephemeral_events=2)
     window.start_at(0)
@@ -120,7 +129,80 @@ def test_membership_rebuild_reads_only_membership_changes():
     window.append(entry(3, chat="c2"))
     for seq in range(4, 104):  # pushes the join (and its change) out of the window
         window.append(entry(seq, chat="c9"))
-    assert window.floor == 3 and len(window._changes) == 0
+    # No membership change is held any more, nor the index of u's own entries the rebuild reads.
+    assert window.floor == 3 and not any(e.changes for e in held(window)) and ("u", "u") not in window._by_key
     # Now a member of c2 with no change in the window: c2 was theirs all along.
     window.append(entry(104, chat="c2"))
     assert window.replay("u", {"c2"}, 3) == [b"f104"]
+
+
+def test_an_evicted_entry_is_let_go_by_every_index():
+    # 500 chats, each entry named by a chat and some by users: after the window turned over three
+    # times, no ring of it holds an entry (and its frame) the window no longer covers.
+    window = ReplayWindow(10**6, 1_000)
+    window.start_at(0)
+    for seq in range(1, 3_001):
+        chat = f"c{seq % 500}"
+        if seq % 7 == 0:
+            window.append(WindowEntry(seq, float(seq), events.MEMBER_LEFT, b"l", chat_id=chat,
+                                      recipients=(f"u{seq % 50}",), changes=((f"u{seq % 50}", chat, False),),
+                                      changes_first=False))
+        else:
+            window.append(entry(seq, chat=chat))
+    live = {id(e) for e in held(window)}
+    assert len(live) == 1_000 and all(e.seq > window.floor for e in held(window))
+    indexed = [e for ring in window._by_key.values() for e in ring.entries if e is not None]
+    assert {id(e) for e in indexed} == live
+
+
+@pytest.mark.parametrize("sort_at_most", [window_module.SORT_AT_MOST, 0], ids=["sorted", "merged"])
+def test_replay_from_the_indexes_is_the_rule_over_every_held_entry(monkeypatch, sort_at_most):
+    """The per-chat and per-user indexes change what a resume reads, never what it returns: the same
+    frames as the one delivery rule walked over every held entry, for every user and resume point
+    (candidates sorted at once, or merged lazily)."""
+    monkeypatch.setattr(window_module, "SORT_AT_MOST", sort_at_most)
+    rng = random.Random(7)
+    users, chats = [f"u{i}" for i in range(12)], [f"c{i}" for i in range(30)]
+    member = {chat: set(rng.sample(users, 3)) for chat in chats}
+    window = ReplayWindow(10**6, 400, max_ephemeral_events=50)
+    window.start_at(0)
+    for seq in range(1, 1_201):
+        chat, user, roll = rng.choice(chats), rng.choice(users), rng.random()
+        if roll < 0.08 and user not in member[chat]:
+            member[chat].add(user)
+            e = WindowEntry(seq, float(seq), events.MEMBER_JOINED, b"j%d" % seq, chat_id=chat,
+                            changes=((user, chat, True),))
+        elif roll < 0.16 and member[chat]:
+            gone = rng.choice(sorted(member[chat]))
+            member[chat].discard(gone)
+            e = WindowEntry(seq, float(seq), events.MEMBER_LEFT, b"l%d" % seq, chat_id=chat, recipients=(gone,),
+                            changes=((gone, chat, False),), changes_first=False)
+        elif roll < 0.22:
+            mine = tuple(c for c in chats if user in member[c])
+            e = WindowEntry(seq, float(seq), events.PRESENCE, b"p%d" % seq, subject=user, chat_ids=mine)
+        elif roll < 0.28:
+            e = WindowEntry(seq, float(seq), events.TYPING, b"t%d" % seq, chat_id=chat)
+        else:
+            e = entry(seq, chat=chat, frame=b"m%d" % seq)
+        window.append(e)
+    everything = sorted([*held(window), *window._ephemeral.entries[window._ephemeral.head:]], key=lambda e: e.seq)
+    for user in users:
+        current = {chat for chat in chats if user in member[chat]}
+        for after in range(window.floor, window.last_seq + 1, 37):
+            missed = [e for e in everything if e.seq > after]
+            # The rule as it stood before the indexes: membership at `after`, then every missed entry.
+            mine = set(current)
+            for e in reversed(missed):
+                for who, chat, member_after in e.changes:
+                    if who == user:
+                        (mine.discard if member_after else mine.add)(chat)
+            expected = []
+            for e in missed:
+                changes = [(c, m) for who, c, m in e.changes if who == user]
+                for chat, member_after in changes if e.changes_first else ():
+                    (mine.add if member_after else mine.discard)(chat)
+                if delivery.is_for(e, user, mine):
+                    expected.append(e.frame)
+                for chat, member_after in changes if not e.changes_first else ():
+                    (mine.add if member_after else mine.discard)(chat)
+            assert window.replay(user, current, after) == expected, (user, after)

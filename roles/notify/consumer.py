@@ -32,7 +32,7 @@ class EventConsumer:
     """
 
     def __init__(self, bus: EventBus, window: ReplayWindow, registry: Registry, metrics: NotifyMetrics,
-                 *, sessions: SessionCutoffs | None = None):
+                 sessions: SessionCutoffs):
         self.bus = bus
         self.sessions = sessions
         self.window = window
@@ -62,12 +62,8 @@ class EventConsumer:
         self._subscription = await self.bus.subscribe_ordered(self._on_message, start_time=start_time)
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            try:
-                await self._subscription.unsubscribe()
-            except Exception as e:  # noqa: BLE001 - NATS may be gone at shutdown
-                log.debug("unsubscribe failed: %s", e)
-            self._subscription = None
+        subscription, self._subscription = self._subscription, None
+        await EventBus.unsubscribe(subscription)
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
@@ -124,6 +120,8 @@ class EventConsumer:
     def fan_out(self, entry: WindowEntry) -> int:
         """Writes the event's one frame to every stream it is for; no await, no lookup outside memory."""
         targets = delivery.recipients(entry, self._members_of)
+        if not targets:  # a chat nobody here is in: no chunk to build
+            return 0
         users = self.registry.users
         frame = entry.frame
         chunk = http_chunk(frame)
@@ -140,7 +138,7 @@ class EventConsumer:
     def _end_sessions(self, user_id: str | None, data: bytes) -> None:
         """logout-all: this process's streams of the user opened with an older token end now (the
         client's reconnect with that token is refused); streams of a newer sign-in stay."""
-        valid_after = self.sessions.on_event(user_id, data) if self.sessions is not None else None
+        valid_after = self.sessions.on_event(user_id, data)
         user = self.registry.users.get(user_id) if valid_after is not None else None
         if user is None:
             return
@@ -165,21 +163,20 @@ class EventConsumer:
 
     def _entry(self, seq: int, stored_at: float, event: Delivery) -> WindowEntry:
         data = bytes(event.data)
-        if b"\n" in data or b"\r" in data:
-            # Pretty-printed JSON from some other publisher: an SSE data line must be one line.
-            data = msgspec.json.encode(msgspec.json.decode(data))
-        frame = event_frame(seq, event.type, data)
-        recipients = tuple(event.recipients) if event.recipients else None
         if event.type == events.SESSIONS_REVOKED:
             self._end_sessions(event.user_id, data)
             return WindowEntry(seq, stored_at, "", b"")  # holds its place: a frame for nobody
-        if event.type in events.USER_EVENTS:
+        if b"\n" in data or b"\r" in data:
+            # Pretty-printed JSON from some other publisher: an SSE data line must be one line.
+            data = msgspec.json.encode(msgspec.json.decode(data))
+        if event.type in events.USER_EVENTS:  # presence
             if self._stale_presence(event.user_id, data):
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody
-            return WindowEntry(seq, stored_at, event.type, frame, subject=event.user_id,
-                               chat_ids=tuple(event.chat_ids or ()))
+            return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data),
+                               subject=event.user_id, chat_ids=tuple(event.chat_ids or ()))
         chat_id = event.chat_id
+        recipients = tuple(event.recipients) if event.recipients else None
         changes, changes_first = delivery.membership_changes(
             event.type, chat_id, data, recipients or (), self._members_of)
-        return WindowEntry(seq, stored_at, event.type, frame, chat_id=chat_id, recipients=recipients,
-                           changes=changes, changes_first=changes_first)
+        return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data), chat_id=chat_id,
+                           recipients=recipients, changes=changes, changes_first=changes_first)

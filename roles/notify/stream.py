@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -22,8 +21,6 @@ log = logging.getLogger("fechatter.notify.stream")
 # has not consumed yet (another process may be a little ahead).
 READY_WAIT_SECONDS = 10.0
 AHEAD_WAIT_SECONDS = 2.0
-# A frame id: a JetStream stream sequence (uint64), ASCII digits only.
-_CURSOR = re.compile(rb"[0-9]{1,19}")
 
 
 class EventStreamHandler(NotifyHandler):
@@ -94,10 +91,11 @@ class EventStreamHandler(NotifyHandler):
     def _resume_point(self) -> int | str | None:
         """The last id the client saw: an int, None for a fresh stream, or a string that is no id of ours.
 
-        Only ASCII digits make an id (str.isdigit() takes '²', '①', Arabic-Indic and fullwidth digits,
-        which int() then refuses). Anything else is an unknown id, answered with a `resync` frame
-        rather than a 4xx: an EventSource shows no error body and would just stop reconnecting.
-        The query value is read as bytes, so undecodable ones are unknown ids too.
+        An id is a JetStream stream sequence (uint64): up to 19 ASCII digits, read as bytes because
+        str.isdigit() takes '²', '①', Arabic-Indic and fullwidth digits, which int() then refuses.
+        Anything else is an unknown id, answered with a `resync` frame rather than a 4xx: an
+        EventSource shows no error body and would just stop reconnecting. Undecodable query values
+        are unknown ids too.
         """
         header = self.request.headers.get("Last-Event-ID")
         if header is not None:
@@ -110,7 +108,7 @@ class EventStreamHandler(NotifyHandler):
         raw = raw.strip(b" \t")
         if not raw:
             return None
-        if _CURSOR.fullmatch(raw):
+        if raw.isdigit() and len(raw) < 20:  # bytes.isdigit(): ASCII digits only
             return int(raw)
         return raw.decode("utf-8", "replace")[:64]
 
@@ -136,12 +134,7 @@ class EventStreamHandler(NotifyHandler):
         if size > limit:
             # More missed than one stream may buffer: send a bounded page and end; the client resumes
             # from its last id and gets the next page, so the server never holds more than the limit.
-            page, size = [], 0
-            for frame in frames:
-                size += len(frame)
-                if size > limit:
-                    break
-                page.append(frame)
+            page = frames[:-1]  # replay() stopped at the frame that passed the limit
             for frame in page:
                 self.write(frame)
             app.notify_metrics.events_delivered.inc(len(page))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from typing import Iterable, Iterator
+import itertools
+import operator
+from typing import Iterable
 
 from app import events
 from app.services import delivery
@@ -12,6 +14,8 @@ from app.services import delivery
 # Typing and presence say what is true now, not what happened: they are kept apart, in a small ring of
 # their own, so a flood of them never pushes a durable event (a message, a join) out of the window.
 EPHEMERAL_TYPES = frozenset({events.TYPING, events.PRESENCE})
+# A resume's candidates up to this many are sorted at once (fast, in C); more are merged lazily.
+SORT_AT_MOST = 4096
 
 
 class WindowEntry:
@@ -39,25 +43,25 @@ class WindowEntry:
         self.changes_first = changes_first
 
 
-def _seq(entry: WindowEntry) -> int:
-    return entry.seq
+_seq = operator.attrgetter("seq")
 
 
 class _Ring:
-    """Entries in seq order, bounded by count; a list with a moving head: O(log n) lookup, amortised O(1) eviction."""
+    """Entries in seq order: a list with a moving head, O(log n) lookup, amortised O(1) eviction.
 
-    def __init__(self, max_events: int):
-        self.max_events = max_events
+    An evicted entry's slot is cleared at once, so the ring holds no entry (and no frame) past its
+    eviction; the dead slots go once they outnumber the live ones.
+    """
+
+    __slots__ = ("entries", "head")
+
+    def __init__(self) -> None:
+        # entries[:head] are None; bisect and tail never look at them.
         self.entries: list[WindowEntry] = []
         self.head = 0
 
     def __len__(self) -> int:
         return len(self.entries) - self.head
-
-    def append(self, entry: WindowEntry) -> int:
-        """Adds `entry`; how many entries are now over the count bound (for the caller to evict)."""
-        self.entries.append(entry)
-        return max(0, len(self) - self.max_events)
 
     def count_older_than(self, oldest: float) -> int:
         # Stream timestamps rise with the sequence: the first entry young enough ends the walk.
@@ -68,22 +72,18 @@ class _Ring:
             count += 1
         return count
 
-    def oldest(self, count: int) -> list[WindowEntry]:
-        return self.entries[self.head:self.head + count]
-
-    def evict(self, count: int) -> WindowEntry:
-        self.head += count
-        last = self.entries[self.head - 1]
-        if self.head > 1024 and self.head * 2 > len(self.entries):
+    def evict(self, count: int) -> None:
+        head = self.head
+        self.head = head + count
+        if self.head * 2 < len(self.entries):
+            self.entries[head:self.head] = [None] * count  # type: ignore[list-item]
+        else:
             del self.entries[: self.head]
             self.head = 0
-        return last
 
-    def after(self, seq: int) -> Iterator[WindowEntry]:
-        entries = self.entries
-        start = bisect.bisect_right(entries, seq, lo=self.head, key=_seq)
-        for i in range(start, len(entries)):
-            yield entries[i]
+    def tail(self, seq: int) -> list[WindowEntry]:
+        """The held entries after `seq`, in order."""
+        return self.entries[bisect.bisect_right(self.entries, seq, lo=self.head, key=_seq):]
 
 
 class ReplayWindow:
@@ -98,14 +98,13 @@ class ReplayWindow:
     def __init__(self, max_age_seconds: float, max_events: int, max_ephemeral_events: int | None = None):
         self.max_age = max_age_seconds
         self.max_events = max_events
-        self._durable = _Ring(max_events)
-        self._ephemeral = _Ring(max_ephemeral_events if max_ephemeral_events is not None
-                                else max(1, min(max_events, 1000)))
-        # Only the entries that change membership: replay's rebuild of the membership at the resume
-        # point reads these, not every missed entry.
-        self._changes = _Ring(max_events)
-        # The durable entries by chat (and by explicit recipient): a resume walks the entries of the
-        # user's chats only, so it costs what it returns, not the window's size.
+        self.max_ephemeral = (max_ephemeral_events if max_ephemeral_events is not None
+                              else max(1, min(max_events, 1000)))
+        self._durable = _Ring()
+        self._ephemeral = _Ring()
+        # The durable entries by the chats they may be for and by the users they name (explicit
+        # recipients, membership changes): a resume reads the rings of one user's chats and their own,
+        # so it costs what that user missed, not the window's size. Derived from _durable, evicted with it.
         self._by_key: dict[str | tuple[str, str], _Ring] = {}
         # Every durable event with a sequence above floor (and up to last_seq) is held. None until known.
         self.floor: int | None = None
@@ -130,25 +129,19 @@ class ReplayWindow:
         if not entry.frame and not entry.changes:
             return  # for nobody: the sequence is covered without holding it
         if entry.type in EPHEMERAL_TYPES:
-            over = self._ephemeral.append(entry)
-            if over:
-                self._ephemeral.evict(over)
+            self._ephemeral.entries.append(entry)
+            if len(self._ephemeral) > self.max_ephemeral:
+                self._ephemeral.evict(1)
             return
-        if entry.changes:
-            self._changes.append(entry)
         by_key = self._by_key
-        if entry.chat_ids is None and not entry.recipients:  # most entries: one chat
-            keys: Iterable[str | tuple[str, str]] = (entry.chat_id,) if entry.chat_id is not None else ()
-        else:
-            keys = _keys(entry)
-        for key in keys:
+        for key in _keys(entry):
             ring = by_key.get(key)
             if ring is None:
-                ring = by_key[key] = _Ring(0)
+                ring = by_key[key] = _Ring()
             ring.entries.append(entry)
-        over = self._durable.append(entry)
-        if over:
-            self._evict(over)
+        self._durable.entries.append(entry)
+        if len(self._durable) > self.max_events:
+            self._evict(1)
 
     def trim(self, now: float) -> None:
         """Drops events older than the window's age."""
@@ -161,47 +154,32 @@ class ReplayWindow:
             self._evict(count)
 
     def _evict(self, count: int) -> None:
-        by_key = self._by_key
-        evicted: dict[str | tuple[str, str], int] = {}
-        for entry in self._durable.oldest(count):
-            if entry.chat_ids is None and not entry.recipients:  # most entries: one chat
-                evicted[entry.chat_id] = evicted.get(entry.chat_id, 0) + 1  # type: ignore[index]
-            else:
-                for key in _keys(entry):
-                    evicted[key] = evicted.get(key, 0) + 1
-        evicted.pop(None, 0)  # type: ignore[call-overload]
-        for key, n in evicted.items():
-            ring = by_key[key]  # in seq order, so these are its oldest too
-            if len(ring) == n:
-                del by_key[key]
-            else:
-                ring.evict(n)
-        last = self._durable.evict(count)
-        self.floor = last.seq
-        changes = self._changes
-        start = bisect.bisect_right(changes.entries, last.seq, lo=changes.head, key=_seq)
-        if start > changes.head:
-            changes.evict(start - changes.head)
+        durable, by_key = self._durable, self._by_key
+        for i in range(durable.head, durable.head + count):
+            for key in _keys(durable.entries[i]):
+                ring = by_key[key]  # in seq order, so this entry is its oldest too
+                if len(ring) == 1:
+                    del by_key[key]
+                else:
+                    ring.evict(1)
+        self.floor = durable.entries[durable.head + count - 1].seq
+        durable.evict(count)
 
     def covers(self, seq: int) -> bool:
         return self.floor is not None and self.floor <= seq <= self.last_seq
 
-    def after(self, seq: int) -> Iterator[WindowEntry]:
-        """Held entries after `seq`, durable and ephemeral, in stream order."""
-        return heapq.merge(self._durable.after(seq), self._ephemeral.after(seq), key=_seq)
-
-    def _candidates(self, user_id: str, chats: Iterable[str], seq: int) -> Iterator[WindowEntry]:
+    def _candidates(self, user_id: str, chats: Iterable[str], seq: int) -> Iterable[WindowEntry]:
         """The held entries after `seq` that may be for `user_id` (whose chats, at any point of the
-        window, are `chats`), in stream order: the durable ones of those chats and addressed to them,
-        and the few ephemeral ones."""
+        window, are `chats`), in stream order: the durable ones of those chats and naming the user, and
+        the few ephemeral ones. An entry both in a chat and naming the user comes twice, side by side."""
         by_key = self._by_key
-        rings = [by_key[key] for key in (*chats, ("u", user_id)) if key in by_key]
-        durable = heapq.merge(*(ring.after(seq) for ring in rings), key=_seq)
-        last = None
-        for entry in heapq.merge(durable, self._ephemeral.after(seq), key=_seq):
-            if entry is not last:  # one entry may be both in a chat and addressed to the user
-                last = entry
-                yield entry
+        tails = [by_key[key].tail(seq) for key in (*chats, ("u", user_id)) if key in by_key]
+        tails.append(self._ephemeral.tail(seq))
+        if sum(map(len, tails)) <= SORT_AT_MOST:
+            # Each tail is in order: sorting their concatenation merges the runs, in C.
+            return sorted(itertools.chain.from_iterable(tails), key=_seq)
+        # More than a page is likely to need: merged lazily, so the walk stops with the page.
+        return heapq.merge(*tails, key=_seq)
 
     def replay(self, user_id: str, current_chats: Iterable[str], after_seq: int,
                max_bytes: int | None = None) -> list[bytes]:
@@ -210,10 +188,11 @@ class ReplayWindow:
         Membership at the resume point is rebuilt from the current one: a chat whose first change in
         the window is a join was not theirs yet, one whose first change is a leave still was.
         With `max_bytes`, it stops after the frame that passes it: the caller sends a page and the
-        client resumes from there, so the walk costs what one page holds, not the whole window.
+        client resumes from there.
         """
         first_change: dict[str, bool] = {}
-        for entry in self._changes.after(after_seq):
+        mine = self._by_key.get(("u", user_id))
+        for entry in mine.tail(after_seq) if mine is not None else ():
             for user, chat, member_after in entry.changes:
                 if user == user_id and chat not in first_change:
                     first_change[chat] = not member_after
@@ -226,15 +205,18 @@ class ReplayWindow:
                 chats.discard(chat)
         frames: list[bytes] = []
         size = 0
-        members_of = delivery.members_for(user_id, chats)
+        last = None
         for entry in self._candidates(user_id, ever, after_seq):
+            if entry is last:
+                continue
+            last = entry
             if entry.changes and entry.changes_first:
                 _apply(chats, user_id, entry.changes)
             # The common case, a chat event with no explicit recipients, without building a set.
             if entry.chat_ids is None and not entry.recipients:
                 wanted = entry.chat_id in chats
             else:
-                wanted = user_id in delivery.recipients(entry, members_of)
+                wanted = delivery.is_for(entry, user_id, chats)
             if wanted:
                 frames.append(entry.frame)
                 size += len(entry.frame)
@@ -246,11 +228,13 @@ class ReplayWindow:
 
 
 def _keys(entry: WindowEntry) -> Iterable[str | tuple[str, str]]:
-    """Where an entry is indexed: every chat whose members it may be for, and its explicit recipients."""
+    """Where a durable entry is indexed: every chat whose members it may be for, and the users it names."""
+    if entry.chat_ids is None and not entry.recipients and not entry.changes:  # most entries: one chat
+        return (entry.chat_id,) if entry.chat_id is not None else ()
     keys: list[str | tuple[str, str]] = list(entry.chat_ids) if entry.chat_ids is not None else (
         [entry.chat_id] if entry.chat_id is not None else [])
-    if entry.recipients:
-        keys.extend(("u", user) for user in entry.recipients)
+    keys.extend(("u", user) for user in entry.recipients or ())
+    keys.extend(("u", user) for user, _, _ in entry.changes)
     return dict.fromkeys(keys)
 
 
