@@ -3,6 +3,8 @@
 import { clearSession, loadSession, refreshLeadMs, saveSession, SESSION_KEY } from "./tokens.js";
 
 const REFRESH_LOCK = "fechatter.refresh";
+// The largest page the listings give; without `limit` they answer at most 1,000 rows.
+const LIST_PAGE = 200;
 
 export class ApiError extends Error {
   constructor(status, body, retryAfter = null) {
@@ -209,6 +211,21 @@ export class Api {
     return this.send("DELETE", url);
   }
 
+  // Every row of a paged listing ({[key]: rows, next_cursor}), one page after the other.
+  async everyPage(path, key) {
+    const rows = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: String(LIST_PAGE) });
+      if (cursor) query.set("cursor", cursor);
+      const page = (await this.get(`${path}?${query}`)) || {};
+      const items = page[key] || [];
+      rows.push(...items);
+      cursor = items.length ? page.next_cursor : null;
+    } while (cursor);
+    return rows;
+  }
+
   // --- resources ----------------------------------------------------------
 
   me() {
@@ -216,7 +233,7 @@ export class Api {
   }
 
   users() {
-    return this.get("/api/users");
+    return this.everyPage("/api/users", "users");
   }
 
   workspace() {
@@ -247,7 +264,7 @@ export class Api {
   }
 
   members(chatId) {
-    return this.get(`/api/chats/${encodeURIComponent(chatId)}/members`);
+    return this.everyPage(`/api/chats/${encodeURIComponent(chatId)}/members`, "members");
   }
 
   addMembers(chatId, userIds) {
@@ -256,7 +273,7 @@ export class Api {
 
   // Not in the contract (section 5) yet: the workspace's public channels the caller has not joined.
   publicChannels() {
-    return this.get("/api/channels/public");
+    return this.everyPage("/api/channels/public", "channels");
   }
 
   messages(chatId, { before = null, after = null, limit = 50 } = {}) {

@@ -1,7 +1,7 @@
 // Modal dialogs: new conversation, add people, join a channel, invite link.
 // Each takes `app`: {store, api, sync, chats}, as app.js builds it.
 
-import { byTestId, h, icon, renderUserPicker, showFormError, toast } from "./ui.js";
+import { byTestId, h, icon, memberCountText, renderUserPicker, showFormError, toast } from "./ui.js";
 
 const CHANNEL_TYPES = new Set(["public_channel", "private_channel"]);
 
@@ -133,7 +133,7 @@ function wireAddMembers(app) {
     try {
       await app.api.addMembers(app.store.openChatId, ids);
       root.close();
-      app.sync.loadMembers(app.store.openChatId);
+      app.sync.loadMembers(app.store.openChatId, { force: true });
     } catch (failure) {
       showFormError(error, failure);
     }
@@ -176,11 +176,12 @@ function channelRow(app, channel) {
           event.target.disabled = false;
         });
       }, text: "Join" });
+  const about = [memberCountText(app.store.memberCount(channel)), channel.description].filter(Boolean).join(" · ");
   return h("li", { class: "channel-row", dataset: { testid: "browse-item", chatId: channel.id } },
     h("span", { class: "chat-icon" }, icon("hash")),
     h("span", { class: "channel-row-text" },
       h("strong", { text: channel.name || "channel" }),
-      channel.description ? h("span", { class: "hint", text: channel.description }) : null),
+      h("span", { class: "hint", dataset: { testid: "browse-item-about" }, text: about })),
     button);
 }
 
@@ -218,9 +219,7 @@ export async function openBrowse(app) {
   hint.textContent = "Loading channels…";
   root.showModal();
   try {
-    const answer = await app.api.publicChannels();
-    const channels = (Array.isArray(answer) ? answer : answer.channels || answer.chats || [])
-      .filter((chat) => (!chat.type || chat.type === "public_channel") && !app.store.chats.has(chat.id));
+    const channels = (await app.api.publicChannels()).filter((chat) => !app.store.chats.has(chat.id));
     const rows = [...channels, ...known]
       .sort((a, b) => (a.name || "").localeCompare(b.name || ""))
       .map((chat) => channelRow(app, chat));

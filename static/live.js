@@ -122,19 +122,20 @@ export class Live {
     this.views.sidebar.render();
   }
 
-  memberJoined({ chat_id: chatId, user_id: userId }) {
-    const { store, sync } = this;
+  memberJoined({ chat_id: chatId, user_id: userId, role }) {
+    const { store, sync, views } = this;
     if (this.isMe(userId)) {
       this.api.chat(chatId).then((chat) => this.chats.addChat(chat)).catch(() => sync.reloadChatsSoon());
       sync.loadPresenceSoon();
       return;
     }
     if (!store.chats.has(chatId)) return;
-    store.addMember(chatId, userId);
+    store.addMember(chatId, userId, role);
     if (!store.users.has(userId)) sync.reloadUsersSoon();
+    // They may be online already: presence events come only when a first stream opens.
     sync.loadPresenceSoon();
-    if (chatId === store.openChatId) sync.loadMembers(chatId);
-    this.views.sidebar.render();
+    if (chatId === store.openChatId) views.renderMembership();
+    views.sidebar.render();
   }
 
   memberLeft({ chat_id: chatId, user_id: userId }) {

@@ -5,8 +5,6 @@ import { Timeline } from "./timeline.js";
 const TYPING_SHOWN_MS = 5000;
 
 // Chat members arrive as user ids or as {user_id, role} objects; we keep ids.
-const LISTED_MEMBERS = new Set(["direct", "group"]);
-
 function memberIds(members) {
   if (!Array.isArray(members)) return [];
   return members.map((m) => (typeof m === "string" ? m : m.user_id || m.id)).filter(Boolean);
@@ -29,7 +27,7 @@ export class Store {
     this.timelines = new Map();
     this.presence = new Map();
     this.typing = new Map();
-    this.members = new Map(); // chatId -> [{user_id, role, joined_at}]
+    this.members = new Map(); // chatId -> every member [{user_id, role, joined_at}], once loaded
     this.openChatId = null;
     this.preview = null; // a public channel opened by link that we are not a member of
     this.editingId = null; // the message being edited in place
@@ -67,10 +65,9 @@ export class Store {
   upsertChat(raw) {
     const existing = this.chats.get(raw.id) || {};
     const chat = { ...existing, ...raw };
-    // The chat list names the members of direct and group chats only; a channel's come with its members page.
-    const listsMembers = raw.members !== undefined && (LISTED_MEMBERS.has(chat.type) || raw.member_count === undefined || raw.members.length > 0);
-    if (listsMembers) chat.memberIds = memberIds(raw.members);
-    else chat.memberIds = existing.memberIds || [];
+    // We are in every chat we hold, so an empty list names nobody: the chat list gives a channel's
+    // members as [] (its member_count counts them), they come with the members pages.
+    chat.memberIds = raw.members && raw.members.length ? memberIds(raw.members) : existing.memberIds || [];
     chat.member_count = Number(raw.member_count ?? existing.member_count ?? chat.memberIds.length);
     chat.unread_count = Number(raw.unread_count ?? existing.unread_count ?? 0);
     const lastSeq = (chat.last_message && chat.last_message.seq) || 0;
@@ -86,8 +83,10 @@ export class Store {
     this.members.delete(chatId);
   }
 
-  // A chat we can see but are not in, shown read-only until we join.
+  // A chat we can see but are not in, shown read-only until we join. Its member list is not kept
+  // current by member events (they reach members only), so it goes with the preview.
   setPreview(chat) {
+    if (this.preview) this.members.delete(this.preview.id);
     this.preview = chat ? { ...chat, memberIds: memberIds(chat.members || []), unread_count: 0 } : null;
   }
 
@@ -101,18 +100,23 @@ export class Store {
     return (id && this.chats.get(id)) || (this.isPreviewing(id) ? this.preview : null);
   }
 
+  // Every member of a chat (all the pages), so also its count.
   setMembers(chatId, list) {
     this.members.set(chatId, list);
-    const chat = this.chats.get(chatId);
-    if (chat) chat.memberIds = list.map((m) => m.user_id);
+    const chat = this.chats.get(chatId) || (this.isPreviewing(chatId) ? this.preview : null);
+    if (chat) {
+      chat.memberIds = list.map((m) => m.user_id);
+      chat.member_count = list.length;
+    }
   }
 
-  addMember(chatId, userId) {
+  addMember(chatId, userId, role = "member") {
     const chat = this.chats.get(chatId);
-    if (chat && !chat.memberIds.includes(userId)) {
-      chat.memberIds.push(userId);
-      chat.member_count = (chat.member_count || 0) + 1;
-    }
+    if (!chat || chat.memberIds.includes(userId)) return;
+    chat.memberIds.push(userId);
+    chat.member_count = (chat.member_count || 0) + 1;
+    const members = this.members.get(chatId);
+    if (members) members.push({ user_id: userId, role });
   }
 
   removeMember(chatId, userId) {
@@ -136,9 +140,10 @@ export class Store {
     return [...this.chats.values()].reduce((sum, chat) => sum + (chat.unread_count || 0), 0);
   }
 
-  // How many people are in the chat: the server's count, as a channel's member ids may not all be loaded.
+  // How many people are in a chat (ours, a preview, a browsed channel): the server's count, kept
+  // by member events; a channel's member ids are there only once its members are loaded.
   memberCount(chat) {
-    return Number(chat.member_count ?? chat.memberIds.length);
+    return Number(chat.member_count ?? (chat.memberIds || chat.members || []).length);
   }
 
   otherMemberIds(chat) {
@@ -177,9 +182,11 @@ export class Store {
     return timeline;
   }
 
-  // After a resync only the open chat's timeline is worth keeping; the rest reload when opened.
-  dropTimelinesExceptOpen() {
+  // After a resync only the open chat's timeline is worth keeping; the rest, and every member
+  // list, load again when opened.
+  dropLoadedExceptOpen() {
     for (const chatId of [...this.timelines.keys()]) if (chatId !== this.openChatId) this.timelines.delete(chatId);
+    this.members.clear();
   }
 
   // A new or changed message from the API or the stream. Returns

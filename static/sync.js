@@ -6,11 +6,6 @@ import { debounce } from "./util.js";
 const PAGE_SIZE = 50;
 const GAP_PAGE_SIZE = 200;
 
-// List endpoints answer a bare array or an object holding it.
-function listOf(answer, key) {
-  return Array.isArray(answer) ? answer : answer[key] || [];
-}
-
 export class Sync {
   // onChatGone(chatId): the open chat is no longer in our list (we left, were removed, it was deleted).
   constructor({ store, api, views, reads, notifyUrl, onChatGone }) {
@@ -26,12 +21,12 @@ export class Sync {
   }
 
   async loadUsers() {
-    this.store.setUsers(listOf(await this.api.users(), "users"));
+    this.store.setUsers(await this.api.users());
   }
 
   async loadChats() {
     const { store, views } = this;
-    store.setChats(listOf(await this.api.chats(), "chats"));
+    store.setChats(await this.api.chats());
     const open = store.openChatId;
     if (open && !store.chats.has(open) && !store.isPreviewing(open)) this.onChatGone(open);
     views.sidebar.render();
@@ -51,20 +46,22 @@ export class Sync {
     }
   }
 
-  async loadMembers(chatId) {
+  // A chat's members, once: member events keep the list current (a resync or `force` loads it again).
+  // Who of them is online, each time: notify answers that only for a chat we are in.
+  async loadMembers(chatId, { force = false } = {}) {
     const { store } = this;
+    const load = force || !store.members.has(chatId);
     try {
-      const [members, online] = await Promise.all([
-        this.api.members(chatId),
-        this.api.onlineUsers(this.notifyUrl, chatId).catch(() => null),
+      const [list, online] = await Promise.all([
+        load ? this.api.members(chatId) : null,
+        store.isPreviewing(chatId) ? null : this.api.onlineUsers(this.notifyUrl, chatId).catch(() => null),
       ]);
-      const list = listOf(members, "members");
-      store.setMembers(chatId, list);
+      if (list) store.setMembers(chatId, list);
       if (online) store.setOnline(online.users || []);
-      if (list.some((m) => !store.users.has(m.user_id))) this.reloadUsersSoon();
+      if (list && list.some((m) => !store.users.has(m.user_id))) this.reloadUsersSoon();
       if (chatId === store.openChatId) this.views.renderMembership();
     } catch {
-      // Not a member (a previewed channel): the panel stays empty.
+      // The chat is gone or hidden from us: the panel keeps what it had.
     }
   }
 
@@ -130,8 +127,12 @@ export class Sync {
     const { store } = this;
     try {
       await Promise.all([this.loadChats(), this.loadUsers()]);
-      store.dropTimelinesExceptOpen();
-      if (store.openChatId && store.chats.has(store.openChatId)) await this.loadLatest(store.openChatId);
+      store.dropLoadedExceptOpen();
+      const open = store.openChatId;
+      if (open && store.chats.has(open)) {
+        this.loadMembers(open, { force: true });
+        await this.loadLatest(open);
+      }
       this.loadPresence();
       this.views.renderAll();
     } catch (error) {

@@ -53,6 +53,10 @@ export function linkify(text) {
   return fragment;
 }
 
+export function memberCountText(count) {
+  return `${count} member${count === 1 ? "" : "s"}`;
+}
+
 export function presenceDot(userId, status) {
   return h("span", {
     class: "presence-dot",

@@ -412,6 +412,8 @@ def test_browse_and_join_a_public_channel(open_page, stack):
     row = bob.page.locator(f'[data-testid="browse-item"][data-chat-id="{channel}"]')
     expect(row).to_have_count(1)
     expect(row).to_contain_text(name)
+    # The browser counts a channel's members from member_count (the chat list gives channels no members).
+    expect(row.get_by_test_id("browse-item-about")).to_have_text("1 member")
     bob.screenshot("10-browse-channels")
     row.get_by_test_id("browse-join-channel").click()
     expect(bob.by("browse-dialog")).to_be_hidden()
@@ -422,6 +424,10 @@ def test_browse_and_join_a_public_channel(open_page, stack):
     expect(bob.message_with_text("Notes on the engine, part one.")).to_have_count(1)
     expect(bob.by("join-banner")).to_be_hidden()
     expect(bob.by("message-input")).to_be_visible()
+    expect(bob.by("chat-description")).to_have_text("2 members")
+    # The owner cannot leave a chat (the server refuses), so only Bob is offered to.
+    expect(bob.by("leave-chat")).to_be_visible()
+    expect(ada.by("leave-chat")).to_be_hidden()
     # Ada, reading the channel, sees him join (member.joined): in the members list, online.
     expect(ada.by("online-members").get_by_text("Bob Babbage")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(ada.by("members-toggle")).to_have_text("Members 2")
@@ -438,6 +444,7 @@ def test_browse_and_join_a_public_channel(open_page, stack):
     expect(row.get_by_test_id("browse-open")).to_be_visible()
     expect(row.get_by_test_id("browse-join-channel")).to_have_count(0)
     expect(row).to_have_count(1)
+    expect(row.get_by_test_id("browse-item-about")).to_have_text("2 members")
     bob.page.keyboard.press("Escape")
     expect(bob.by("browse-dialog")).to_be_hidden()
     for page in (ada, bob):

@@ -1,6 +1,6 @@
 // The open chat's frame: which pane shows (list or chat), its header, the join banner and the typing line.
 
-import { byTestId } from "../ui.js";
+import { byTestId, memberCountText } from "../ui.js";
 
 const TYPING_REFRESH_MS = 1000;
 
@@ -44,12 +44,13 @@ export class ChatPane {
     if (!chat) return;
     const preview = Boolean(store.preview);
     const title = store.chatTitle(chat);
-    const count = store.memberCount(chat);
     this.title.textContent = (chat.type === "public_channel" ? "# " : "") + title;
     this.title.dataset.chatId = chat.id;
-    this.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : `${count} member${count === 1 ? "" : "s"}`);
+    this.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : memberCountText(store.memberCount(chat)));
     byTestId("copy-channel-link").hidden = chat.type !== "public_channel";
-    byTestId("leave-chat").hidden = preview || chat.type === "direct";
+    // The owner cannot leave (the server says so); they delete the chat instead.
+    const owner = Boolean(store.me && chat.owner_id === store.me.id);
+    byTestId("leave-chat").hidden = preview || owner || chat.type === "direct";
     byTestId("add-members").hidden = preview || chat.type === "direct";
     byTestId("join-banner").hidden = !preview;
     this.composer.hidden = preview;

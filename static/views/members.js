@@ -47,6 +47,6 @@ export class MembersPanel {
     this.online.replaceChildren(...online);
     this.offline.replaceChildren(...offline);
     this.count.textContent = String(online.length);
-    this.toggleButton.textContent = `Members ${store.members.has(store.openChatId) ? members.length : store.memberCount(chat)}`;
+    this.toggleButton.textContent = `Members ${store.memberCount(chat)}`;
   }
 }
