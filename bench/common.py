@@ -141,8 +141,11 @@ class HttpConnection:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float = 30
+        self, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float | None = 30
     ) -> tuple[int, Any]:
+        """One request and its answer; `timeout=None` for a timed loop (no wait_for task in what is measured)."""
+        if timeout is None:
+            return await self._request(method, path, body, token)
         return await asyncio.wait_for(self._request(method, path, body, token), timeout)
 
     async def _request(self, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:

@@ -489,6 +489,13 @@ def print_results(sizes: tuple[int, int], small: dict[str, dict], large: dict[st
               f"{fmt(at_large['p95_ms']):>11} {fmt(r):>6} {at_large['bytes'] / 1000:>6.1f} "
               f"{'' if at_large['rows'] is None else at_large['rows']:>5} "
               f"{fmt(budget) if budget else '':>7}  {'over: ' + ', '.join(fails) if fails else 'ok'}{note}")
+    control = next((name for name in small if "(control)" in name), None)
+    if control and small[control]["n"] and large[control]["n"]:
+        moved = large[control]["p95_ms"] / small[control]["p95_ms"]
+        if not (1 / RATIO_BUDGET <= moved <= RATIO_BUDGET):
+            # A find by _id does not grow with the database: when it moves this much, the machine did.
+            print(f"the control moved x{moved:.2f} between the sizes: the machine's load changed, so this run's "
+                  "ratios measure that, not the routes; run again on a quieter machine", flush=True)
     return missed
 
 

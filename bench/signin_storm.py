@@ -1,10 +1,10 @@
 """Sends during a sign-in storm: sends/s and send p50/p99 alone, then while N clients sign in back to back.
 
-Starts the embedded stack and `main.py --role=api` as bench/api_send_latency.py does (rate limits
-off), signs up two users and a direct chat, then runs `--senders` connections sending messages for
-`--seconds`: first alone, then with `--signins` connections each signing in again and again
-(argon2 on every one). Prints both, the ratio, and the sign-ins/s the storm reached. The hashing
-bound is the api's config; `--hash-concurrency 64 --hash-parallelism 4` is the unbounded
+Starts the embedded stack and `main.py --role=api` (bench.stack.FechatterStack, notify not started,
+rate limits off), signs up two users and a direct chat, then runs `--senders` connections sending
+messages for `--seconds`: first alone, then with `--signins` connections each signing in again and
+again (argon2 on every one). Prints both, the ratio, and the sign-ins/s the storm reached. The
+hashing bound is the api's config; `--hash-concurrency 64 --hash-parallelism 4` is the unbounded
 behaviour before issue 13.
 
     .venv/bin/python -m bench.signin_storm [--signins 16] [--senders 4] [--seconds 5]
@@ -15,41 +15,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+import shutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.embedded import EmbeddedStack  # noqa: E402
-from app.processes import free_port  # noqa: E402
-from bench.api_send_latency import Connection, percentile, wait_ready  # noqa: E402
-from bench.stack import write_key_pair  # noqa: E402
-
-PASSWORD = "bench password"
+from bench.common import HttpConnection, now, saved, summarize_ms
+from bench.stack import HOST, PASSWORD, FechatterStack, workdir
+from tests.support.api import wait_for
 
 
 async def _sender(port: int, path: str, token: str, stop: asyncio.Event, latencies: list[float]) -> None:
-    conn = Connection("127.0.0.1", port)
-    await conn.open()
+    conn = HttpConnection(HOST, port)
     try:
         i = 0
         while not stop.is_set():
-            began = time.perf_counter()
-            status, body = await conn.request("POST", path, {"content": f"storm {i}"}, token=token)
+            began = now()
+            status, body = await conn.request("POST", path, {"content": f"storm {i}"}, token=token, timeout=None)
             assert status == 201, body
-            latencies.append((time.perf_counter() - began) * 1000)
+            latencies.append(now() - began)
             i += 1
     finally:
         conn.close()
 
 
 async def _signer(port: int, email: str, stop: asyncio.Event, done: list[int]) -> None:
-    conn = Connection("127.0.0.1", port)
-    await conn.open()
+    conn = HttpConnection(HOST, port)
     try:
         while not stop.is_set():
             status, body = await conn.request("POST", "/api/signin", {"email": email, "password": PASSWORD})
@@ -64,75 +52,44 @@ async def _phase(port: int, path: str, token: str, senders: int, signins: int, e
     latencies: list[float] = []
     signed = [0]
     signers = [asyncio.ensure_future(_signer(port, email, stop, signed)) for _ in range(signins)]
-    if signers:
-        await asyncio.sleep(0.5)  # the storm under way before sends are measured
+    if signers:  # the storm under way before sends are measured
+        await wait_for(lambda: signed[0] >= signins or any(s.done() for s in signers), timeout=60,
+                       message=f"{signins} sign-ins")
     signed[0] = 0
-    began = time.perf_counter()
+    began = now()
     sending = [asyncio.ensure_future(_sender(port, path, token, stop, latencies)) for _ in range(senders)]
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds)  # the measurement's length
     stop.set()
     await asyncio.gather(*sending, *signers)
-    elapsed = time.perf_counter() - began
+    elapsed = now() - began
+    summary = summarize_ms(latencies)
     return {
         "sends_per_s": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 0.50),
-        "p99_ms": percentile(latencies, 0.99),
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
         "signins_per_s": signed[0] / elapsed,
     }
 
 
 async def run(args: argparse.Namespace) -> dict:
-    with tempfile.TemporaryDirectory(prefix="fechatter-bench-") as tmp:
-        data_dir = Path(tmp)
-        stack = EmbeddedStack(data_dir / "stack")
-        await stack.start()
-        private, public = write_key_pair(data_dir)
-        port = free_port()
-        env = {
-            **os.environ,
-            "FECHATTER_DATA_DIR": str(data_dir),
-            "FECHATTER_LOG_LEVEL": "warning",
-            "FECHATTER_MONGO_URI": stack.mongo_uri,
-            "FECHATTER_NATS_URL": stack.nats_url,
-            "FECHATTER_AUTH_PRIVATE_KEY_FILE": str(private),
-            "FECHATTER_AUTH_PUBLIC_KEY_FILE": str(public),
-            "FECHATTER_LIMITS_ENABLED": "false",
-        }
-        if args.hash_concurrency is not None:
-            env["FECHATTER_AUTH_PASSWORD_HASH_CONCURRENCY"] = str(args.hash_concurrency)
-        if args.hash_parallelism is not None:
-            env["FECHATTER_AUTH_PASSWORD_HASH_PARALLELISM"] = str(args.hash_parallelism)
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "--role=api", f"--port={port}"], cwd=ROOT, env=env,
-        )
-        conn = Connection("127.0.0.1", port)
-        try:
-            await wait_ready(port, process)
-            await conn.open()
-            status, owner = await conn.request("POST", "/api/signup", {
-                "fullname": "Bench Owner", "email": "owner@bench.example", "password": PASSWORD,
-                "workspace": "bench"})
-            assert status == 201, owner
-            status, member = await conn.request("POST", "/api/signup", {
-                "fullname": "Bench Member", "email": "member@bench.example", "password": PASSWORD,
-                "invite_code": owner["workspace"]["invite_code"]})
-            assert status == 201, member
-            token = owner["access_token"]
-            status, chat = await conn.request(
-                "POST", "/api/chats", {"type": "direct", "members": [member["user"]["id"]]}, token=token)
-            assert status == 201, chat
-            path = f"/api/chats/{chat['id']}/messages"
-            await _phase(port, path, token, args.senders, 0, "", 1.0)  # warm-up
-            alone = await _phase(port, path, token, args.senders, 0, "", args.seconds)
-            storm = await _phase(port, path, token, args.senders, args.signins, "member@bench.example", args.seconds)
-        finally:
-            conn.close()
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            await stack.stop()
+    env = {}
+    if args.hash_concurrency is not None:
+        env["FECHATTER_AUTH_PASSWORD_HASH_CONCURRENCY"] = str(args.hash_concurrency)
+    if args.hash_parallelism is not None:
+        env["FECHATTER_AUTH_PASSWORD_HASH_PARALLELISM"] = str(args.hash_parallelism)
+    directory = workdir("signin_storm")
+    stack = FechatterStack(directory, env=env)
+    try:
+        await stack.start(notify=False)
+        await stack.seed(2)
+        owner, member = stack.users
+        port, token, path = stack.api_port, owner["token"], f"/api/chats/{stack.chat_id}/messages"
+        await _phase(port, path, token, args.senders, 0, "", 1.0)  # warm-up
+        alone = await _phase(port, path, token, args.senders, 0, "", args.seconds)
+        storm = await _phase(port, path, token, args.senders, args.signins, member["email"], args.seconds)
+    finally:
+        await stack.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return {"alone": alone, "storm": storm}
 
 
@@ -159,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run_and_report(args: argparse.Namespace) -> None:
-    report(args, await run(args))
+    report(args, saved("signin_storm", args, await run(args)))
 
 
 def main() -> None:

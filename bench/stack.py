@@ -93,8 +93,10 @@ class FechatterStack:
 
     name = "fechatter"
 
-    def __init__(self, workdir: Path, *, mongo_memory: bool = False, log_level: str = "warning"):
+    def __init__(self, workdir: Path, *, mongo_memory: bool = False, log_level: str = "warning",
+                 env: dict[str, str] | None = None):
         self.workdir = workdir
+        self.extra_env = env or {}  # on top of env(): a benchmark's own settings (FECHATTER_...)
         self.nats = NatsServer(workdir / "nats")
         self.mongo = MongoWireServer(workdir / "mongo", memory=mongo_memory)
         self.api_port = free_port()
@@ -130,6 +132,7 @@ class FechatterStack:
             "FECHATTER_AUTH_PUBLIC_KEY_FILE": str(public),
             # Long enough that no stream ends for an expired token during a run.
             "FECHATTER_AUTH_ACCESS_TOKEN_TTL_SECONDS": "7200",
+            **self.extra_env,
         }
 
     async def start_servers(self) -> None:
@@ -154,7 +157,8 @@ class FechatterStack:
                 raise RuntimeError(f"{child.name} did not start: {e}\n{child.tail()}") from None
 
     async def seed(self, members: int, *, concurrency: int = 4) -> None:
-        """`members` users in one workspace (signup + invite_code) and one group chat of all of them."""
+        """`members` users in one workspace (signup + invite_code, password PASSWORD) and one chat of them all:
+        a group from 3 members, else a direct chat."""
         conn = HttpConnection(HOST, self.api_port)
         self.owner = await self._signup(conn, {"workspace": f"bench-{uuid.uuid4().hex[:8]}"})
         status, workspace = await conn.request("GET", "/api/workspace", token=self.owner["token"])
@@ -190,7 +194,7 @@ class FechatterStack:
         status, reply = await conn.request("POST", "/api/signup", body, timeout=60)
         if status != 201:
             raise RuntimeError(f"POST /api/signup answered {status}: {reply!r}")
-        return {"id": reply["user"]["id"], "token": reply["access_token"]}
+        return {"id": reply["user"]["id"], "token": reply["access_token"], "email": body["email"]}
 
     def stream_targets(self, count: int) -> list[tuple[str, dict]]:
         """`count` streams spread evenly over the chat's members: members × tabs."""
