@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import msgspec
 import yaml
+from msgspec import Meta
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config.yaml"
 ENV_PREFIX = "FECHATTER_"
+
+# Bounds msgspec checks with the types (its error names the key: `api.processes: Expected int >= 1`).
+AtLeastOne = Annotated[int, Meta(ge=1)]
+Positive = Annotated[float, Meta(gt=0)]
 
 
 class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -23,9 +28,9 @@ class ApiConfig(Section):
     port: int
     xheaders: bool
     max_body_bytes: int
-    body_timeout_seconds: float
+    body_timeout_seconds: Positive
     public_notify_url: str
-    processes: int
+    processes: AtLeastOne
     outbox_interval_seconds: float
     outbox_grace_seconds: float
 
@@ -39,8 +44,8 @@ class NotifyConfig(Section):
     retry_ms: int
     max_pending_bytes: int
     cors_origins: list[str]
-    processes: int
-    presence_ttl_seconds: int
+    processes: AtLeastOne
+    presence_ttl_seconds: AtLeastOne  # NATS message TTLs are whole seconds
     replay_ephemeral_events: int
 
 
@@ -67,14 +72,14 @@ class AuthConfig(Section):
     audience: str
     access_token_ttl_seconds: int
     refresh_token_ttl_seconds: int
-    password_hash_concurrency: int
-    password_hash_parallelism: int
+    password_hash_concurrency: Annotated[int, Meta(ge=0)]  # 0: auto
+    password_hash_parallelism: AtLeastOne
     session_cache_seconds: float
 
 
 class FilesConfig(Section):
     max_bytes: int
-    body_timeout_seconds: float
+    body_timeout_seconds: Positive
 
 
 class LimitsConfig(Section):
@@ -194,18 +199,6 @@ def load_config(
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
         raise ConfigError(f"invalid configuration: {_describe(e)}") from None
-    for key, value in (("api.processes", config.api.processes), ("notify.processes", config.notify.processes)):
-        if value < 1:
-            raise ConfigError(f"{key} must be at least 1")
-    for key, value in (("api.body_timeout_seconds", config.api.body_timeout_seconds),
-                       ("files.body_timeout_seconds", config.files.body_timeout_seconds)):
-        if value <= 0:
-            raise ConfigError(f"{key} must be more than 0")
-    if config.auth.password_hash_concurrency < 0 or config.auth.password_hash_parallelism < 1:
-        raise ConfigError("auth.password_hash_concurrency must be 0 (auto) or more, "
-                          "auth.password_hash_parallelism at least 1")
-    if config.notify.presence_ttl_seconds < 1:
-        raise ConfigError("notify.presence_ttl_seconds must be at least 1 (NATS message TTLs are whole seconds)")
     if config.nats.stream_max_age_seconds <= config.notify.replay_window_seconds:
         raise ConfigError("nats.stream_max_age_seconds must exceed notify.replay_window_seconds")
     return config

@@ -330,6 +330,17 @@ class EventBus:
 
         return await self.nc.subscribe(f"{self.subjects.prefix}.user.*.{SESSIONS_REVOKED}", cb=on_message)
 
+    @staticmethod
+    async def unsubscribe(subscription: Any) -> None:
+        """Ends a subscription of `subscribe_ordered` or `subscribe_sessions` (None: nothing to end);
+        NATS may be gone at shutdown, which is no error."""
+        if subscription is None:
+            return
+        try:
+            await subscription.unsubscribe()
+        except Exception as e:  # noqa: BLE001 - NATS may be gone at shutdown
+            log.debug("unsubscribe failed: %s", e)
+
     async def close(self) -> None:
         if self.nc.is_closed:
             return

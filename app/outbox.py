@@ -15,6 +15,7 @@ from app import events
 from app.config import ApiConfig
 from app.events import Event, EventBus, encode_event
 from app.store import Store, new_id, utcnow
+from app.tasks import Periodic
 
 log = logging.getLogger("fechatter.outbox")
 
@@ -116,9 +117,7 @@ class Outbox:
         # Entries waiting for the next insert_many, and the insert under way.
         self._saving: list[tuple[dict[str, Any], asyncio.Future]] = []
         self._saver: asyncio.Task | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._stopping = False
+        self._drainer = Periodic("outbox-drainer", config.outbox_interval_seconds, self.drain_once, log)
 
     # -- the request side -------------------------------------------------------------------
 
@@ -194,7 +193,7 @@ class Outbox:
                         entry["_id"], e)
         finally:
             self._deferring.discard(entry["_id"])
-            self._wake.set()
+            self._drainer.wake()
 
     async def _save(self, entry: dict[str, Any]) -> None:
         """Insert the entry; requests arriving while an insert is under way share the next insert_many.
@@ -262,42 +261,14 @@ class Outbox:
     # -- the drainer -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="outbox-drainer")
+        self._drainer.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._drainer.stop()
         if self._forgetting is not None:
             await asyncio.gather(self._forgetting, return_exceptions=True)
         if self._acked:
             await self._delete_acked()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.outbox_interval_seconds)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                again = await self.drain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - MongoDB or NATS away: try again next round
-                log.warning("outbox drain failed: %s", e)
-                continue
-            if again:
-                self._wake.set()
 
     async def drain_once(self, batch: int = 500) -> bool:
         """One pass in order; True when there is more to do right away."""

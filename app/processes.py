@@ -14,10 +14,8 @@ from typing import Callable
 log = logging.getLogger("fechatter")
 
 _PR_SET_PDEATHSIG = 1
-# How long workers get to stop after SIGTERM before SIGKILL (the caller passes its own shutdown grace
-# plus a margin), and how soon after its start a worker's exit counts as a start-up failure (stop
-# everything) rather than a crash (restart it).
-WORKER_STOP_SECONDS = 15.0
+# How soon after its start a worker's exit counts as a start-up failure (stop everything) rather than
+# a crash (restart it).
 WORKER_START_SECONDS = 5.0
 # The supervisor polls rather than blocks in waitpid so that its stop deadline can pass.
 _SUPERVISOR_POLL_SECONDS = 0.1
@@ -61,17 +59,20 @@ def supervise(
     count: int,
     worker: Callable[[], int],
     *,
-    stop_seconds: float = WORKER_STOP_SECONDS,
+    stop_seconds: float,
     start_seconds: float = WORKER_START_SECONDS,
 ) -> int:
     """Forks `count` workers running `worker()` and watches them; SIGTERM/SIGINT stops them all, exit 0.
+
+    `stop_seconds`: how long workers get after SIGTERM before SIGKILL (the caller's shutdown grace
+    plus a margin for closing its clients).
 
     Call it before any event loop or client exists: each worker builds its own MongoDB client and NATS
     connection. A worker that dies is restarted; one that dies during start-up stops everything (exit 1).
     """
     die_with_parent = die_with_parent_hook()  # resolved before fork, called in each child
     workers: dict[int, float] = {}  # pid -> when it started
-    stopping: list[bool] = [False]
+    stopping = False
 
     def spawn() -> None:
         pid = os.fork()
@@ -89,9 +90,10 @@ def supervise(
         workers[pid] = time.monotonic()
 
     def stop_all(signum=None, frame=None) -> None:
-        if not stopping[0]:
+        nonlocal stopping
+        if not stopping:
             log.info("stopping %d workers", len(workers))
-        stopping[0] = True
+        stopping = True
         for pid in workers:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -108,7 +110,7 @@ def supervise(
     while workers:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
-            if stopping[0]:
+            if stopping:
                 deadline = deadline or time.monotonic() + stop_seconds
                 if time.monotonic() > deadline:
                     log.warning("workers %s still running; killing them", sorted(workers))
@@ -117,7 +119,7 @@ def supervise(
             time.sleep(_SUPERVISOR_POLL_SECONDS)
             continue
         started = workers.pop(pid, None)
-        if started is None or stopping[0]:
+        if started is None or stopping:
             continue
         exit_code = os.waitstatus_to_exitcode(status)
         if time.monotonic() - started < start_seconds and exit_code != 0:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import re
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar, cast
 
 import msgspec
 import msgspec.inspect
@@ -132,35 +132,51 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
     Bodies stream in: prepare() runs on the headers, before any of the body is read, so a body this
     route would refuse (too large, a verb it lacks, a stranger on an authenticated verb) is refused
     unread, and the rest is counted against the route's limit while it arrives (data_received).
-    When the body is complete it is `self.request.body`, as without streaming.
+    Tornado calls the verb only once the whole body is in; it is `self.body` (`self.request.body`
+    stays empty when streaming).
+
+    Why every route streams: without it Tornado reads the whole body (up to the server's limit, an
+    upload's) before prepare() runs, so set_max_body_size there would come too late.
     """
 
     # JSON routes accept config api.max_body_bytes; a handler taking uploads raises its own limit,
     # one taking no body sets 0.
     max_body_bytes: int | None = None
     _auth_failure: str | None = None
-    _chunks: bytearray | None = None
+    _chunks: bytearray | None = None  # the body while it arrives (data_received)
+    _body = b""
     _body_refused = False
 
     @property
+    def deps(self) -> Deps:
+        return cast("RoleApp", self.application).deps  # every handler is served by a RoleApp
+
+    @property
     def config(self) -> Config:
-        return self.settings["config"]
+        return self.deps.config
 
     @property
     def store(self) -> store.Store:
-        return self.settings["store"]
+        return self.deps.store
 
     @property
     def bus(self) -> EventBus:
-        return self.settings["bus"]
+        return self.deps.bus
 
     @property
     def verifier(self) -> TokenVerifier:
-        return self.settings["tokens"]
+        return self.deps.verifier
 
     @property
     def metrics(self) -> Metrics:
-        return self.settings["metrics"]
+        return self.deps.metrics
+
+    @property
+    def body(self) -> bytes:
+        """The request body, all of it by the time a verb runs; b"" for none (or one refused)."""
+        if self._chunks is not None:  # the first read, once all is in: one copy, and the buffer goes
+            self._body, self._chunks = bytes(self._chunks), None
+        return self._body
 
     @property
     def services(self) -> ServicesT:
@@ -195,9 +211,9 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
                            if declared is None else "a request has either Content-Length or Transfer-Encoding")
         if chunked and headers["Transfer-Encoding"].lower() != "chunked":
             raise APIError(400, "bad_request", "the only Transfer-Encoding taken is chunked")
-        if not self._implements(self.request.method or ""):
+        verb = self._verb(self.request.method or "")
+        if verb is None:
             raise tornado.web.HTTPError(405)
-        verb = getattr(type(self), (self.request.method or "").lower())
         limit = self.body_limit()
         if declared > limit or (chunked and limit == 0):
             # Should the response still be queued when Tornado looks at the length, it reads nothing
@@ -210,13 +226,12 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         # size, before reading any of it, with a bare 400; counted bytes get the 413 JSON instead.
         connection.set_max_body_size(_UNBOUNDED if chunked else limit)
         connection.set_body_timeout(self.body_timeout())
-        # Tornado's own signal that the body is complete (streaming has no public hook for it).
-        self.request._body_future.add_done_callback(self._body_received)
 
     @classmethod
-    def _implements(cls, method: str) -> bool:
+    def _verb(cls, method: str) -> Callable[..., Any] | None:
+        """This handler's own method for an HTTP verb; None where only Tornado's 405 stands."""
         verb = getattr(cls, method.lower(), None)
-        return verb is not None and verb is not getattr(tornado.web.RequestHandler, method.lower(), None)
+        return None if verb is getattr(tornado.web.RequestHandler, method.lower(), None) else verb
 
     def data_received(self, chunk: bytes) -> None:
         if self._body_refused:
@@ -230,12 +245,6 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             self._chunks, self._body_refused = None, True
             error = payload_too_large(limit)
             self.send_error(error.status_code, exc_info=(APIError, error, None))
-
-    def _body_received(self, future: Any) -> None:
-        # Before the verb: Tornado awaits the same future after prepare(), so its wake-up is queued after this.
-        if not future.cancelled() and future.exception() is None and not self._body_refused:
-            self.request.body = bytes(self._chunks or b"")
-        self._chunks = None
 
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         """Undecodable bytes in a path id name nothing that exists (404); in a query, bad input (422)."""
@@ -291,15 +300,16 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
     def get_json_body(self) -> Any:
         """The decoded JSON body; 400 when it is not JSON at all (or not UTF-8, or nested past the
         decoder's depth), 422 for a number no field can hold (`1e999`)."""
-        if not self.request.body:
+        body = self.body
+        if not body:
             raise APIError(400, "bad_request", "a JSON body is required")
         try:
-            return msgspec.json.decode(self.request.body)
+            return msgspec.json.decode(body)
         except msgspec.ValidationError as e:  # a DecodeError too: well-formed, but out of range
             raise validation_error(e) from None
         except msgspec.DecodeError as e:
             reason = str(e)
-            if _LONE_SURROGATE.search(self.request.body):
+            if _LONE_SURROGATE.search(body):
                 reason = "a string holds a lone UTF-16 surrogate escape (text must be valid Unicode)"
             raise APIError(400, "malformed_json", f"the body is not valid JSON: {reason}") from None
         except UnicodeDecodeError:  # msgspec raises it, not DecodeError, for bytes that are not UTF-8
@@ -370,7 +380,7 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             error = {"code": f"{which}_unavailable", "message": f"{which} is not answering; retry shortly"}
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         elif status_code == 405:
-            allowed = [m for m in self.SUPPORTED_METHODS if self._implements(m)]
+            allowed = [m for m in self.SUPPORTED_METHODS if self._verb(m) is not None]
             self.set_header("Allow", ", ".join(allowed))
             error = {"code": "method_not_allowed", "message": f"{self.request.method} is not allowed here"
                      + (f"; allowed: {', '.join(allowed)}" if allowed else "")}
@@ -478,48 +488,25 @@ class MetricsHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # JSON only for its errors
-        self.finish(generate_latest(self.settings["metrics"].registry))
-
-
-def scrub_url(uri: str) -> str:
-    return scrub_uri(uri)
+        self.finish(generate_latest(self.metrics.registry))
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: level by status, tokens scrubbed from the URL, request metrics recorded."""
+    request = handler.request
     status = handler.get_status()
-    duration = handler.request.request_time()
+    duration = request.request_time()
     if status < 400:
-        level = logging.DEBUG if handler.request.path.startswith(("/health", "/metrics")) else logging.INFO
+        level = logging.DEBUG if request.path.startswith(("/health", "/metrics")) else logging.INFO
     elif status < 500:
         level = logging.WARNING
     else:
         level = logging.ERROR
-    access_log.log(
-        level,
-        "%d %s %s (%s) %.2fms",
-        status,
-        handler.request.method,
-        scrub_url(handler.request.uri or ""),
-        handler.request.remote_ip,
-        duration * 1000,
-    )
-    metrics = handler.settings.get("metrics")
-    if metrics is not None:
-        metrics.observe_request(type(handler).__name__, handler.request.method or "", status, duration)
-
-
-def shared_settings(deps: Deps) -> dict[str, Any]:
-    """The Tornado settings BaseHandler reads, from the one typed object main() built."""
-    return {
-        "deps": deps,
-        "config": deps.config,
-        "store": deps.store,
-        "bus": deps.bus,
-        # An issuer verifies too: with --role=all both roles share one key and one cache of verified tokens.
-        "tokens": deps.verifier,
-        "metrics": deps.metrics,
-    }
+    if access_log.isEnabledFor(level):  # the scrubbing is the costly part: not for a line nobody keeps
+        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, scrub_uri(request.uri or ""),
+                       request.remote_ip, duration * 1000)
+    app = cast(RoleApp, handler.application)  # log_request is a RoleApp's log_function
+    app.deps.metrics.observe_request(type(handler).__name__, request.method or "", status, duration)
 
 
 def route(template: str, handler: type, **kwargs: Any) -> tornado.web.URLSpec:
@@ -534,14 +521,14 @@ class RoleApp(tornado.web.Application):
     """A role's application: background work starts after listen and stops before clients close.
 
     Every role answers /health, /health/ready and /metrics, logs through log_request and answers
-    JSON 404 for any path its own routes do not take. The settings every role shares (config, store,
-    bus, tokens, metrics) come from `deps`; a role passes only its own (services, static_path...).
+    JSON 404 for any path its own routes do not take. Handlers reach the shared clients through
+    `deps` (BaseHandler.config, .store, ...); a role passes only its own settings (services,
+    static_path...). `config` is a setting too, for the role code and templates that read it there.
     """
 
     def __init__(
         self, routes: list[tornado.web.URLSpec], *, role: str, deps: Deps, **settings: Any
     ):
-        settings = {**shared_settings(deps), **settings}
         self.deps = deps
         super().__init__(
             [
@@ -552,6 +539,7 @@ class RoleApp(tornado.web.Application):
                 route(r"/api/.*", NotFoundHandler),
             ],
             role=role,
+            config=deps.config,
             log_function=log_request,
             default_handler_class=NotFoundHandler,
             static_handler_class=StaticHandler,

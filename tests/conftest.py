@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import argon2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,7 +17,7 @@ from pymongo import AsyncMongoClient
 from app.auth import TokenVerifier, load_issuer
 from app.config import load_config
 from app.deps import Deps
-from app.events import EventBus, connect_nats, presence_bucket
+from app.events import MESSAGE_CREATED, EventBus, connect_nats, presence_bucket
 from app.metrics import Metrics
 from app.store import Store, make_client
 from tests.support.api import Api
@@ -111,15 +113,19 @@ def deps(io_loop, config):
     io_loop.run_sync(teardown)
 
 
+def _running(io_loop, part):
+    """Fixture body: `part` started before the test and stopped after it (an app, a World)."""
+    io_loop.run_sync(part.start)
+    yield part
+    io_loop.run_sync(part.stop)
+
+
 @pytest.fixture
 def app(io_loop, deps):
     """The api role's application; pytest-tornado serves it at base_url."""
     from roles.api import make_app
 
-    api = make_app(deps)
-    io_loop.run_sync(api.start)
-    yield api
-    io_loop.run_sync(api.stop)
+    yield from _running(io_loop, make_app(deps))
 
 
 @pytest.fixture
@@ -132,17 +138,12 @@ def notify_app(io_loop, deps):
     """The notify role's application on this test's stream and database, consuming from start."""
     from roles.notify import make_app as make_notify_app
 
-    notify = make_notify_app(deps)
-    io_loop.run_sync(notify.start)
-    yield notify
-    io_loop.run_sync(notify.stop)
+    yield from _running(io_loop, make_notify_app(deps))
 
 
 @pytest.fixture
 def notify_url(io_loop, notify_app):
     """The notify role served on a free port of its own (the api keeps pytest-tornado's base_url)."""
-    import asyncio
-
     from tornado.httpserver import HTTPServer
     from tornado.testing import bind_unused_port
 
@@ -200,10 +201,32 @@ def world(io_loop, deps):
     """A tests.support.world.World on this test's deps: made through the api's services, published by its outbox."""
     from tests.support.world import World
 
-    built = World(deps)
-    io_loop.run_sync(built.start)
-    yield built
-    io_loop.run_sync(built.stop)
+    yield from _running(io_loop, World(deps))
+
+
+@pytest.fixture
+def resume_point(world, sse):
+    """`await resume_point(chat, sender, reader, content="seen")` -> (message, id): `reader`'s stream sees
+    `sender`'s one message in `chat` live, then closes; the id is the one it would resume from."""
+
+    async def seen(chat, sender, reader, content="seen"):
+        stream = await sse(reader.token)
+        message = await world.send(chat, sender, content)
+        await stream.wait_for(lambda c: [f.data for f in c.of(MESSAGE_CREATED)] == [message],
+                              message=f"{content!r} on {reader.fullname}'s stream")
+        stream.close()
+        return message, stream.last_id
+
+    return seen
+
+
+@pytest.fixture
+def cheap_passwords(monkeypatch):
+    """argon2 at its lowest cost, for modules that sign up hundreds of users (the hash is not under test).
+
+    Use with `pytestmark = [..., pytest.mark.usefixtures("cheap_passwords")]`."""
+    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    monkeypatch.setattr("app.auth.PasswordHasher", lambda: cheap)
 
 
 @pytest.fixture
@@ -230,3 +253,19 @@ def presence_kv(io_loop, deps, config):
             pass
 
     io_loop.run_sync(remove)
+
+
+@pytest.fixture
+def frozen_window(request):
+    """The rate limiters' clock stopped 1 s into the next hour, for the test's api (`app`) and, when the
+    test has one, notify (`notify_app`): every fixed window (10 s, 1 min, 1 h) started 1 s before, so no
+    run straddles two windows, and it is ahead of real time, so the purge never deletes one meanwhile."""
+    instant = (int(time.time()) // 3600 + 1) * 3600 + 1.0
+
+    def clock() -> float:
+        return instant
+
+    request.getfixturevalue("app").settings["services"].limiter.clock = clock
+    if "notify_app" in request.fixturenames:
+        request.getfixturevalue("notify_app").stream_opens.clock = clock
+    return instant

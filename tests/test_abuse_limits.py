@@ -1,18 +1,14 @@
 """Abuse limits of issue 13: typing, stream opens, uploads, chat creation per user, and the upload quota."""
 
-import math
-import time
-import types
-
 import pytest
 
 from app import events
-from app.services import ratelimit
 from app.services.files import UPLOAD_BYTES_FIELD
 from tests.support.chats import count, create_chat, events_of, make_team
 from tests.test_files import upload
 
-pytestmark = pytest.mark.gen_test(timeout=60)
+# Every window (10 s, 1 min, 1 h) starts 1 s before the limiters' stopped clock (tests/conftest.py).
+pytestmark = [pytest.mark.gen_test(timeout=60), pytest.mark.usefixtures("frozen_window")]
 
 LIMITS = {"enabled": True, "typing_per_10_seconds_per_user": 3, "stream_opens_per_minute_per_user": 3,
           "uploads_per_minute_per_user": 2, "chats_per_hour_per_user": 2, "upload_quota_bytes_per_user": 0,
@@ -22,13 +18,6 @@ LIMITS = {"enabled": True, "typing_per_10_seconds_per_user": 3, "stream_opens_pe
 @pytest.fixture
 def config_overrides():
     return {"limits": LIMITS, "files": {"max_bytes": 1000}}
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch):
-    """Every window (10 s, 1 min, 1 h) starts 1 s before this instant, so no test straddles two windows."""
-    instant = (math.floor(time.time() / 3600) + 1) * 3600 + 1  # ahead of real time: never purged meanwhile
-    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: instant))
 
 
 def refused(reply, window):

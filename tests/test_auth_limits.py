@@ -2,7 +2,8 @@
 
 import pytest
 
-pytestmark = pytest.mark.gen_test
+# The limiter's clock stopped (tests/conftest.py): no test straddles two fixed windows (1 min, 1 h).
+pytestmark = [pytest.mark.gen_test, pytest.mark.usefixtures("frozen_window")]
 
 
 @pytest.fixture

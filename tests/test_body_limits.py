@@ -29,28 +29,24 @@ def config_overrides():
             "files": {"max_bytes": UPLOAD_LIMIT, "body_timeout_seconds": BODY_TIMEOUT}}
 
 
-def serve(io_loop, app, config):
-    """`app` behind the HTTPServer main.py makes (its limits and timeouts), on a free port."""
+def served(io_loop, app, config):
+    """`app` behind the HTTPServer main.py makes (its limits and timeouts), on a free port; yields the port."""
     sock, port = bind_unused_port()
     server = make_http_server(app, config)
     server.add_sockets([sock])
-    return server, port
+    yield port
+    server.stop()
+    io_loop.run_sync(lambda: asyncio.wait_for(server.close_all_connections(), 5))
 
 
 @pytest.fixture
 def api_port(io_loop, app, config):
-    server, port = serve(io_loop, app, config)
-    yield port
-    server.stop()
-    io_loop.run_sync(lambda: asyncio.wait_for(server.close_all_connections(), 5))
+    yield from served(io_loop, app, config)
 
 
 @pytest.fixture
 def notify_port(io_loop, notify_app, config):
-    server, port = serve(io_loop, notify_app, config)
-    yield port
-    server.stop()
-    io_loop.run_sync(lambda: asyncio.wait_for(server.close_all_connections(), 5))
+    yield from served(io_loop, notify_app, config)
 
 
 @dataclass

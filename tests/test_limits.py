@@ -147,7 +147,7 @@ async def test_the_purge_runs_in_the_background_of_the_api_role(app, deps):
         await wait_for(_absent(deps.store.rate_limits, "old@0"), message="the ended window purged")
     finally:
         await limiter.stop()
-    assert limiter._task is None
+    assert not limiter.running
     assert [d["_id"] for d in await deps.store.rate_limits.find({}).to_list()] == ["live@0"]
 
 

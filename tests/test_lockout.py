@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from types import SimpleNamespace
 
 import pytest
 from tornado.testing import bind_unused_port
 
-from app.services import ratelimit
 from main import make_http_server
 from tests.support.api import Api
 
-pytestmark = pytest.mark.gen_test(timeout=30)
+# The limiter's clock stopped (tests/conftest.py): a run never straddles two fixed windows.
+pytestmark = [pytest.mark.gen_test(timeout=30), pytest.mark.usefixtures("frozen_window")]
 
 STRANGER, OWNER = "203.0.113.7", "198.51.100.20"
 
@@ -22,13 +20,6 @@ STRANGER, OWNER = "203.0.113.7", "198.51.100.20"
 def config_overrides():
     # The defaults of config.yaml, behind a proxy (xheaders): the client address is X-Forwarded-For's.
     return {"api": {"xheaders": True}, "limits": {"enabled": True}}
-
-
-@pytest.fixture
-def frozen_window(monkeypatch):
-    """The limiter's clock at the start of the next minute: a run never straddles two fixed windows."""
-    start = (int(time.time()) // 60 + 1) * 60 + 1.0
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: start))
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def signin(api: Api, ip: str, email: str, password: str):
     return api.post("/api/signin", {"email": email, "password": password}, headers={"X-Forwarded-For": ip})
 
 
-async def test_a_stranger_cannot_lock_the_owner_out(proxied, config, frozen_window):
+async def test_a_stranger_cannot_lock_the_owner_out(proxied, config):
     owner = await proxied.call("POST", "/api/signup", {"fullname": "Owner", "email": "owner@example.com",
                                                        "password": "the owner's password",
                                                        "workspace": "Owned"}, headers={"X-Forwarded-For": OWNER})
@@ -70,7 +61,7 @@ LOW_CEILING = {"api": {"xheaders": True}, "limits": {"enabled": True, "signin_pe
 
 
 @pytest.mark.parametrize("config_overrides", [LOW_CEILING], ids=["low-ceiling"])
-async def test_the_account_ceiling_still_bounds_guesses_from_many_addresses(proxied, config, frozen_window):
+async def test_the_account_ceiling_still_bounds_guesses_from_many_addresses(proxied, config):
     """Many addresses guessing one account meet the per-account ceiling (config), the per-pair limit aside."""
     ceiling = config.limits.signin_per_minute_per_account
     await proxied.call("POST", "/api/signup", {"fullname": "T", "email": "t@example.com", "password": "target password",

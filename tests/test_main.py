@@ -5,11 +5,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
+from app.config import ConfigError, load_config
 from app.processes import free_port
+from app.services.demo import DEMO_PASSWORD, DEMO_PEOPLE
 from tests.conftest import make_test_config
 from tests.support.api import Api, wait_for
 
@@ -42,6 +47,22 @@ def test_wrong_type_in_environment_is_named():
     result = run_main("--role=api", env={"FECHATTER_API_PORT": "not-a-port"})
     assert result.returncode == 2
     assert "api.port" in result.stderr and "int" in result.stderr
+
+
+@pytest.mark.parametrize("key, value", [
+    ("api.processes", 0), ("notify.processes", -1), ("api.body_timeout_seconds", 0),
+    ("files.body_timeout_seconds", -0.5), ("auth.password_hash_concurrency", -1),
+    ("auth.password_hash_parallelism", 0), ("notify.presence_ttl_seconds", 0),
+])
+def test_out_of_range_values_are_named(key, value):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"^invalid configuration: {key}: Expected"):
+        load_config(env={}, overrides={section: {name: value}})
+
+
+def test_the_event_stream_must_outlive_the_replay_window():
+    with pytest.raises(ConfigError, match="nats.stream_max_age_seconds must exceed"):
+        load_config(env={}, overrides={"nats": {"stream_max_age_seconds": 60}, "notify": {"replay_window_seconds": 60}})
 
 
 def test_single_roles_refuse_embedded_and_missing_keys(tmp_path, key_files):
@@ -117,8 +138,6 @@ async def _is(value, expected):
 
 
 def test_role_all_stops_cleanly_on_sigterm(tmp_path):
-    import psutil
-
     api_port, notify_port = free_port(), free_port()
     env = {"FECHATTER_DATA_DIR": str(tmp_path / "data"), "FECHATTER_API_PORT": str(api_port),
            "FECHATTER_NOTIFY_PORT": str(notify_port)}
@@ -126,16 +145,12 @@ def test_role_all_stops_cleanly_on_sigterm(tmp_path):
                                env={**os.environ, **env},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        import urllib.request
-
         def healthy(port):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                     return r.status == 200
             except OSError:
                 return False
-
-        import time
 
         deadline = time.monotonic() + 30
         while not (healthy(api_port) and healthy(notify_port)):
@@ -146,8 +161,6 @@ def test_role_all_stops_cleanly_on_sigterm(tmp_path):
         assert len(children) >= 2  # nats-server and nx-27017
         assert (tmp_path / "data" / "dev-ed25519-private.pem").exists()
         # The seeded demo people can sign in and find their channel.
-        from app.services.demo import DEMO_PASSWORD, DEMO_PEOPLE
-
         request = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/api/signin", method="POST",
             data=json.dumps({"email": DEMO_PEOPLE[1][1], "password": DEMO_PASSWORD}).encode(),

@@ -19,16 +19,12 @@ def messages(client):
 
 
 @pytest.mark.parametrize("in_query", [False, True])
-async def test_reconnect_gets_exactly_the_50_missed(world, sse, notify_app, in_query):
+async def test_reconnect_gets_exactly_the_50_missed(world, sse, resume_point, notify_app, in_query):
     ws = await world.workspace()
     ada, bob = await world.user(ws), await world.user(ws)
     chat = await world.chat(ada, bob)
     other_chat = await world.chat(ada, await world.user(ws))
-    bob_stream = await sse(bob.token)
-    before = await world.send(chat, ada, "before")
-    await bob_stream.wait_for(lambda c: messages(c) == [before])
-    last_id = bob_stream.last_id
-    bob_stream.close()
+    _, last_id = await resume_point(chat, ada, bob, "before")
     await wait_for(lambda: notify_app.registry.stream_count == 0, message="stream gone")
 
     missed = []
@@ -45,15 +41,11 @@ async def test_reconnect_gets_exactly_the_50_missed(world, sse, notify_app, in_q
     assert not again.of(events.RESYNC)
 
 
-async def test_replay_rebuilds_membership_at_the_resume_point(world, sse):
+async def test_replay_rebuilds_membership_at_the_resume_point(world, sse, resume_point):
     ws = await world.workspace()
     ada, bob = await world.user(ws), await world.user(ws)
     leaving, joining = await world.chat(ada, bob), await world.chat(ada)
-    bob_stream = await sse(bob.token)
-    await world.send(leaving, ada, "seen live")
-    await bob_stream.wait_count(1, events.MESSAGE_CREATED)
-    resume_from = bob_stream.last_id
-    bob_stream.close()
+    _, resume_from = await resume_point(leaving, ada, bob, "seen live")
 
     in_leaving = await world.send(leaving, ada, "missed while still a member")
     await world.remove(leaving, bob, ada)

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
+from typing import Callable
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from app.errors import APIError
 from app.store import Store
+from app.tasks import Periodic
 
 log = logging.getLogger("fechatter.ratelimit")
 
 # How often the api role deletes windows that ended; a window is at most this much older than its end.
 PURGE_INTERVAL_SECONDS = 60.0
+
+Clock = Callable[[], float]  # seconds since the epoch: time.time, or a test's stopped clock
+
+
+def fixed_window(now: float, length: float) -> tuple[float, float]:
+    """The start and end of the fixed window of `length` seconds that holds `now`."""
+    start = math.floor(now / length) * length
+    return start, start + length
+
+
+def rate_limited(what: str, now: float, window_end: float) -> APIError:
+    """The 429 past a limit, with Retry-After: the whole seconds until the window ends (at least 1)."""
+    retry_after = max(1, math.ceil(window_end - now))
+    return APIError(429, "rate_limited", f"too many {what}; try again in {retry_after} s",
+                    headers={"Retry-After": str(retry_after)})
 
 
 class RateLimiter:
@@ -25,29 +41,23 @@ class RateLimiter:
     A window is `{_id: "<key>@<start>", n, expires_ts}` (`expires_ts`: the window's end, epoch
     seconds). The limiter is also a background task of the api role (`start`/`stop`): every
     PURGE_INTERVAL_SECONDS it deletes the windows that ended, one range of the `expires_ts` index;
-    several api processes doing it at once delete nothing twice.
+    several api processes doing it at once delete nothing twice. `clock` tells the time of both.
     """
 
-    def __init__(self, store: Store, enabled: bool, purge_interval: float = PURGE_INTERVAL_SECONDS):
+    def __init__(self, store: Store, enabled: bool, purge_interval: float = PURGE_INTERVAL_SECONDS,
+                 clock: Clock = time.time):
         self.store = store
         self.enabled = enabled
-        self.purge_interval = purge_interval
-        self._task: asyncio.Task | None = None
+        self.clock = clock
+        self._purger = Periodic("rate-limit-purge", purge_interval, self._purge, log)
 
     async def hit(self, key: str, *, limit: int, window: float, what: str = "requests") -> None:
         if not self.enabled or limit <= 0:
             return
-        now = time.time()
-        window_start = math.floor(now / window) * window
-        n = await self._count(f"{key}@{int(window_start)}", math.ceil(window_start + window))
-        if n > limit:
-            retry_after = max(1, math.ceil(window_start + window - now))
-            raise APIError(
-                429,
-                "rate_limited",
-                f"too many {what}; try again in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+        now = self.clock()
+        start, end = fixed_window(now, window)
+        if await self._count(f"{key}@{int(start)}", math.ceil(end)) > limit:
+            raise rate_limited(what, now, end)
 
     async def _count(self, window_id: str, expires_ts: int) -> int:
         """This window's count after one more hit: one command, two on the window's first hit.
@@ -74,32 +84,24 @@ class RateLimiter:
 
     async def purge_once(self, now: float | None = None) -> int:
         """Delete the windows that ended by `now` (default: the clock); how many were deleted."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         result = await self.store.rate_limits.delete_many({"expires_ts": {"$lt": now}})
         return result.deleted_count
 
-    # -- the background task ----------------------------------------------------------------
+    # -- the background task: the store away, the next pass deletes what this one left ----------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="rate-limit-purge")
+        self._purger.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._purger.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.purge_interval)
-            try:
-                await self.purge_once()
-            except PyMongoError as exc:  # the store is away: the next pass deletes what this one left
-                log.warning("rate limit purge failed: %s", exc)
+    @property
+    def running(self) -> bool:
+        return self._purger.running
+
+    async def _purge(self) -> None:
+        await self.purge_once()
 
 
 class LocalRateLimiter:
@@ -109,26 +111,21 @@ class LocalRateLimiter:
     # Past this many keys, the windows that ended are dropped; memory stays bounded by active keys.
     PRUNE_AT = 10_000
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, clock: Clock = time.time):
         self.enabled = enabled
+        self.clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
 
     def hit(self, key: str, *, limit: int, window: float, what: str = "requests") -> None:
         if not self.enabled or limit <= 0:
             return
-        now = time.time()
-        window_start = math.floor(now / window) * window
-        start, n = self._windows.get(key, (window_start, 0))
-        if start != window_start:
+        now = self.clock()
+        start, end = fixed_window(now, window)
+        current, n = self._windows.get(key, (start, 0))
+        if current != start:
             n = 0
         if len(self._windows) >= self.PRUNE_AT and key not in self._windows:
             self._windows = {k: v for k, v in self._windows.items() if v[0] + window > now}
-        self._windows[key] = (window_start, n + 1)
+        self._windows[key] = (start, n + 1)
         if n + 1 > limit:
-            retry_after = max(1, math.ceil(window_start + window - now))
-            raise APIError(
-                429,
-                "rate_limited",
-                f"too many {what}; try again in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+            raise rate_limited(what, now, end)

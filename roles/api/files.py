@@ -46,7 +46,7 @@ class FilesHandler(ApiHandler):
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[HTTPFile]] = {}
         try:
-            parse_body_arguments(self.request.headers.get("Content-Type", ""), self.request.body, arguments, files,
+            parse_body_arguments(self.request.headers.get("Content-Type", ""), self.body, arguments, files,
                                  self.request.headers)
         except HTTPInputError as e:
             raise APIError(400, "bad_request", f"invalid multipart body: {e}") from None

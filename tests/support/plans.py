@@ -6,10 +6,15 @@ import asyncio
 import contextlib
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import AsyncIterator
 
 from pymongo import MongoClient
 from pymongo.database import Database
+
+from app.store import Store, make_client
 
 # Plan rows of SQLite that read every row of a table: the thing a request path must never do.
 _SCAN = re.compile(r"^SCAN (?P<table>\S+)(?P<rest>.*)$")
@@ -272,6 +277,40 @@ class TracedWireServer:
             except Exception as e:  # e.g. a temporary table the command already dropped
                 return [f"EXPLAIN failed: {e}"]
         return [row[3] for row in rows]
+
+
+def with_app_indexes(uri: str, database: str) -> None:
+    """Store.ensure_indexes on `database`, from synchronous code: on nx-27017 the index names decide how a filter compiles."""
+
+    async def ensure() -> None:
+        client = make_client(uri, 10_000)
+        try:
+            await Store(client, database).ensure_indexes()
+        finally:
+            await client.close()
+
+    asyncio.run(ensure())
+
+
+@contextlib.asynccontextmanager
+async def traced_database(prefix: str) -> AsyncIterator[SimpleNamespace]:
+    """A TracedWireServer of the caller's own and a fresh database on it with the app's indexes.
+
+    Yields `server`, `name`, `store` (the app's Store, for the services under test) and `db` (a synchronous
+    pymongo Database, to seed documents with); everything is closed and stopped afterwards.
+    """
+    server = TracedWireServer().start()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    client = make_client(server.uri, 5000)
+    sync = MongoClient(server.uri, tz_aware=True)
+    try:
+        store = Store(client, name)
+        await store.ensure_indexes()
+        yield SimpleNamespace(server=server, name=name, store=store, db=sync[name])
+    finally:
+        sync.close()
+        await client.close()
+        server.stop()
 
 
 def reads(sql: str, collection: str) -> bool:
