@@ -144,11 +144,6 @@ async def _fill_body(world, body):
     return body
 
 
-@pytest.fixture
-def config_overrides():
-    return {"limits": {"enabled": False}}
-
-
 async def test_authorization_matrix(api, deps, notify_url, sse):
     world = World(api, deps)
     await world.build()

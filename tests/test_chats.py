@@ -141,10 +141,16 @@ async def test_members_add_remove_leave_and_join(api):
     public = await create_chat(api, t.owner, "public_channel", [], name="town-square")
     browse = await api.get("/api/channels/public", token=t.outsider["token"])
     assert browse.status == 200 and [c["id"] for c in browse.body] == [public["id"]]
+    # A channel's members are counted, not listed (they are paged by /members), except by a join.
+    assert browse.body[0]["member_count"] == 1 and browse.body[0]["members"] == []
     assert (await api.get("/api/channels/public", token=t.stranger["token"])).body == []
     assert (await api.get("/api/channels/public", token=t.owner["token"])).body == []  # already in it
     joined = await api.post(f"/api/chats/{public['id']}/join", token=t.outsider["token"])
     assert joined.status == 200 and t.outsider["id"] in joined.body["members"]
+    assert sorted(joined.body["members"]) == sorted([t.owner["id"], t.outsider["id"]])
+    assert joined.body["member_count"] == 2
+    seen = (await api.get(f"/api/chats/{public['id']}", token=t.member["token"])).body
+    assert seen["member_count"] == 2 and seen["members"] == []
     assert (await api.post(f"/api/chats/{public['id']}/join", token=t.outsider["token"])).status == 200
     assert (await api.get("/api/channels/public", token=t.outsider["token"])).body == []
     assert (await api.post(f"/api/chats/{public['id']}/join", token=t.stranger["token"])).status == 404

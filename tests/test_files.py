@@ -143,3 +143,24 @@ async def test_a_file_stored_by_pymongos_gridfs_uploader_still_downloads(api, de
     sent = await api.post(f"/api/chats/{chat['id']}/messages", {"content": "both", "files": [file_id, new["id"]]},
                           token=t.owner["token"])
     assert sent.status == 201 and sent.body["files"] == [file_id, new["id"]]
+
+
+async def test_first_uploads_at_once_share_one_quota_total(deps):
+    """Uploads racing an account's first one all count on the total it starts; none is refused below the quota."""
+    import asyncio
+
+    from app.auth import Identity
+    from app.services.files import UPLOAD_BYTES_FIELD, FileService
+
+    await deps.store.users.insert_many([{"_id": f"u{i}", "workspace_id": "w"} for i in range(3)])
+    files = FileService(deps.store, MAX_BYTES)
+    # Five pooled connections first, so the five first commands really reach the store together.
+    await asyncio.gather(*(deps.store.users.find_one({"_id": "warm"}) for _ in range(5)))
+    for i, quota in enumerate((3000, 2400, 1000)):
+        user = Identity(user_id=f"u{i}", workspace_id="w", expires_at=0)
+        results = await asyncio.gather(*(files._reserve(user, 600, quota) for _ in range(5)), return_exceptions=True)
+        taken = [r for r in results if r == 600]
+        assert len(taken) == quota // 600, (quota, results)
+        assert all(getattr(r, "code", None) == "upload_quota_exceeded" for r in results if r != 600)
+        total = (await deps.store.users.find_one({"_id": f"u{i}"}))[UPLOAD_BYTES_FIELD]
+        assert total == 600 * len(taken)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import random
 import uuid
 
-import argon2
 import msgspec
 import pytest
 from pymongo import MongoClient
@@ -18,16 +16,10 @@ from app.services.search import SearchService
 from app.store import Store, isoformat, make_client
 from tests.support.plans import Statement, TracedWireServer, reads
 
-pytestmark = pytest.mark.gen_test(timeout=180)
+# Hundreds of signups: the hash's cost is not what these tests are about (tests/conftest.py).
+pytestmark = [pytest.mark.gen_test(timeout=180), pytest.mark.usefixtures("cheap_passwords")]
 
 VOCABULARY = ["alpha", "Beta", "gamma", "DELTA", "lunch", "report", "a.b", "axb", "ship", "it"]
-
-
-@pytest.fixture(autouse=True)
-def cheap_passwords(monkeypatch):
-    # Hundreds of signups: the hash's cost is not what these tests are about.
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    monkeypatch.setattr("app.auth.PasswordHasher", lambda: cheap)
 
 
 def _matches(content: str, words: list[str]) -> bool:

@@ -7,7 +7,6 @@ Every expectation is computed by brute force from the fixture's documents, never
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import uuid
@@ -16,7 +15,7 @@ import pytest
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from app.store import Store, make_client
+from tests.support.plans import with_app_indexes
 
 REAL_MONGO = bool(os.environ.get("FECHATTER_TEST_MONGO_URI"))
 T0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
@@ -75,15 +74,7 @@ def data():
 def db(client, mongo_uri, data):
     """A database of its own with the app's indexes and the fixture's documents; dropped afterwards."""
     name = f"conf_{uuid.uuid4().hex[:10]}"
-
-    async def ensure_indexes():
-        app_client = make_client(mongo_uri, 10_000)
-        try:
-            await Store(app_client, name).ensure_indexes()
-        finally:
-            await app_client.close()
-
-    asyncio.run(ensure_indexes())
+    with_app_indexes(mongo_uri, name)
     database = client[name]
     for collection, docs in data.items():
         database[collection].insert_many(docs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import uuid
@@ -10,8 +9,7 @@ import uuid
 import pytest
 from pymongo import MongoClient
 
-from app.store import Store, make_client
-from tests.support.plans import PlanProbe, TracedWireServer
+from tests.support.plans import PlanProbe, TracedWireServer, with_app_indexes
 
 REAL_MONGO = os.environ.get("FECHATTER_TEST_MONGO_URI")
 
@@ -37,15 +35,7 @@ def probe():
 def db(probe):
     """The app's own indexes (Store.ensure_indexes) on a few chats' worth of documents."""
     name = f"plans_{uuid.uuid4().hex[:8]}"
-
-    async def ensure_indexes():
-        client = make_client(probe.server.uri if probe.server else REAL_MONGO, 5000)
-        try:
-            await Store(client, name).ensure_indexes()
-        finally:
-            await client.close()
-
-    asyncio.run(ensure_indexes())
+    with_app_indexes(probe.server.uri if probe.server else REAL_MONGO, name)
     database = probe.client[name]
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     database.chats.insert_many([{"_id": f"c{i}", "workspace_id": "w1", "type": "group", "last_seq": 100} for i in range(5)])

@@ -1,6 +1,7 @@
 """Unread counts, last messages and member counts kept at write time, checked against the messages themselves."""
 
 import asyncio
+import dataclasses
 import random
 
 import pytest
@@ -13,6 +14,7 @@ from app.services.membership import ChatAccess
 from app.services.messages import MessageDraft
 from app.services.migrations import migrate
 from app.store import Store, make_client, new_id, utcnow
+from tests.support.world import World
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
@@ -204,6 +206,40 @@ async def test_the_chat_list_reads_two_queries_whatever_the_number_of_chats(worl
     assert len(listed) == 25 and sum(chat.unread_count for chat in listed) == 13
     reads = [(name, target) for name, target in listener.names if name in ("find", "aggregate", "count", "getMore")]
     assert reads == [("find", "members"), ("find", "chats")], reads
+
+
+async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_commands(world, deps):
+    """The send path before counters was a membership read, the $inc, the outbox entry and the insert
+    (+ a share of a batched outbox delete); counters add the sender's membership update, nothing else."""
+    ws = await world.workspace()
+    ada, bob, cy = [await world.user(ws, name) for name in ("Ada", "Bob", "Cy")]
+    chat_ids = [await world.chat(ada, bob, cy, type=kind) for kind in ("group", "public_channel", "private_channel")]
+    for i in range(60):  # history in every chat, by everyone
+        await world.send(chat_ids[i % 3], [ada, bob, cy][i % 2], f"before {i}")
+    listener = Commands()
+    client = make_client(deps.config.mongo.uri, deps.config.mongo.timeout_ms, event_listeners=[listener])
+    traced = World(dataclasses.replace(deps, store=Store(client, deps.config.mongo.database)), owners=world.owners)
+    try:
+        await traced.start()
+
+        def issued():
+            # The acknowledged outbox entries are deleted in background batches, not by the request.
+            names = [(name, target) for name, target in listener.names if (name, target) != ("delete", "outbox")]
+            listener.names.clear()
+            return names
+
+        for chat_id in chat_ids:
+            issued()
+            sent = await traced.send(chat_id, ada, "counted")
+            assert issued() == [("find", "members"), ("findAndModify", "chats"), ("update", "members"),
+                                ("insert", "outbox"), ("insert", "messages")]
+            await traced.read(chat_id, bob, sent["seq"])
+            assert sorted(issued()) == [("find", "chats"), ("find", "members"), ("insert", "outbox"),
+                                        ("update", "members")]
+    finally:
+        await traced.stop()
+        await client.close()
+    await check(world, ada, bob, cy)
 
 
 async def test_append_many_writes_what_sends_write_and_keeps_the_counters(world):

@@ -46,7 +46,8 @@ class ChatOut(Response):
     name: str | None
     description: str | None
     owner_id: Id
-    # Every member for one chat; in GET /api/chats only for direct and group chats ([] for channels).
+    # Every member of a direct or group chat; a channel's only in the answers to a create and a join,
+    # elsewhere [] (its member_count says how many, GET /members pages them).
     members: list[Id]
     member_count: int
     created_at: Timestamp

@@ -25,7 +25,7 @@ from app.schemas.accounts import (
     user_out,
     workspace_out,
 )
-from app.services.paging import Page, decode_cursor, encode_cursor, key_range, page_size, prefix_range, sort_key
+from app.services.paging import Page, key_page, prefix_range, sort_key
 from app.outbox import Check, Outbox
 from app.services.ratelimit import RateLimiter
 from app.services.sessions import VALID_AFTER_FIELD, SessionCutoffs
@@ -249,17 +249,12 @@ class AccountService:
 
     async def users(self, workspace_id: str, query: UsersQuery) -> Page[UserOut]:
         """A page by name_key (one index range, `q` its prefix); unpaged, today's order by fullname then id."""
-        after = decode_cursor("users", query.cursor, str) if query.cursor is not None else None
         prefix = prefix_range(query.q.lstrip()) if query.q else None
         lo, hi = prefix if prefix is not None else ("", None)
-        docs, more = await key_range(
-            self.store.users, {"workspace_id": workspace_id}, "name_key", after=after, lo=lo, hi=hi,
-            limit=page_size(query), projection={"fullname": 1, "email": 1, "name_key": 1},
-        )
-        if not query.paged:
-            docs.sort(key=lambda doc: (doc["fullname"], doc["_id"]))
-        users = [user_out(doc) for doc in docs]
-        return Page(users, encode_cursor("users", docs[-1]["name_key"]) if more else None)
+        page = await key_page(self.store.users, "users", query, {"workspace_id": workspace_id}, "name_key", lo=lo,
+                              hi=hi, projection={"fullname": 1, "email": 1, "name_key": 1})
+        docs = page.items if query.paged else sorted(page.items, key=lambda doc: (doc["fullname"], doc["_id"]))
+        return Page([user_out(doc) for doc in docs], page.next_cursor)
 
     async def workspace(self, workspace_id: str, viewer_id: str) -> WorkspaceOut:
         doc = await self.store.workspaces.find_one({"_id": workspace_id})

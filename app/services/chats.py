@@ -40,7 +40,7 @@ from app.schemas.chats import (
 from app.schemas.common import Id, PageQuery, valid_id
 from app.services import membership
 from app.services.membership import ChatAccess
-from app.services.paging import Page, decode_cursor, encode_cursor, key_range, page_size
+from app.services.paging import Page, cursor_after, encode_cursor, key_page, key_range, page_size
 from app.services.ratelimit import RateLimiter
 from app.services.sequence import count_unread, new_chat_counters, new_member_counters, unread_count
 from app.store import Store, isoformat, new_id, utcnow
@@ -112,10 +112,15 @@ class ChatService:
         return [doc["user_id"] async for doc in cursor.sort([("joined_at", 1), ("_id", 1)])]
 
     async def _members_of(self, chat: dict[str, Any]) -> list[str]:
-        """Every member id: from the chat document when it lists them, else one read of the memberships."""
-        if chat.get("type") in LISTED_MEMBERS and isinstance(chat.get("member_ids"), list):
-            return list(chat["member_ids"])
-        return await self.member_ids(chat["_id"])
+        """A chat's `members`: those its document lists (direct and group chats), [] for a channel.
+
+        A channel's members grow with it (thousands): its `member_count` says how many, and GET
+        /members pages them. Only a direct or group chat written before member_ids reads them.
+        """
+        if chat.get("type") not in LISTED_MEMBERS:
+            return []
+        listed = chat.get("member_ids")
+        return list(listed) if isinstance(listed, list) else await self.member_ids(chat["_id"])
 
     async def _check_users(self, workspace_id: str, user_ids: list[str], field: str) -> None:
         if not user_ids:
@@ -248,7 +253,7 @@ class ChatService:
         Ranges of the (workspace_id, type, name_key) index; the caller's own channels are skipped as
         they come, so the rows read past a page are at most the caller's memberships.
         """
-        after = decode_cursor("channels", query.cursor, str) if query.cursor is not None else None
+        after = cursor_after("channels", query)
         want = page_size(query)
         joined = await membership.user_chat_ids(self.store, user.user_id)
         channels: list[dict[str, Any]] = []
@@ -263,8 +268,8 @@ class ChatService:
             channels += [doc for doc in batch if doc["_id"] not in joined]
         more = more or len(channels) > want
         channels = channels[:want]
-        member_lists = await asyncio.gather(*(self.member_ids(doc["_id"]) for doc in channels))
-        items = [chat_out(doc, ids) for doc, ids in zip(channels, member_lists)]
+        # No member reads: a channel's `members` is [] (see _members_of), its member_count is kept.
+        items = [chat_out(doc, []) for doc in channels]
         return Page(items, encode_cursor("channels", channels[-1]["name_key"]) if more and channels else None)
 
     async def update(self, user: Identity, chat_id: str, body: ChatUpdateIn) -> ChatOut:
@@ -343,12 +348,11 @@ class ChatService:
 
     async def _member_page(self, chat_id: str, query: PageQuery) -> Page[MemberOut]:
         """A page by user id, one range of the (chat_id, user_id) index; unpaged, sorted to join order."""
-        after = decode_cursor("members", query.cursor, Id) if query.cursor is not None else None
-        docs, more = await key_range(self.store.members, {"chat_id": chat_id}, "user_id", after=after,
-                                     limit=page_size(query))
-        if not query.paged:
-            docs.sort(key=lambda doc: (isoformat(doc["joined_at"]) or "", doc["_id"]))
-        return Page([member_out(doc) for doc in docs], encode_cursor("members", docs[-1]["user_id"]) if more else None)
+        # The cursor names the page's last user id, before an unpaged answer is put in join order.
+        page = await key_page(self.store.members, "members", query, {"chat_id": chat_id}, "user_id", type_=Id)
+        docs = page.items if query.paged else sorted(
+            page.items, key=lambda doc: (isoformat(doc["joined_at"]) or "", doc["_id"]))
+        return Page([member_out(doc) for doc in docs], page.next_cursor)
 
     async def add_members(self, user: Identity, chat_id: str, body: MembersAddIn) -> list[MemberOut]:
         chat, member = await self.access.require_member(user, chat_id)

@@ -76,7 +76,8 @@ class FileService:
         """Counts `size` bytes against the user's quota before they are written (the bytes reserved), or 413.
 
         One conditional `$inc` on the user's own document: concurrent uploads cannot both take the
-        last bytes, and nothing is summed over the user's files on the request path.
+        last bytes, and nothing is summed over the user's files on the request path. A user's first
+        upload starts the total at its size (two commands); one racing it counts on that total.
         """
         if quota <= 0 or size == 0:
             return 0
@@ -85,11 +86,11 @@ class FileService:
         add = {"$inc": {UPLOAD_BYTES_FIELD: size}}
         if (await users.update_one(within, add)).matched_count:
             return size
-        # An account that never uploaded has no total yet: start it at 0, then try once more.
-        started = await users.update_one({"_id": user.user_id, UPLOAD_BYTES_FIELD: {"$exists": False}},
-                                         {"$set": {UPLOAD_BYTES_FIELD: 0}})
-        if started.matched_count and (await users.update_one(within, add)).matched_count:
-            return size
+        if size <= quota:
+            started = await users.update_one({"_id": user.user_id, UPLOAD_BYTES_FIELD: {"$exists": False}},
+                                             {"$set": {UPLOAD_BYTES_FIELD: size}})
+            if started.matched_count or (await users.update_one(within, add)).matched_count:
+                return size
         raise APIError(413, "upload_quota_exceeded",
                        f"this upload would pass your quota of {quota} bytes in all")
 

@@ -125,13 +125,10 @@ class MessageService:
         )
         return out, created
 
-    async def _insert(
-        self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str | None = None
-    ) -> MessageOut:
-        if member_id is not None:
-            # Before the insert, so a crash between the two cannot leave the sender's own message unread
-            # for them: a seq whose insert never happens becomes a gap, counted as deleted, not as own.
-            await self.sequence.sender_saw(member_id, seq, draft.ord)
+    async def _insert(self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str) -> MessageOut:
+        # Before the insert, so a crash between the two cannot leave the sender's own message unread
+        # for them: a seq whose insert never happens becomes a gap, counted as deleted, not as own.
+        await self.sequence.sender_saw(member_id, seq, draft.ord)
         doc = {**draft.doc, "seq": seq}
         if draft.ord is not None:
             doc["ord"] = draft.ord

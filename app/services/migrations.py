@@ -45,21 +45,26 @@ async def migrate_chat(store: Store, chat: dict[str, Any]) -> int:
     members = [
         doc async for doc in store.members.find({"chat_id": {"$eq": chat_id}}).sort([("joined_at", 1), ("_id", 1)])
     ]
-    cursor = store.messages.find({"chat_id": {"$eq": chat_id}}, {"seq": 1, "sender_id": 1, "deleted": 1})
-    messages = [doc async for doc in cursor]
-    deleted = sorted(doc["seq"] for doc in messages if doc.get("deleted"))
-    own: dict[str, list[int]] = {}
-    for doc in messages:
-        if not doc.get("deleted") and doc.get("sender_id") is not None:
-            own.setdefault(doc["sender_id"], []).append(doc["seq"])
-
     # Every seq of an old chat was a user's send, so ord(seq) == seq and msg_count == last_seq.
+    marks = {doc["user_id"]: doc.get("last_read_seq", 0) for doc in members if "read_ord" not in doc}
+    # One pass over the chat's messages keeping only what the counters need, not the messages.
+    deleted: list[int] = []
+    own: dict[str, list[int]] = {}
+    cursor = store.messages.find({"chat_id": {"$eq": chat_id}}, {"seq": 1, "sender_id": 1, "deleted": 1, "_id": 0})
+    async for doc in cursor:
+        sender = doc.get("sender_id")
+        if doc.get("deleted"):
+            deleted.append(doc["seq"])
+        elif sender in marks and doc["seq"] > marks[sender]:
+            own.setdefault(sender, []).append(doc["seq"])
+    deleted.sort()
+
     plain_marks: set[int] = set()
     for member in members:
         if "read_ord" in member:
             continue
-        mark = member.get("last_read_seq", 0)
-        above = sorted(seq for seq in own.get(member["user_id"], ()) if seq > mark)
+        mark = marks[member["user_id"]]
+        above = sorted(own.get(member["user_id"], ()))
         if not above:
             plain_marks.add(mark)
             continue

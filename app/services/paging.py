@@ -97,6 +97,29 @@ def decode_cursor(kind: str, cursor: str, type_: Any) -> Any:
     return value
 
 
+def cursor_after(kind: str, query: PageQuery, type_: Any = str) -> Any:
+    """The key the page before handed out last (its `next_cursor`), None for a first page; 422 for another's."""
+    return decode_cursor(kind, query.cursor, type_) if query.cursor is not None else None
+
+
+async def key_page(
+    collection: AsyncCollection,
+    kind: str,
+    query: PageQuery,
+    equal: dict[str, Any],
+    key: str,
+    *,
+    type_: Any = str,
+    lo: Any = None,
+    hi: Any = None,
+    projection: dict[str, Any] | None = None,
+) -> Page[dict[str, Any]]:
+    """The page of documents `query` asks for, one `key_range`, its next_cursor naming the last key."""
+    docs, more = await key_range(collection, equal, key, after=cursor_after(kind, query, type_), lo=lo, hi=hi,
+                                 limit=page_size(query), projection=projection)
+    return Page(docs, encode_cursor(kind, docs[-1][key]) if more else None)
+
+
 async def key_range(
     collection: AsyncCollection,
     equal: dict[str, Any],

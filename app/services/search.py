@@ -62,16 +62,22 @@ def _ms(value: Any) -> int | None:
     return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
+# Of a chat, only what a scan starts from: not the whole last message (its content), only its time.
+_CHAT_FIELDS = {"workspace_id": 1, "last_seq": 1, "last_message.created_at": 1, "last_message_at": 1}
+
+
 def _newest(chat: dict[str, Any]) -> tuple[int | None, bool]:
     """An upper bound of the chat's message times, and whether it is the time of its last message.
 
     The chat keeps its last message as served (created_at a string); last_message_at, stamped when a
     seq is taken, bounds every message built before it, but seeded history may lie far below it.
+    Projected as `last_message.created_at`, which MongoDB answers nested and nx-27017 as that dotted key.
     """
     last = chat.get("last_message")
-    if isinstance(last, dict) and isinstance(last.get("created_at"), str):
+    created = last.get("created_at") if isinstance(last, dict) else chat.get("last_message.created_at")
+    if isinstance(created, str):
         with contextlib.suppress(ValueError):
-            return _ms(datetime.datetime.fromisoformat(last["created_at"])), True
+            return _ms(datetime.datetime.fromisoformat(created)), True
     return _ms(chat.get("last_message_at")), False
 
 
@@ -98,7 +104,7 @@ class _Cursor(msgspec.Struct, array_like=True):
     """Chats by their position among the caller's chat ids, sorted: a few bytes each, not an id each."""
 
     query: str  # digest of the words and chat_id: a cursor of another search is refused
-    last: tuple[int, Id, int] | None  # the key of the last message handed out
+    last: tuple[int, Id, int]  # the key of the last message handed out (or the instant the search began)
     chats: str  # digest of the sorted chat ids the positions refer to; another set: no states
     done: str  # base64 bitmap of the positions of chats read to their first message
     part: list[tuple[int, int, int, bool]]  # (position, hi, ms from last to bound, exact) of the others
@@ -140,7 +146,7 @@ class SearchService:
                 raise bad_cursor()
         started = _ms(utcnow())
         scans = await self._scans(user, query.chat_id, resume)
-        last: Key | None = tuple(resume.last) if resume is not None and resume.last is not None else None
+        last: Key | None = tuple(resume.last) if resume is not None else None
         found, heap = await self._run(scans, words_pattern(words), query.limit, last)
 
         top = heap[0][0] if heap else None
@@ -188,7 +194,7 @@ class SearchService:
     @staticmethod
     def _states(resume: _Cursor, order: list[str]) -> dict[str, _State]:
         """The states of the cursor's chats; none when the caller's chats changed since (a join, a leave)."""
-        if resume.chats != _chats_digest(order) or resume.last is None:
+        if resume.chats != _chats_digest(order):
             return {}
         try:
             done = base64.b64decode(resume.done, validate=True)
@@ -222,11 +228,10 @@ class SearchService:
             chat_ids = list(await membership.user_chat_ids(self.store, user.user_id))
         if not chat_ids:
             return {}
-        cursor = self.store.chats.find(
-            {"_id": {"$in": chat_ids}}, {"workspace_id": 1, "last_seq": 1, "last_message": 1, "last_message_at": 1}
-        )
-        floor = -resume.last[0] if resume is not None and resume.last is not None else _FAR_FUTURE_MS
+        # By _id alone: a workspace_id filter in the query could make the store walk the workspace's chats.
+        cursor = self.store.chats.find({"_id": {"$in": chat_ids}}, _CHAT_FIELDS)
         found = [chat async for chat in cursor if chat.get("workspace_id") == user.workspace_id]
+        floor = -resume.last[0] if resume is not None else _FAR_FUTURE_MS
         states = self._states(resume, sorted(chat["_id"] for chat in found)) if resume is not None else {}
         scans: dict[str, _Scan] = {}
         for chat in found:

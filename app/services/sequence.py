@@ -97,9 +97,11 @@ def unread_count(chat: dict[str, Any], member: dict[str, Any]) -> int | None:
         return 0
     if mark < chat.get("deleted_floor", 0) or "msg_count" not in chat or "read_ord" not in member:
         return None
-    deleted = {seq for seq in chat.get("deleted_seqs") or () if seq > mark}
-    own = sum(1 for seq in member.get("own_seqs") or () if seq > mark and seq not in deleted)
-    unread = chat["msg_count"] - member["read_ord"] - len(deleted) - own
+    deleted = [seq for seq in chat.get("deleted_seqs") or () if seq > mark]
+    own = [seq for seq in member.get("own_seqs") or () if seq > mark]
+    if own and deleted:
+        own = set(own).difference(deleted)  # a deleted own message (or a gap) is subtracted once
+    unread = chat["msg_count"] - member["read_ord"] - len(deleted) - len(own)
     return max(0, min(unread, last - mark))
 
 
@@ -328,16 +330,19 @@ class ChatSequence:
         return after
 
     async def ord_at(self, chat: dict[str, Any], seq: int) -> int:
-        """ord(seq): the countable messages with a seq <= `seq`, for a read mark at `seq`."""
+        """ord(seq): the countable messages with a seq <= `seq` (<= the chat's last_seq), for a read mark."""
         if seq <= 0:
             return 0
+        if chat.get("msg_count") == chat.get("last_seq"):
+            # Every seq this chat ever gave is a countable message (today every chat's: each take adds
+            # as many to both), so ord is seq exactly, without reading the message.
+            return seq
         doc = await self.store.messages.find_one(
             {"chat_id": {"$eq": chat["_id"]}, "seq": {"$eq": seq}}, {"ord": 1}
         )
         if doc is not None and isinstance(doc.get("ord"), int):
             return doc["ord"]
-        # A gap, a send in flight, or a message from before ords. Every seq a chat gives today is a
-        # countable message (a user's; msg_count == last_seq), so its ord is its seq.
+        # A gap, a send in flight, or a chat from before counters (no msg_count yet): at most its seq.
         return min(seq, chat.get("msg_count", seq))
 
     async def sender_saw(self, member_id: str, seq: int, ord_: int | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 from typing import Any
@@ -12,8 +11,6 @@ import msgspec
 from app.auth import Identity
 from app.events import EventBus
 from app.store import Store
-
-log = logging.getLogger("fechatter.sessions")
 
 # Users whose instant a process keeps; one more is one indexed read, so the bound only caps memory.
 CUTOFFS_KEPT = 100_000
@@ -78,12 +75,8 @@ class SessionCutoffs:
             self._subscription = await self.bus.subscribe_sessions(self._on_event)
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            try:
-                await self._subscription.unsubscribe()
-            except Exception as e:  # noqa: BLE001 - NATS may be gone at shutdown
-                log.debug("unsubscribe failed: %s", e)
-            self._subscription = None
+        subscription, self._subscription = self._subscription, None
+        await EventBus.unsubscribe(subscription)
 
     def on_event(self, user_id: str | None, data: bytes) -> float | None:
         """A `sessions.revoked` event's instant, learned; None when it names none."""
