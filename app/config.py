@@ -16,6 +16,8 @@ ENV_PREFIX = "FECHATTER_"
 
 # Bounds msgspec checks with the types (its error names the key: `api.processes: Expected int >= 1`).
 AtLeastOne = Annotated[int, Meta(ge=1)]
+# A rate limit: requests per window per user; 0 turns that one limit off.
+RateLimit = Annotated[int, Meta(ge=0)]
 Positive = Annotated[float, Meta(gt=0)]
 
 
@@ -94,6 +96,12 @@ class LimitsConfig(Section):
     stream_opens_per_minute_per_user: int
     uploads_per_minute_per_user: int
     chats_per_hour_per_user: int
+    edits_per_minute_per_user: RateLimit
+    deletes_per_minute_per_user: RateLimit
+    member_adds_per_minute_per_user: RateLimit
+    reads_per_minute_per_user: RateLimit
+    chat_updates_per_minute_per_user: RateLimit
+    searches_per_minute_per_user: RateLimit
     upload_quota_bytes_per_user: int
     search_query_max_chars: int
 

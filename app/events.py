@@ -34,6 +34,8 @@ PRESENCE = "presence"
 # A user's access tokens issued before data.valid_after stop counting (logout-all): the notify
 # role closes those streams, the api forgets its cached instant. Never delivered as a frame.
 SESSIONS_REVOKED = "sessions.revoked"
+# A member changed their own settings of a chat (notify level, muted): data {chat_id, notify, muted}.
+CHAT_SETTINGS = "chat.settings"
 # Made by the notify role for one stream, never published.
 RESYNC = "resync"
 
@@ -52,6 +54,11 @@ CHAT_EVENTS = frozenset(
     }
 )
 USER_EVENTS = frozenset({PRESENCE, SESSIONS_REVOKED})
+# A user's own events, for that user's streams alone (every tab of theirs, on every notify process), never
+# for a chat's members: the settings they changed, and the read mark a send of theirs moved (their other
+# tabs clear the badge; nobody else needs it). Made by `personal_event`: routed by `user_id` on a user
+# subject, with the user as the only recipient and no `chat_id` (the chat is named in `data`).
+PERSONAL_EVENTS = frozenset({CHAT_SETTINGS, READ})
 
 # Failures that mean "NATS is not there right now": the event stays in the outbox.
 UNAVAILABLE_ERRORS = (
@@ -72,7 +79,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     ts: str
     workspace_id: str | None = None
     chat_id: str | None = None
-    # The user a user-scoped event is about (presence).
+    # The user a user-scoped event is about (presence), or whose own a personal event is.
     user_id: str | None = None
     actor_id: str | None = None
     # Everyone the event is for, when membership alone cannot tell (a removed member, a deleted chat).
@@ -110,6 +117,28 @@ def make_event(
         chat_ids=chat_ids,
         data=data,
     )
+
+
+def personal_event(type: str, data: dict[str, Any], *, user_id: str, workspace_id: str | None = None,
+                   event_id: str | None = None) -> Event:
+    """An event of PERSONAL_EVENTS for `user_id`'s own streams."""
+    if type not in PERSONAL_EVENTS:
+        raise ValueError(f"{type!r} is not a personal event")
+    return Event(
+        id=event_id or new_id(),
+        type=type,
+        ts=isoformat(utcnow()),
+        workspace_id=workspace_id,
+        user_id=user_id,
+        actor_id=user_id,
+        recipients=[user_id],
+        data=data,
+    )
+
+
+def is_personal(event_type: str, chat_id: str | None) -> bool:
+    """A personal event's envelope: its type is one of PERSONAL_EVENTS and it names no chat."""
+    return chat_id is None and event_type in PERSONAL_EVENTS
 
 
 _encoder = msgspec.json.Encoder()
@@ -154,7 +183,7 @@ class Subjects:
         self.all = f"{prefix}.>"
 
     def for_event(self, event: Event) -> str:
-        if event.type in USER_EVENTS:
+        if event.type in USER_EVENTS or is_personal(event.type, event.chat_id):
             return f"{self.prefix}.user.{event.user_id}.{event.type}"
         return f"{self.prefix}.chat.{event.chat_id}.{event.type}"
 

@@ -71,6 +71,7 @@ AbandonedHook = Callable[[Abandoned], Awaitable[bool]]
 _ENTRY_FIELDS = frozenset({
     "_id", "state", "owner", "n", "created_at", "type", "chat_id", "subject", "payload",
     "check_collection", "check_id", "check_op", "check_field", "check_value",
+    "then_id", "then_subject", "then_payload",
 })
 
 
@@ -122,12 +123,14 @@ class Outbox:
     # -- the request side -------------------------------------------------------------------
 
     async def apply(
-        self, event: Event, check: Check, change: Callable[[], Awaitable[T]], *, repair: RepairInfo | None = None
+        self, event: Event, check: Check, change: Callable[[], Awaitable[T]], *, repair: RepairInfo | None = None,
+        then: Event | None = None,
     ) -> T:
         """Save the event, make the change, publish; the change's result is returned.
 
         `repair` is stored with the entry and handed to `on_abandoned` if the request dies before
-        the change.
+        the change. `then`, an event the same change implies (the read mark a send moves), rides in the
+        same entry and is published right after `event`, under the same check: no store command of its own.
         """
         payload = encode_event(event)
         entry = {
@@ -147,6 +150,10 @@ class Outbox:
         if check.field is not None:  # "exists"/"absent" checks have none: a smaller entry to store
             entry["check_field"] = check.field
             entry["check_value"] = check.value
+        if then is not None:
+            entry["then_id"] = then.id
+            entry["then_subject"] = self.bus.subjects.for_event(then)
+            entry["then_payload"] = encode_event(then).decode()
         if repair:
             if clash := _ENTRY_FIELDS.intersection(repair):
                 raise ValueError(f"repair fields {sorted(clash)} would overwrite the outbox entry's own")
@@ -174,7 +181,9 @@ class Outbox:
         if not self.backlog and self.bus.connected:
             try:
                 await self.bus.publish_encoded(entry["subject"], entry["_id"], payload)
+                await self._publish_then(entry)
             except events.UNAVAILABLE_ERRORS:
+                # Deferred whole: a re-publish of the first event is dropped by its Nats-Msg-Id.
                 pass
             else:
                 self._forget(entry["_id"])
@@ -303,7 +312,12 @@ class Outbox:
 
     async def _publish_entry(self, entry: dict[str, Any]) -> None:
         await self.bus.publish_encoded(entry["subject"], entry["_id"], entry["payload"].encode())
+        await self._publish_then(entry)
         self._acked.add(entry["_id"])  # deleted with the rest of the pass, in one delete_many
+
+    async def _publish_then(self, entry: dict[str, Any]) -> None:
+        if entry.get("then_id"):
+            await self.bus.publish_encoded(entry["then_subject"], entry["then_id"], entry["then_payload"].encode())
 
     async def _settle_abandoned(self, entry: dict[str, Any]) -> None:
         check = Check(

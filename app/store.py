@@ -112,6 +112,8 @@ class Store:
         self.outbox: AsyncCollection = self.db["outbox"]
         # Fixed-window request counters shared by every api process.
         self.rate_limits: AsyncCollection = self.db["rate_limits"]
+        # One small document per direct mention of a member (app.services.mentions): GET /api/mentions.
+        self.mentions: AsyncCollection = self.db["mentions"]
         # GridFS bucket "files": app.services.files writes both collections itself; downloads use the bucket.
         self.files: AsyncCollection = self.db["files.files"]
         self.file_chunks: AsyncCollection = self.db["files.chunks"]
@@ -137,6 +139,14 @@ class Store:
         # (app.services.accounts.user_name_key; backfill_user_name_keys gives it to older users). Not
         # unique in the index: on MongoDB, users still without it would collide as nulls.
         await self.users.create_index([("workspace_id", ASCENDING), ("name_key", ASCENDING)])
+        # Usernames are unique per workspace, stored lower-case (case-insensitive). The index's name ends in
+        # username, so nx-27017 serves {workspace_id: $eq, username: $eq} from it (a mention's lookup).
+        # Partial: on MongoDB, users still without one (before the start-up migration) would collide as nulls.
+        await self.users.create_index(
+            [("workspace_id", ASCENDING), ("username", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"username": {"$exists": True}},
+        )
         await self.refresh_tokens.create_index("user_id")
         await self.refresh_tokens.create_index("family_id")
         # Channel names are unique per workspace; direct chats are unique per pair of people.
@@ -150,6 +160,9 @@ class Store:
         )
         # Public channels by name, a page per range (name_key is unique in a workspace).
         await self.chats.create_index([("workspace_id", ASCENDING), ("type", ASCENDING), ("name_key", ASCENDING)])
+        # A workspace's chats by recent activity: where a search of a caller in many chats starts
+        # (app.services.search). The name ends in the sorted field, which nx-27017 then walks in order.
+        await self.chats.create_index([("workspace_id", ASCENDING), ("last_message_at", DESCENDING)])
         await self.members.create_index([("chat_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
         await self.members.create_index([("user_id", ASCENDING), ("chat_id", ASCENDING)])
         await self.messages.create_index([("chat_id", ASCENDING), ("seq", ASCENDING)], unique=True)
@@ -164,6 +177,10 @@ class Store:
             await self.messages.drop_index("content_text")
         except OperationFailure:
             pass  # never created, or already dropped
+        # A user's mentions newest first, paged by message id (ids are time-ordered); and a chat's or a
+        # leaving member's mentions deleted by a range of the second.
+        await self.mentions.create_index([("user_id", ASCENDING), ("message_id", DESCENDING)])
+        await self.mentions.create_index([("chat_id", ASCENDING), ("user_id", ASCENDING)])
         # A deleted chat's claims go with it: delete_many({chat_id: $eq}) reads this index, not every claim.
         await self.send_claims.create_index("chat_id")
         # Windows expire by a number the api role's purge deletes by range (RateLimiter.purge_once). Not a

@@ -22,7 +22,7 @@ from app.errors import APIError, DependencyUnavailable, not_found  # noqa: F401 
 from app.events import EventBus
 from app.logsafe import scrub_uri
 from app.metrics import Metrics
-from app.schemas.common import VISIBLE
+from app.schemas.common import EMAIL_PATTERN, VISIBLE
 
 log = logging.getLogger("fechatter.web")
 access_log = logging.getLogger("fechatter.access")
@@ -49,7 +49,9 @@ def validation_error(error: msgspec.ValidationError, where: str = "body") -> API
         named = _MSGSPEC_FIELD.search(reason)
         field = named.group(1) if named else where
     # The invisible-character class would fill the message with characters that show nothing.
-    reason = reason.replace(f"matching regex {VISIBLE!r}", "with a visible character").replace("`", "")
+    reason = reason.replace(f"matching regex {VISIBLE!r}", "with a visible character")
+    reason = reason.replace(f"`str` matching regex {EMAIL_PATTERN!r}", "an email address (name@domain, nothing invisible)")
+    reason = reason.replace("`", "")
     if reason.startswith("Object missing required field"):
         reason = "required"
     elif reason.startswith("Object contains unknown field"):
@@ -143,6 +145,7 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
     # one taking no body sets 0.
     max_body_bytes: int | None = None
     _auth_failure: str | None = None
+    _live_user: Identity | None = None  # the caller once the session check passed
     _chunks: bytearray | None = None  # the body while it arrives (data_received)
     _body = b""
     _body_refused = False
@@ -197,8 +200,10 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         """How long the whole body may take to arrive; a stalled sender's connection is closed then."""
         return self.config.api.body_timeout_seconds
 
-    def prepare(self) -> None:
-        """On the headers alone, before the body is read: refuse it at once, or bound it while it is read."""
+    async def prepare(self) -> None:
+        """On the headers alone, before the body is read: refuse it at once, or bound it while it is read.
+
+        Tornado reads no byte of the body until this returns (it may await: the session check does)."""
         headers = self.request.headers
         chunked = "Transfer-Encoding" in headers
         declared = _declared_length(headers.get("Content-Length"))
@@ -221,7 +226,8 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             connection.set_max_body_size(max(declared, limit))
             raise payload_too_large(limit)
         if getattr(verb, "requires_auth", False):
-            self.require_user()  # a stranger's body is never read
+            # A stranger's body is never read, nor one with a token logout-all ended.
+            await self.admit_body(await self.require_live_user())
         # Chunked, the count in data_received is the limit: Tornado would refuse a chunk on its declared
         # size, before reading any of it, with a bare 400; counted bytes get the 413 JSON instead.
         connection.set_max_body_size(_UNBOUNDED if chunked else limit)
@@ -232,6 +238,10 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         """This handler's own method for an HTTP verb; None where only Tornado's 405 stands."""
         verb = getattr(cls, method.lower(), None)
         return None if verb is getattr(tornado.web.RequestHandler, method.lower(), None) else verb
+
+    async def admit_body(self, identity: Identity) -> None:
+        """For an authenticated verb's body, on the headers: a route whose body is costly (an upload)
+        refuses here what it would refuse once read (a rate limit), so the body is never read."""
 
     def data_received(self, chunk: bytes) -> None:
         if self._body_refused:
@@ -289,12 +299,16 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
 
     async def require_live_user(self) -> Identity:
         """require_user, then the role's `session_check` (a token issued before the user's last
-        logout-all is refused): the same 401, so a client refreshes or signs in again."""
+        logout-all is refused): the same 401, so a client refreshes or signs in again. Checked once
+        per request (prepare, for a body, then the verb)."""
         identity = self.require_user()
+        if self._live_user is identity:
+            return identity
         check = self.settings.get("session_check")
         if check is not None and not await check(identity):
             raise APIError(401, "unauthorized", "this session has ended (signed out everywhere); sign in again",
                            headers={"WWW-Authenticate": "Bearer"})
+        self._live_user = identity
         return identity
 
     def get_json_body(self) -> Any:

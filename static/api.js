@@ -255,6 +255,11 @@ export class Api {
     return this.post("/api/chats", body);
   }
 
+  // Our own notification settings for a chat: {notify?: "all"|"mentions"|"none", muted?: bool}.
+  chatSettings(chatId, changes) {
+    return this.patch(`/api/chats/${encodeURIComponent(chatId)}/settings`, changes);
+  }
+
   joinChat(chatId) {
     return this.post(`/api/chats/${encodeURIComponent(chatId)}/join`);
   }

@@ -5,8 +5,10 @@ import { chatHash, Chats } from "./chats.js";
 import { Composer } from "./composer.js";
 import { copyText, openAddMembers, openBrowse, openInvite, openNewChat, wireDialogs } from "./dialogs.js";
 import { Live } from "./live.js";
+import { Notifier } from "./notifier.js";
 import { ReadMarks } from "./reads.js";
 import { Session } from "./session.js";
+import { ChatSettings } from "./settings.js";
 import { Store } from "./store.js";
 import { Sync } from "./sync.js";
 import { Views } from "./views/index.js";
@@ -20,7 +22,7 @@ function notifyUrlFromPage() {
 }
 
 // What each data-action button does; `chat` is the open chat (or preview), `target` the button.
-function actions({ views, session, chats, composer, dialogs }) {
+function actions({ views, session, chats, composer, dialogs, notifier, settings }) {
   return {
     "new-direct": () => openNewChat(dialogs, "direct"),
     "new-channel": () => openNewChat(dialogs, "public_channel"),
@@ -33,6 +35,22 @@ function actions({ views, session, chats, composer, dialogs }) {
     "copy-channel-link": (chat) => chat && copyText(`${location.origin}/${chatHash(chat.id)}`),
     leave: (chat) => chat && chats.leaveChat(chat),
     "join-open": (chat) => chat && chats.joinPreview(chat),
+    "chat-settings": () => views.settingsMenu.toggle(),
+    "set-notify": (chat, target) => {
+      views.settingsMenu.close({ focusButton: true });
+      if (chat) settings.change(chat.id, { notify: target.dataset.level });
+    },
+    "toggle-mute": (chat) => {
+      views.settingsMenu.close({ focusButton: true });
+      if (chat) settings.change(chat.id, { muted: !chat.muted });
+    },
+    "enable-notifications": () => {
+      views.settingsMenu.close({ focusButton: views.settingsMenu.shown });
+      notifier.enable();
+    },
+    "dismiss-notify-prompt": () => notifier.dismissPrompt(),
+    "jump-unread": () => views.messages.scrollToUnreadLine({ smooth: true }),
+    "jump-bottom": () => views.messages.scrollToBottom({ smooth: true }),
     "edit-message": (chat, target) => {
       const message = views.messages.messageAt(target);
       if (message) composer.edit(message);
@@ -68,11 +86,13 @@ function main() {
   const sync = new Sync({ store, api, views, reads, notifyUrl, onChatGone: (chatId) => chats.leaveView(chatId) });
   const composer = new Composer({ store, api, views, sync });
   chats = new Chats({ store, api, views, sync, reads, composer });
-  live = new Live({ store, api, views, sync, reads, chats, notifyUrl });
+  const notifier = new Notifier({ store, views, reads, chats });
+  const settings = new ChatSettings({ store, api, views });
+  live = new Live({ store, api, views, sync, reads, chats, notifier, settings, notifyUrl });
   session = new Session({ store, api, views, sync, live, chats });
   const dialogs = { store, api, sync, chats };
 
-  const byAction = actions({ views, session, chats, composer, dialogs });
+  const byAction = actions({ views, session, chats, composer, dialogs, notifier, settings });
   views.app.addEventListener("click", (event) => {
     const target = event.target.closest("[data-action]");
     if (!target) return views.messages.toggleActions(event.target);
@@ -89,6 +109,7 @@ function main() {
 
   session.wire();
   composer.wire();
+  notifier.wire();
   wireDialogs(dialogs);
   // Wide screens have room for the members list next to the messages.
   if (window.matchMedia(WIDE_SCREEN).matches) chats.toggleMembers();

@@ -59,6 +59,7 @@ export class Chats {
     store.openChatId = null;
     store.setPreview(null);
     store.editingId = null;
+    store.unreadLine = null;
     this.views.pane.showList();
     this.views.sidebar.render();
   }
@@ -74,6 +75,8 @@ export class Chats {
     if (switching) {
       views.messages.clear();
       this.composer.clear();
+      // Before anything marks it read: where the first unread message is.
+      store.startUnreadLine(chatId);
     }
     if (!store.chats.has(chatId)) {
       try {

@@ -1,5 +1,6 @@
-// The message box and our own messages: send with an idempotency key and retries, typing notices, edit, delete.
+// The message box and our own messages: send with an idempotency key and retries, typing notices, @mentions, edit, delete.
 
+import { MentionAutocomplete } from "./autocomplete.js";
 import { byTestId, confirmDialog, toast } from "./ui.js";
 import { newKey, sleep } from "./util.js";
 
@@ -16,14 +17,25 @@ export class Composer {
     this.sync = sync;
     this.form = byTestId("composer");
     this.input = byTestId("message-input");
+    this.mentions = new MentionAutocomplete({
+      store,
+      input: this.input,
+      list: byTestId("mention-options"),
+      onPicked: () => {
+        this.autosize();
+        this.sendTyping();
+      },
+    });
   }
 
   wire() {
+    this.mentions.wire();
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.send();
     });
     this.input.addEventListener("keydown", (event) => {
+      if (this.mentions.handleKey(event)) return;
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.send();
@@ -45,6 +57,7 @@ export class Composer {
 
   clear() {
     this.input.value = "";
+    this.mentions.close();
     this.autosize();
   }
 

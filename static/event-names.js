@@ -7,6 +7,7 @@ export const EVENTS = Object.freeze({
   CHAT_CREATED: "chat.created",
   CHAT_UPDATED: "chat.updated",
   CHAT_DELETED: "chat.deleted",
+  CHAT_SETTINGS: "chat.settings",
   MEMBER_JOINED: "member.joined",
   MEMBER_LEFT: "member.left",
   TYPING: "typing",

@@ -4,8 +4,10 @@ import { EVENTS } from "./event-names.js";
 import { EventStream } from "./stream.js";
 
 export class Live {
-  constructor({ store, api, views, sync, reads, chats, notifyUrl }) {
+  constructor({ store, api, views, sync, reads, chats, notifier, settings, notifyUrl }) {
     this.store = store;
+    this.notifier = notifier;
+    this.settings = settings;
     this.api = api;
     this.views = views;
     this.sync = sync;
@@ -14,12 +16,15 @@ export class Live {
     this.notifyUrl = notifyUrl;
     this.stream = null;
     this.handlers = {
-      [EVENTS.MESSAGE_CREATED]: (data) => sync.messageArrived(data),
+      [EVENTS.MESSAGE_CREATED]: (data) => {
+        if (sync.messageArrived(data)) notifier.consider(data);
+      },
       [EVENTS.MESSAGE_UPDATED]: (data) => this.messageUpdated(data),
       [EVENTS.MESSAGE_DELETED]: (data) => this.messageDeleted(data),
       [EVENTS.CHAT_CREATED]: (data) => this.chatChanged(data, { created: true }),
       [EVENTS.CHAT_UPDATED]: (data) => this.chatChanged(data),
       [EVENTS.CHAT_DELETED]: (data) => this.chatDeleted(data),
+      [EVENTS.CHAT_SETTINGS]: (data) => settings.applyEvent(data),
       [EVENTS.MEMBER_JOINED]: (data) => this.memberJoined(data),
       [EVENTS.MEMBER_LEFT]: (data) => this.memberLeft(data),
       [EVENTS.TYPING]: (data) => this.typing(data),
@@ -89,13 +94,40 @@ export class Live {
 
   // --- what each event does ----------------------------------------------------------
 
+  // The loaded version of a message, if any.
+  known(chatId, messageId) {
+    const timeline = this.store.timelines.get(chatId);
+    return timeline ? timeline.byId.get(messageId) : undefined;
+  }
+
+  // An edit or delete above our read mark may add or take away a mention (or, deleted, an unread
+  // message): the server recounts, we reload the chat list. `before`/`after`: does it mention us;
+  // undefined when we never saw it.
+  recount(chatId, seq, before, after) {
+    const { store } = this;
+    const chat = store.chats.get(chatId);
+    if (!chat || this.reads.inView(chatId)) return;
+    const mark = Math.max(Number(chat.last_read_seq) || 0, store.readSent.get(chatId) || 0);
+    if (seq <= mark || (before !== undefined && before === after)) return;
+    if (before === undefined && !after && !chat.mention_count && !chat.unread_count) return;
+    this.sync.reloadChatsSoon();
+  }
+
   messageUpdated(message) {
-    this.store.applyMessage(message);
+    const { store } = this;
+    const old = this.known(message.chat_id, message.id);
+    const before = old ? store.mentionsMe(old) : undefined;
+    store.applyMessage(message);
+    if (!store.isMine(message)) this.recount(message.chat_id, message.seq, before, store.mentionsMe(message));
     this.views.messages.renderIfOpen(message.chat_id);
     this.views.sidebar.render();
   }
 
   messageDeleted(data) {
+    const { store } = this;
+    const old = this.known(data.chat_id, data.id);
+    // Someone else's unread message went away: it stops counting, as unread and as a mention.
+    if (!old || !store.isMine(old)) this.recount(data.chat_id, data.seq, old && !old.deleted ? true : undefined, false);
     this.store.applyDeleted(data);
     this.views.messages.renderIfOpen(data.chat_id);
     this.views.sidebar.render();

@@ -31,9 +31,17 @@ export class ReadMarks {
     if (!timeline || !timeline.loaded || !this.inView(chatId)) return;
     const seq = timeline.maxSeq;
     const sent = store.readSent.get(chatId) || 0;
-    if (!seq || (seq <= sent && !chat.unread_count)) return;
+    if (!seq || (seq <= sent && !chat.unread_count && !chat.mention_count)) return;
+    // Back in a tab that was hidden while messages came: the line goes above the first of them.
+    const line = store.unreadLine;
+    if (chat.unread_count && !(line && line.chatId === chatId)) {
+      store.startUnreadLine(chatId, { scroll: false });
+      this.views.messages.render();
+    }
     store.readSent.set(chatId, Math.max(seq, sent));
+    store.setReadMark(chat, seq);
     chat.unread_count = 0;
+    chat.mention_count = 0;
     this.views.sidebar.render();
     try {
       await this.api.markRead(chatId, seq);
@@ -51,8 +59,12 @@ export class ReadMarks {
     if (seq <= (this.store.readSent.get(chatId) || 0)) return false;
     // We read it in another tab.
     this.store.readSent.set(chatId, seq);
+    this.store.setReadMark(chat, seq);
     const stale = seq < chat.maxSeq;
-    if (!stale) chat.unread_count = 0;
+    if (!stale) {
+      chat.unread_count = 0;
+      chat.mention_count = 0;
+    }
     this.views.sidebar.render();
     return stale;
   }

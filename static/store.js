@@ -1,4 +1,4 @@
-// Client state, all of it: session identity, users, chats, timelines, unsent messages, read marks, presence, typing; no DOM here.
+// Client state, all of it: session identity, users, chats, timelines, unsent messages, read marks, mentions, presence, typing; no DOM here.
 
 import { Timeline } from "./timeline.js";
 
@@ -8,6 +8,18 @@ const TYPING_SHOWN_MS = 5000;
 function memberIds(members) {
   if (!Array.isArray(members)) return [];
   return members.map((m) => (typeof m === "string" ? m : m.user_id || m.id)).filter(Boolean);
+}
+
+// @channel, @here and @everyone mention every member (contract section 11).
+export const MENTION_ALL = Object.freeze(["channel", "here", "everyone"]);
+// A chat's notification level when the server does not say (its default).
+const DEFAULT_LEVEL = "all";
+
+// The server derives a username from the e-mail's local part (contract section 10); until a user
+// payload carries one, the same rule stands in.
+function derivedUsername(user) {
+  const local = String((user && user.email) || "").split("@")[0].toLowerCase();
+  return local.replace(/[^a-z0-9._-]/g, "").slice(0, 32);
 }
 
 function activity(chat) {
@@ -34,6 +46,9 @@ export class Store {
     this.pending = new Map(); // chatId -> Map(key -> unsent message)
     this.readSent = new Map(); // chatId -> highest seq we told the server we read
     this.typingSentAt = new Map(); // chatId -> time of our last POST typing
+    // The "New messages" line of the open chat: {chatId, afterSeq, count, seq, scroll}; seq is the
+    // first unread message once found, and stays there until the chat is closed.
+    this.unreadLine = null;
     this.connection = "offline";
   }
 
@@ -49,6 +64,91 @@ export class Store {
 
   isMine(message) {
     return Boolean(this.me && message.sender_id === this.me.id);
+  }
+
+  // --- usernames and mentions ----------------------------------------------------
+
+  user(userId) {
+    if (this.me && userId === this.me.id) return { ...this.users.get(userId), ...this.me };
+    return this.users.get(userId) || null;
+  }
+
+  username(userId) {
+    const user = this.user(userId);
+    return user ? user.username || derivedUsername(user) : "";
+  }
+
+  userByUsername(name) {
+    const needle = String(name).toLowerCase();
+    for (const id of [...this.users.keys(), ...(this.me ? [this.me.id] : [])]) {
+      if (this.username(id).toLowerCase() === needle) return this.user(id);
+    }
+    return null;
+  }
+
+  // Does a message mention us? The server's `mentions`/`mentions_all` when it sent them, else the text.
+  mentionsMe(message) {
+    if (!this.me || !message || message.deleted || this.isMine(message)) return false;
+    if (message.mentions_all === true) return true;
+    if (Array.isArray(message.mentions)) return message.mentions.includes(this.me.id);
+    const mine = this.username(this.me.id);
+    const names = new Set((String(message.content || "").match(/@[a-z0-9._-]+/gi) || []).map((m) => m.slice(1).toLowerCase().replace(/[._-]+$/, "")));
+    return (mine && names.has(mine)) || MENTION_ALL.some((name) => names.has(name));
+  }
+
+  // For the message text: which @names of a message are mentions (see ui.linkify).
+  mentionLookup(message) {
+    const ids = Array.isArray(message.mentions) ? new Set(message.mentions) : null;
+    const chat = this.chats.get(message.chat_id);
+    const members = chat ? new Set(chat.memberIds) : new Set();
+    return (name) => {
+      if (MENTION_ALL.includes(name)) {
+        const all = message.mentions_all === undefined ? chat && chat.type !== "direct" : message.mentions_all;
+        return all ? { me: !this.isMine(message), label: "Everyone in this chat" } : null;
+      }
+      const user = this.userByUsername(name);
+      if (!user) return null;
+      const mentioned = ids ? ids.has(user.id) : members.has(user.id) || !members.size;
+      if (!mentioned) return null;
+      return { me: Boolean(this.me && user.id === this.me.id), userId: user.id, label: user.fullname || user.email || "" };
+    };
+  }
+
+  // The people the composer offers after "@": the chat's members but us, then @channel/@here.
+  mentionCandidates(chatId, query) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return [];
+    const needle = query.toLowerCase();
+    const members = this.members.get(chatId);
+    const ids = members ? members.map((m) => m.user_id) : chat.memberIds;
+    const people = ids
+      .filter((id) => !this.me || id !== this.me.id)
+      .map((id) => ({ id, username: this.username(id), fullname: this.userName(id) }))
+      .filter((p) => p.username)
+      .map((p) => {
+        const name = p.username.startsWith(needle) ? 0 : p.fullname.toLowerCase().split(/\s+/).some((w) => w.startsWith(needle)) ? 1 : -1;
+        return { ...p, rank: name };
+      })
+      .filter((p) => p.rank >= 0)
+      .sort((a, b) => a.rank - b.rank || a.fullname.localeCompare(b.fullname));
+    const everyone = chat.type === "direct" ? [] : [
+      { id: null, username: "channel", fullname: "Notify everyone in this chat", special: true },
+      { id: null, username: "here", fullname: "Notify everyone online", special: true },
+    ].filter((p) => p.username.startsWith(needle));
+    return [...people, ...everyone];
+  }
+
+  // --- notification settings ------------------------------------------------------
+
+  notifyLevel(chat) {
+    return chat.notify || DEFAULT_LEVEL;
+  }
+
+  // Should this message of another person ring (the chat's level, never when muted)?
+  wantsNotification(chat, message) {
+    if (!chat || chat.muted || this.isMine(message) || message.deleted) return false;
+    const level = this.notifyLevel(chat);
+    return level === "all" || (level === "mentions" && this.mentionsMe(message));
   }
 
   // --- chats ----------------------------------------------------------------
@@ -70,6 +170,8 @@ export class Store {
     chat.memberIds = raw.members && raw.members.length ? memberIds(raw.members) : existing.memberIds || [];
     chat.member_count = Number(raw.member_count ?? existing.member_count ?? chat.memberIds.length);
     chat.unread_count = Number(raw.unread_count ?? existing.unread_count ?? 0);
+    chat.mention_count = Number(raw.mention_count ?? existing.mention_count ?? 0);
+    chat.muted = Boolean(raw.muted ?? existing.muted ?? false);
     const lastSeq = (chat.last_message && chat.last_message.seq) || 0;
     chat.maxSeq = Math.max(existing.maxSeq || 0, lastSeq);
     this.chats.set(chat.id, chat);
@@ -137,7 +239,17 @@ export class Store {
   }
 
   unreadTotal() {
-    return [...this.chats.values()].reduce((sum, chat) => sum + (chat.unread_count || 0), 0);
+    return [...this.chats.values()].reduce((sum, chat) => sum + (chat.muted ? 0 : chat.unread_count || 0), 0);
+  }
+
+  // What the tab title counts: mentions, muted chats' ones too (a mention is for you).
+  mentionTotal() {
+    return [...this.chats.values()].reduce((sum, chat) => sum + (chat.mention_count || 0), 0);
+  }
+
+  // Where the chat's read mark is (the server's last_read_seq, moved by our marks and read events).
+  setReadMark(chat, seq) {
+    chat.last_read_seq = Math.max(Number(chat.last_read_seq) || 0, seq);
   }
 
   // How many people are in a chat (ours, a preview, a browsed channel): the server's count, kept
@@ -221,6 +333,43 @@ export class Store {
     }
     const timeline = this.timelines.get(data.chat_id);
     return timeline ? timeline.markDeleted(data) : false;
+  }
+
+  // --- the "New messages" line ------------------------------------------------------
+
+  // Opening a chat with unread messages: the line goes above the first of them.
+  startUnreadLine(chatId, { scroll = true } = {}) {
+    const chat = this.chats.get(chatId);
+    this.unreadLine = null;
+    if (!chat || !chat.unread_count) return;
+    const afterSeq = Number.isInteger(chat.last_read_seq) ? chat.last_read_seq : null;
+    this.unreadLine = { chatId, afterSeq, count: chat.unread_count, seq: null, scroll };
+  }
+
+  // The seq the line sits above, once the loaded messages reach back to it; null while they do
+  // not (more to load: `needsOlder`), or when there is no line.
+  unreadLineSeq(chatId) {
+    const line = this.unreadLine;
+    if (!line || line.chatId !== chatId) return null;
+    if (line.seq !== null) return line.seq;
+    const timeline = this.timelines.get(chatId);
+    if (!timeline || !timeline.loaded) return null;
+    const theirs = timeline.sorted().filter((m) => !this.isMine(m) && !m.deleted);
+    let first;
+    if (line.afterSeq !== null) {
+      first = theirs.find((m) => m.seq > line.afterSeq);
+      line.needsOlder = timeline.hasMore && (timeline.minSeq || 0) > line.afterSeq + 1;
+    } else {
+      first = theirs.length >= line.count ? theirs[theirs.length - line.count] : theirs[0];
+      line.needsOlder = timeline.hasMore && theirs.length < line.count;
+    }
+    if (line.needsOlder) return null;
+    if (!first) {
+      this.unreadLine = null;
+      return null;
+    }
+    line.seq = first.seq;
+    return line.seq;
   }
 
   // --- unsent messages ------------------------------------------------------------

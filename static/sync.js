@@ -5,6 +5,8 @@ import { debounce } from "./util.js";
 
 const PAGE_SIZE = 50;
 const GAP_PAGE_SIZE = 200;
+// How far back opening a chat loads to reach its first unread message.
+const UNREAD_PAGES = 8;
 
 export class Sync {
   // onChatGone(chatId): the open chat is no longer in our list (we left, were removed, it was deleted).
@@ -73,8 +75,24 @@ export class Sync {
     this.views.messages.render({ toBottom: true });
     const chat = this.store.chats.get(chatId);
     if (chat && chat.maxSeq > timeline.maxSeq) await this.fillGap(chatId);
+    await this.reachUnreadLine(chatId);
     this.fillScreen();
     this.reads.soon();
+  }
+
+  // Older pages until the first unread message is loaded, so the "New messages" line can show.
+  async reachUnreadLine(chatId) {
+    const { store } = this;
+    for (let page = 0; page < UNREAD_PAGES; page += 1) {
+      if (chatId !== store.openChatId || store.unreadLineSeq(chatId) !== null) break;
+      const line = store.unreadLine;
+      const timeline = store.timelines.get(chatId);
+      if (!line || !line.needsOlder || !timeline || !timeline.hasMore) break;
+      const before = timeline.minSeq;
+      await this.loadOlder();
+      if (timeline.minSeq === before) break; // the page failed; the reader can still scroll up
+    }
+    if (chatId === store.openChatId) this.views.messages.render();
   }
 
   // Messages after the newest one we hold, for a chat we hold a timeline of.
@@ -98,24 +116,30 @@ export class Sync {
     this.views.sidebar.render();
   }
 
-  async loadOlder() {
+  // One older page of the open chat; a call while one is loading waits for that one.
+  loadOlder() {
     const chatId = this.store.openChatId;
     const timeline = this.store.openTimeline();
-    if (!timeline || !timeline.loaded || !timeline.hasMore || timeline.loadingOlder || timeline.minSeq === null) return;
-    timeline.loadingOlder = true;
+    if (timeline && timeline.loadingOlder) return timeline.loadingOlder;
+    if (!timeline || !timeline.loaded || !timeline.hasMore || timeline.minSeq === null) return Promise.resolve();
+    timeline.loadingOlder = this.loadOlderPage(chatId, timeline).finally(() => {
+      timeline.loadingOlder = false;
+      if (chatId !== this.store.openChatId) return;
+      this.views.messages.renderKeepingPosition();
+      this.fillScreen();
+    });
     this.views.messages.renderHistoryStatus();
+    return timeline.loadingOlder;
+  }
+
+  async loadOlderPage(chatId, timeline) {
     try {
       const answer = await this.api.messages(chatId, { before: timeline.minSeq, limit: PAGE_SIZE });
       for (const message of answer.messages || []) timeline.upsert(message);
       timeline.hasMore = Boolean(answer.has_more) && (answer.messages || []).length > 0;
     } catch (error) {
       toast(error.message, { error: true });
-    } finally {
-      timeline.loadingOlder = false;
     }
-    if (chatId !== this.store.openChatId) return;
-    this.views.messages.renderKeepingPosition();
-    this.fillScreen();
   }
 
   fillScreen() {
@@ -140,25 +164,36 @@ export class Sync {
     }
   }
 
-  // A new message, from the stream or the answer to our own POST.
+  // A new message, from the stream or the answer to our own POST. Returns whether it was new to us.
   messageArrived(message) {
     const { store, views } = this;
     const chat = store.chats.get(message.chat_id);
     if (!chat) {
       this.reloadChatsSoon();
-      return;
+      return false;
     }
     if (!store.users.has(message.sender_id)) this.reloadUsersSoon();
     store.stopTyping(message.chat_id, message.sender_id);
     if (store.isMine(message)) store.adoptPending(message);
     const { fresh, gap } = store.applyMessage(message);
-    if (fresh && !store.isMine(message) && !this.reads.inView(message.chat_id)) chat.unread_count += 1;
+    if (fresh && !store.isMine(message) && !this.reads.inView(message.chat_id)) {
+      chat.unread_count += 1;
+      if (store.mentionsMe(message)) chat.mention_count += 1;
+    }
+    // Sending marks the chat read up to our message (the server does so too, with a read event).
+    if (fresh && store.isMine(message) && message.seq >= chat.maxSeq) {
+      store.readSent.set(chat.id, Math.max(message.seq, store.readSent.get(chat.id) || 0));
+      store.setReadMark(chat, message.seq);
+      chat.unread_count = 0;
+      chat.mention_count = 0;
+    }
     if (message.chat_id === store.openChatId) {
       if (gap) this.fillGap(message.chat_id).catch(() => {});
-      views.messages.render();
+      views.messages.render({ arrived: fresh && !store.isMine(message) });
       views.pane.renderTyping();
       this.reads.soon();
     }
     views.sidebar.render();
+    return fresh;
   }
 }

@@ -8,7 +8,9 @@ export function h(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (key === "class") el.className = value;
-    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "dataset") {
+      for (const [name, item] of Object.entries(value)) if (item !== null && item !== undefined) el.dataset[name] = item;
+    }
     else if (key === "text") el.textContent = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (value === true) el.setAttribute(key, "");
@@ -30,26 +32,81 @@ export function parseTime(iso) {
   return date && !Number.isNaN(date.getTime()) ? date : null;
 }
 
+// One time format for the whole page, the locale's own ("3:04 PM", "15:04").
+const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const FULL_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+const DAY_FORMAT = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
+const DAY_YEAR_FORMAT = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric", year: "numeric" });
+
 export function formatTime(iso) {
   const date = parseTime(iso);
-  if (!date) return "";
-  const now = new Date();
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  if (date.toDateString() === now.toDateString()) return time;
-  const day = date.toLocaleDateString([], { month: "short", day: "numeric", year: date.getFullYear() === now.getFullYear() ? undefined : "numeric" });
-  return `${day}, ${time}`;
+  return date ? TIME_FORMAT.format(date) : "";
 }
 
-// Text with http(s) links made clickable; everything else stays text.
-export function linkify(text) {
+// For tooltips: the day and the time, spelled out.
+export function formatFull(iso) {
+  const date = parseTime(iso);
+  return date ? FULL_FORMAT.format(date) : "";
+}
+
+// The local calendar day of a time, as a key ("2026-11-22").
+export function dayKey(iso) {
+  const date = parseTime(iso);
+  if (!date) return "";
+  return `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`;
+}
+
+// What a date separator says: "Today", "Yesterday", "Monday, March 3" (with the year when not this one).
+export function dayLabel(iso, now = new Date()) {
+  const date = parseTime(iso);
+  if (!date) return "";
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (dayKey(iso) === dayKey(now.toISOString())) return "Today";
+  if (dayKey(iso) === dayKey(yesterday.toISOString())) return "Yesterday";
+  return (date.getFullYear() === now.getFullYear() ? DAY_FORMAT : DAY_YEAR_FORMAT).format(date);
+}
+
+// @username, @channel, @here, @everyone: after a start, a space or punctuation, never inside an e-mail address.
+const MENTION_PATTERN = /(^|[^\w@.])@([a-z0-9._-]{1,32})/gi;
+
+// Text with @mentions marked: mentionOf(name) -> null (plain text) or {me, label, userId?}.
+function withMentions(text, mentionOf) {
+  if (!mentionOf) return [text];
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(MENTION_PATTERN)) {
+    // "@ada." at the end of a sentence: the dot is not part of the name (unless the name has it).
+    let name = match[2];
+    let found = mentionOf(name.toLowerCase());
+    if (!found) {
+      name = name.replace(/[._-]+$/, "");
+      found = name && mentionOf(name.toLowerCase());
+    }
+    if (!found) continue;
+    const start = match.index + match[1].length;
+    if (start > last) parts.push(text.slice(last, start));
+    parts.push(h("span", {
+      class: `mention${found.me ? " mention-me" : ""}`,
+      dataset: { testid: "mention", mention: name.toLowerCase(), userId: found.userId, me: found.me ? "true" : null },
+      title: found.label || null,
+      text: `@${name}`,
+    }));
+    last = start + 1 + name.length;
+  }
+  if (last < text.length) parts.push(text.slice(last));
+  return parts;
+}
+
+// Text with http(s) links made clickable and mentions marked (see withMentions); everything else stays text.
+export function linkify(text, mentionOf = null) {
   const fragment = document.createDocumentFragment();
   let last = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
-    if (match.index > last) fragment.append(text.slice(last, match.index));
+    if (match.index > last) fragment.append(...withMentions(text.slice(last, match.index), mentionOf));
     fragment.append(h("a", { href: match[0], target: "_blank", rel: "noopener noreferrer", text: match[0] }));
     last = match.index + match[0].length;
   }
-  if (last < text.length) fragment.append(text.slice(last));
+  if (last < text.length) fragment.append(...withMentions(text.slice(last), mentionOf));
   return fragment;
 }
 
@@ -99,6 +156,11 @@ const ICON_PATHS = {
   hash: "M4 9h16M4 15h16M10 3 8 21M16 3l-2 18",
   pencil: "M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4",
   trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13",
+  bell: "M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20a2 2 0 0 0 4 0",
+  "bell-off": "M6 16V11a6 6 0 0 1 9.5-4.9M18 11v5l2 2H4l2-2M10 20a2 2 0 0 0 4 0M3 3l18 18",
+  check: "M5 12l5 5L20 7",
+  "arrow-up": "M12 19V5M6 11l6-6 6 6",
+  "arrow-down": "M12 5v14M6 13l6 6 6-6",
 };
 
 export function icon(name) {

@@ -1,4 +1,5 @@
-"""Abuse limits of issue 13: typing, stream opens, uploads, chat creation per user, and the upload quota."""
+"""Abuse limits of issue 13: typing, stream opens, uploads, chat creation, message edits and deletes, member
+adds and joins, read marks, chat changes and searches per user, and the upload quota."""
 
 import pytest
 
@@ -12,7 +13,9 @@ pytestmark = [pytest.mark.gen_test(timeout=60), pytest.mark.usefixtures("frozen_
 
 LIMITS = {"enabled": True, "typing_per_10_seconds_per_user": 3, "stream_opens_per_minute_per_user": 3,
           "uploads_per_minute_per_user": 2, "chats_per_hour_per_user": 2, "upload_quota_bytes_per_user": 0,
-          "streams_per_user": 10}
+          "streams_per_user": 10, "edits_per_minute_per_user": 2, "deletes_per_minute_per_user": 2,
+          "member_adds_per_minute_per_user": 2, "reads_per_minute_per_user": 3, "chat_updates_per_minute_per_user": 2,
+          "searches_per_minute_per_user": 2}
 
 
 @pytest.fixture
@@ -79,6 +82,96 @@ async def test_chat_creation_is_limited_per_user(api, deps):
     assert (await create_chat(api, t.member, "public_channel", name="two"))["name"] == "two"
 
 
+async def test_message_edits_and_deletes_are_limited_per_user(api, deps):
+    t = await make_team(api)
+    chat = await create_chat(api, t.owner, "group", [t.member, t.outsider], name="edits")
+    path = f"/api/chats/{chat['id']}/messages"
+    mine = [(await api.post(path, {"content": f"m{i}"}, token=t.owner["token"])).body for i in range(4)]
+    theirs = (await api.post(path, {"content": "theirs"}, token=t.member["token"])).body
+    edit = [await api.call("PATCH", f"{path}/{mine[0]['id']}", {"content": f"edit {i}"}, token=t.owner["token"])
+            for i in range(2)]
+    assert [r.status for r in edit] == [200, 200]
+    refused(await api.call("PATCH", f"{path}/{mine[1]['id']}", {"content": "one too many"}, token=t.owner["token"]), 60)
+    assert (await deps.store.messages.find_one({"_id": mine[1]["id"]}))["content"] == "m1"
+    assert (await api.call("PATCH", f"{path}/{theirs['id']}", {"content": "mine"}, token=t.member["token"])).status == 200
+    edited = await events_of(deps.bus, events.MESSAGE_UPDATED, chat["id"])
+    assert [e.data["content"] for e in edited] == ["edit 0", "edit 1", "mine"]
+
+    assert [(await api.delete(f"{path}/{m['id']}", token=t.owner["token"])).status for m in mine[1:3]] == [204, 204]
+    refused(await api.delete(f"{path}/{mine[3]['id']}", token=t.owner["token"]), 60)
+    assert (await deps.store.messages.find_one({"_id": mine[3]["id"]}))["deleted"] is False
+    assert (await api.delete(f"{path}/{theirs['id']}", token=t.member["token"])).status == 204
+    assert len(await events_of(deps.bus, events.MESSAGE_DELETED, chat["id"])) == 3
+    # A stranger is told the chat does not exist, and counts against nobody.
+    assert (await api.call("PATCH", f"{path}/{theirs['id']}", {"content": "x"}, token=t.stranger["token"])).status == 404
+
+
+async def test_member_adds_and_joins_are_limited_per_user(api, deps):
+    t = await make_team(api)
+    extra = await api.signup(invite_code=t.owner["workspace"]["invite_code"], fullname="Eve Extra")
+    public = await create_chat(api, t.owner, "public_channel", name="lobby")
+    private = await create_chat(api, t.owner, "private_channel", name="inner")
+    members = f"/api/chats/{private['id']}/members"
+
+    def ids(reply):
+        return {m["user_id"] for m in reply.body}
+
+    assert t.member["id"] in ids(await api.post(members, {"user_ids": [t.member["id"]]}, token=t.owner["token"]))
+    # Adding someone already there adds nobody, so it is not counted.
+    assert (await api.post(members, {"user_ids": [t.member["id"]]}, token=t.owner["token"])).status == 200
+    assert t.outsider["id"] in ids(await api.post(members, {"user_ids": [t.outsider["id"]]}, token=t.owner["token"]))
+    refused(await api.post(members, {"user_ids": [extra["id"]]}, token=t.owner["token"]), 60)
+    assert await count(deps.store.members, {"chat_id": private["id"], "user_id": extra["id"]}) == 0
+    joined = await events_of(deps.bus, events.MEMBER_JOINED, private["id"])
+    assert sorted(e.data["user_id"] for e in joined) == sorted([t.member["id"], t.outsider["id"]])
+    # The owner is already in the public channel: joining it again changes nothing and is not refused.
+    assert (await api.post(f"/api/chats/{public['id']}/join", token=t.owner["token"])).status == 200
+
+    # Joining counts as adding a member: a join-and-leave loop stops at the limit.
+    join, leave = f"/api/chats/{public['id']}/join", f"/api/chats/{public['id']}/members/{extra['id']}"
+    for _ in range(2):
+        assert (await api.post(join, token=extra["token"])).status == 200
+        assert (await api.delete(leave, token=extra["token"])).status == 204
+    refused(await api.post(join, token=extra["token"]), 60)
+    assert await count(deps.store.members, {"chat_id": public["id"], "user_id": extra["id"]}) == 0
+    assert len(await events_of(deps.bus, events.MEMBER_JOINED, public["id"])) == 2
+    assert (await api.post(join, token=t.member["token"])).status == 200  # counted per user
+
+
+async def test_read_marks_are_limited_per_user(api, deps):
+    t = await make_team(api)
+    chat = await create_chat(api, t.owner, "direct", [t.member])
+    for i in range(5):
+        await api.post(f"/api/chats/{chat['id']}/messages", {"content": f"m{i}"}, token=t.owner["token"])
+    read = f"/api/chats/{chat['id']}/read"
+    assert [(await api.post(read, {"seq": seq}, token=t.member["token"])).status for seq in (1, 2, 3)] == [204] * 3
+    refused(await api.post(read, {"seq": 4}, token=t.member["token"]), 60)
+    # A mark that does not move publishes nothing and is not counted.
+    assert (await api.post(read, {"seq": 3}, token=t.member["token"])).status == 204
+    assert (await deps.store.members.find_one({"chat_id": chat["id"], "user_id": t.member["id"]}))["last_read_seq"] == 3
+    assert [e.data["seq"] for e in await events_of(deps.bus, events.READ, chat["id"])] == [1, 2, 3]
+
+
+async def test_chat_changes_are_limited_per_user(api, deps):
+    t = await make_team(api)
+    chat = await create_chat(api, t.owner, "group", [t.member, t.outsider], name="before")
+    path = f"/api/chats/{chat['id']}"
+    assert [(await api.call("PATCH", path, {"name": f"name {i}"}, token=t.owner["token"])).status
+            for i in range(2)] == [200, 200]
+    refused(await api.call("PATCH", path, {"description": "one too many"}, token=t.owner["token"]), 60)
+    stored = await deps.store.chats.find_one({"_id": chat["id"]})
+    assert stored["name"] == "name 1" and stored["description"] == ""
+    assert len(await events_of(deps.bus, events.CHAT_UPDATED, chat["id"])) == 2
+
+
+async def test_searches_are_limited_per_user(api):
+    t = await make_team(api)
+    search = "/api/search/messages?q=anything"
+    assert [(await api.get(search, token=t.owner["token"])).status for _ in range(2)] == [200, 200]
+    refused(await api.get(search, token=t.owner["token"]), 60)
+    assert (await api.get(search, token=t.member["token"])).status == 200
+
+
 @pytest.mark.parametrize("config_overrides", [{
     "limits": {**LIMITS, "uploads_per_minute_per_user": 100, "upload_quota_bytes_per_user": 2500},
     "files": {"max_bytes": 1000},
@@ -110,3 +203,15 @@ async def test_enabled_false_turns_these_limits_off(api, sse, deps):
         stream = await sse(t.owner["token"])
         assert stream.status == 200
         stream.close()
+
+
+def test_every_limit_is_in_the_operations_table():
+    """Each key of config `limits` has its row in docs/operations.md "Limits and abuse" (default, what a client sees)."""
+    from pathlib import Path
+
+    from app.config import LimitsConfig
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = text.split("## Limits and abuse", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in LimitsConfig.__struct_fields__ if name != "enabled" and f"`limits.{name}`" not in table]
+    assert not missing, f"not in the Limits and abuse table of docs/operations.md: {missing}"

@@ -46,6 +46,8 @@ MATRIX = [
      204, 204, 403, 404, 404, *BAD_TOKENS),
     (("api", "POST", "/api/chats/{chat}/read", {"seq": 1}), 204, 204, 204, 404, 404, *BAD_TOKENS),
     (("api", "POST", "/api/chats/{chat}/typing", None), 204, 204, 204, 404, 404, *BAD_TOKENS),
+    (("api", "PATCH", "/api/chats/{chat}/settings", {"notify": "mentions"}), 200, 200, 200, 404, 404, *BAD_TOKENS),
+    (("api", "GET", "/api/mentions?limit=5", None), 200, 200, 200, 200, 200, *BAD_TOKENS),
     (("api", "GET", "/api/search/messages?q=hello&chat_id={chat}", None), 200, 200, 200, 404, 404, *BAD_TOKENS),
     (("api", "POST", "/api/files", "{upload}"), 201, 201, 201, 201, 201, *BAD_TOKENS),
     (("api", "GET", "/api/files/{file}", None), 200, 200, 200, 200, 404, *BAD_TOKENS),

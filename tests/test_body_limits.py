@@ -356,3 +356,97 @@ async def test_stalled_unauthenticated_bodies_do_not_grow_memory(connect, api_po
     assert not any(pushed), "the server read a refused body to its end"
     assert grown < 8 * MiB, f"RSS grew by {grown / MiB:.1f} MiB for 8 refused bodies"
 
+
+
+# files.max_bytes as in config.yaml (10 MiB): an 8 MiB upload is within the route's limit, so only the token refuses it.
+@pytest.mark.parametrize("config_overrides", [{"limits": {"enabled": False}}])
+async def test_an_upload_with_an_ended_or_garbage_token_is_401_unread(connect, api_port, api, deps, config):
+    """A token logout-all ended still has a valid signature: the session is checked on the headers too,
+    before any byte of the upload is read (before: only the signature, and 10 MiB were read first)."""
+    assert config.files.max_bytes > 8 * MiB
+    user = await api.signup()
+    assert (await api.post("/api/logout-all", token=user["token"])).status == 204
+    boundary = "endedboundary"
+    payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
+               "Content-Type: application/octet-stream\r\n\r\n").encode() + b"\1" * (8 * MiB) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    for token in (user["token"], "garbage", "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.AAAA"):
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}",
+                   "Content-Length": str(len(payload))}
+        # The headers alone get the answer, and the connection closes rather than read on.
+        reply = await answered_at_once(connect, api_port, request("POST", "/api/files", headers))
+        reply.assert_json_error(401, "unauthorized")
+        # Pushing the whole body: the server stops taking it long before its 8 MiB are in.
+        conn = await connect(api_port)
+        await conn.send(request("POST", "/api/files", headers))
+        try:
+            pushed = await asyncio.wait_for(conn.send(payload), 20)
+        except TimeoutError:
+            pushed = True  # the server stopped reading but kept the connection open
+        assert not pushed, f"{token[:10]}: the server read an unauthorized upload to its end"
+    assert await deps.store.files.find_one({}) is None and await deps.store.file_chunks.find_one({}) is None
+    # Signed in again, an upload goes through.
+    fresh = (await api.post("/api/signin", {"email": user["user"]["email"], "password": user["password"]})).body
+    ok = await api.post("/api/files", raw=payload[:300] + f"\r\n--{boundary}--\r\n".encode(),
+                        token=fresh["access_token"],
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert ok.status == 201, ok.body
+
+
+@pytest.mark.parametrize("config_overrides", [{"limits": {"enabled": True, "uploads_per_minute_per_user": 1},
+                                               "files": {"max_bytes": UPLOAD_LIMIT}}])
+@pytest.mark.usefixtures("frozen_window")
+async def test_past_the_upload_rate_limit_the_body_is_never_read(connect, api_port, api, deps):
+    """The upload limit is asked on the headers: a user past it cannot make the server read (and hold)
+    upload after upload only to refuse each once it is in."""
+    user = await api.signup()
+    boundary = "ratedboundary"
+    headers = {"Authorization": f"Bearer {user['token']}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\nbytes\r\n--{boundary}--\r\n").encode()
+    assert (await api.post("/api/files", raw=body, headers=headers, token=user["token"])).status == 201
+    for framing in ({"Content-Length": str(UPLOAD_LIMIT)}, {"Transfer-Encoding": "chunked"}):
+        reply = await answered_at_once(connect, api_port, request("POST", "/api/files", {**headers, **framing}))
+        reply.assert_json_error(429, "rate_limited")
+        assert int(reply.headers["retry-after"]) == 59
+    assert len(await deps.store.files.find({}, {"_id": 1}).to_list()) == 1
+
+
+@pytest.mark.parametrize("config_overrides", [{"limits": {"enabled": False}}])
+async def test_stalled_downloads_hold_a_few_chunks_each_not_the_file(api_port, api, config):
+    """Eight readers start an 8 MiB download and stop reading. Before: each download read the whole file,
+    then held it in the write buffer until its reader took it: 64 MiB and more. Streamed through one
+    GridFS cursor, still 44 MiB (nx-27017 answers a `*.chunks` find with every chunk at once). Now a
+    download reads DOWNLOAD_BATCH_BYTES of chunks at a time and writes them one by one."""
+    import tracemalloc
+
+    from tests.test_files import multipart
+
+    assert config.files.max_bytes >= 8 * MiB
+    user = await api.signup()
+    body, ctype = multipart([("file", "big.bin", "application/octet-stream", b"\7" * (8 * MiB))])
+    up = await api.post("/api/files", raw=body, token=user["token"], headers={"Content-Type": ctype})
+    assert up.status == 201, up.body
+    del body
+    loop = asyncio.get_running_loop()
+    socks = []
+    tracemalloc.start()
+    try:
+        for _ in range(8):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that takes almost nothing
+            sock.setblocking(False)
+            socks.append(sock)
+            await loop.sock_connect(sock, ("127.0.0.1", api_port))
+            await loop.sock_sendall(sock, request("GET", up.body["url"], {"Authorization": f"Bearer {user['token']}"}))
+        for sock in socks:  # each answer has begun: its headers are here
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)
+            assert head.startswith(b"HTTP/1.1 200 ") and f"Content-Length: {8 * MiB}".encode() in head, head
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        for sock in socks:
+            sock.close()
+    assert held < 24 * MiB, f"8 stalled downloads hold {held / MiB:.1f} MiB"

@@ -166,22 +166,30 @@ async def test_list_chats_with_unread_counts_and_recent_first(api):
     for i in range(3):
         reply = await api.post(f"/api/chats/{busy['id']}/messages", {"content": f"hi {i}"}, token=t.member["token"])
         assert reply.status == 201
+    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    assert [c["id"] for c in chats] == [busy["id"], quiet["id"]]
+    assert (chats[0]["unread_count"], chats[0]["last_read_seq"]) == (3, 0)
     own = await api.post(f"/api/chats/{busy['id']}/messages", {"content": "mine"}, token=t.owner["token"])
     assert own.status == 201
 
     chats = (await api.get("/api/chats", token=t.owner["token"])).body
     assert [c["id"] for c in chats] == [busy["id"], quiet["id"]]
     top = chats[0]
-    assert top["unread_count"] == 3  # the caller's own message does not count
+    assert (top["unread_count"], top["last_read_seq"]) == (0, 4)  # posting reads the chat up to one's message
     assert top["last_message"]["content"] == "mine" and top["last_message"]["seq"] == 4
     assert chats[1]["unread_count"] == 0 and chats[1]["last_message"] is None
-    assert set(top) >= {"id", "type", "name", "description", "members", "unread_count", "last_message", "updated_at"}
+    assert set(top) >= {"id", "type", "name", "description", "members", "unread_count", "last_message", "updated_at",
+                        "mention_count", "last_read_seq", "notify", "muted"}
+    assert (top["mention_count"], top["notify"], top["muted"]) == (0, "all", False)
 
-    second = (await api.get(f"/api/chats/{busy['id']}/messages", token=t.owner["token"])).body["messages"][1]
-    assert (await api.delete(f"/api/chats/{busy['id']}/messages/{second['id']}", token=t.member["token"])).status == 204
-    assert (await api.post(f"/api/chats/{busy['id']}/read", {"seq": 1}, token=t.owner["token"])).status == 204
+    for i in range(3):  # seqs 5, 6, 7
+        reply = await api.post(f"/api/chats/{busy['id']}/messages", {"content": f"after {i}"}, token=t.member["token"])
+        assert reply.status == 201
+    sixth = (await api.get(f"/api/chats/{busy['id']}/messages", token=t.owner["token"])).body["messages"][5]
+    assert (await api.delete(f"/api/chats/{busy['id']}/messages/{sixth['id']}", token=t.member["token"])).status == 204
+    assert (await api.post(f"/api/chats/{busy['id']}/read", {"seq": 5}, token=t.owner["token"])).status == 204
     chats = (await api.get("/api/chats", token=t.owner["token"])).body
-    assert chats[0]["unread_count"] == 1  # seq 2 deleted, seq 3 unread
+    assert chats[0]["unread_count"] == 1  # seq 6 deleted, seq 7 unread
 
     # Activity in the quiet chat moves it to the top.
     assert (await api.post(f"/api/chats/{quiet['id']}/messages", {"content": "wake"},
@@ -244,11 +252,13 @@ async def test_openapi_documents_every_chat_route(api):
         "/api/chats/{chat_id}/members": {"get", "post"},
         "/api/chats/{chat_id}/members/{user_id}": {"delete"},
         "/api/chats/{chat_id}/join": {"post"},
+        "/api/chats/{chat_id}/settings": {"patch"},
         "/api/chats/{chat_id}/messages": {"get", "post"},
         "/api/chats/{chat_id}/messages/{message_id}": {"patch", "delete"},
         "/api/chats/{chat_id}/read": {"post"},
         "/api/chats/{chat_id}/typing": {"post"},
         "/api/search/messages": {"get"},
+        "/api/mentions": {"get"},
         "/api/files": {"post"},
         "/api/files/{file_id}": {"get"},
     }
@@ -258,4 +268,10 @@ async def test_openapi_documents_every_chat_route(api):
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ChatCreateIn")
     assert {"200", "201", "401", "409", "422"} <= set(create["responses"])
     assert "multipart/form-data" in paths["/api/files"]["post"]["requestBody"]["content"]
-    assert {"ChatSummaryOut", "MessageOut", "MessagePage", "FileOut"} <= set(doc["components"]["schemas"])
+    assert {"ChatSummaryOut", "MessageOut", "MessagePage", "FileOut", "ChatSettingsIn", "ChatSettingsOut",
+            "MentionsPage"} <= set(doc["components"]["schemas"])
+    summary = doc["components"]["schemas"]["ChatSummaryOut"]["properties"]
+    assert {"mention_count", "last_read_seq", "notify", "muted", "unread_count"} <= set(summary)
+    assert {"mentions", "mentions_all"} <= set(doc["components"]["schemas"]["MessageOut"]["properties"])
+    assert "username" in doc["components"]["schemas"]["UserOut"]["properties"]
+    assert "username" in doc["components"]["schemas"]["SignupIn"]["properties"]

@@ -1,7 +1,9 @@
 """Files: GridFS upload with a size limit, bytes only for the uploader's workspace, attached to messages."""
 
 import os
+import re
 import uuid
+from urllib.parse import unquote
 
 import pytest
 
@@ -164,3 +166,75 @@ async def test_first_uploads_at_once_share_one_quota_total(deps):
         assert all(getattr(r, "code", None) == "upload_quota_exceeded" for r in results if r != 600)
         total = (await deps.store.users.find_one({"_id": f"u{i}"}))[UPLOAD_BYTES_FIELD]
         assert total == 600 * len(taken)
+
+
+# RFC 6266 with RFC 5987's ext-value: one quoted ASCII fallback and the UTF-8 name in attr-chars only.
+DISPOSITION = re.compile(r"(inline|attachment); filename=\"([ !#-\[\]-~]*)\"; filename\*=UTF-8''([A-Za-z0-9!#$&+^`|~._-]|%[0-9A-F]{2})*")
+
+
+def disposition_names(header: str) -> tuple[str, str]:
+    """(filename, the decoded filename*) of a Content-Disposition header, which must be one well-formed line."""
+    match = DISPOSITION.fullmatch(header)
+    assert match, header
+    fallback = match.group(2)
+    assert fallback == fallback.strip() and "%" not in fallback and fallback, header
+    return fallback, unquote(header.split("''", 1)[1], errors="strict")
+
+
+async def upload_part(api, user, disposition: bytes, data=b"x"):
+    """An upload whose part's Content-Disposition is exactly these bytes (an RFC 2231 filename*, say)."""
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: ".encode() + disposition
+            + b"\r\nContent-Type: text/plain\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode())
+    return await api.call("POST", "/api/files", raw=body, token=user["token"],
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+async def test_upload_names_that_show_nothing_are_stored_as_file(api, deps):
+    """The check every other name passes (app.schemas.common.VISIBLE): a file name made only of invisible
+    characters, controls, separators or dots is stored as `file` (sanitized, as an empty name was)."""
+    t = await make_team(api)
+    quoted = ["\u200b\u200b", "\u3164", "\u2800", "\ufeff", "\u202e\u2066", "\U000e0041\U000e0042",
+              "\u115f\u1160\u180e", "   ", "..", "\u2800.\u200b", "dir/\u200b", "\u034f\ufe0f"]
+    # Controls cannot be in a quoted multipart name (Tornado refuses the part), but can be percent-encoded.
+    encoded = ["%01%02", "%0D%0A", "%7F%C2%85", "%E2%80%A8%E2%80%A9", "%00"]
+    replies = [await upload(api, t.owner, b"x", filename=name) for name in quoted]
+    replies += [await upload_part(api, t.owner, f"form-data; name=\"file\"; filename*=UTF-8''{name}".encode())
+                for name in encoded]
+    for name, reply in zip(quoted + encoded, replies):
+        assert reply.status == 201, (name, reply.body)
+        assert reply.body["name"] == "file", (name, reply.body)
+        got = await api.get(reply.body["url"], token=t.member["token"])
+        assert disposition_names(got.headers["Content-Disposition"]) == ("file", "file"), name
+    # Visible names keep their visible part: invisible characters and controls inside go, separators are spaces.
+    kept = {"\u200breport\u200b.pdf": "report.pdf", "\u202etxt.exe": "txt.exe", "a\u2028b.txt": "a b.txt",
+            "\u3164x": "\u3164x", ".env": ".env", "r\u00e9sum\u00e9.txt": "r\u00e9sum\u00e9.txt"}
+    for sent, stored in kept.items():
+        reply = await upload(api, t.owner, b"x", filename=sent)
+        assert reply.status == 201 and reply.body["name"] == stored, (sent, reply.body)
+    assert await count(deps.store.files, {"metadata.name": "file"}) == len(quoted) + len(encoded)
+
+
+async def test_content_disposition_holds_any_stored_name_in_one_header(api, deps):
+    """Names with quotes, backslashes, CR/LF, `%`, `;` and non-ASCII (stored before uploads were cleaned,
+    or sent encoded): one header line, an ASCII fallback without quotes, and the exact name in filename*."""
+    t = await make_team(api)
+    names = ['a"b\\c.txt', "evil\r\nSet-Cookie: x=1.txt", "\u4e2d\u6587 r\u00e9sum\u00e9.pdf", "100%25 it's;a=b.txt",
+             "\U0001f600.png", 'x"; filename="y.exe', "tab\there", ""]
+    for name in names:
+        file_id = new_id()
+        metadata = {"workspace_id": t.owner["workspace"]["id"], "uploader_id": t.owner["id"], "name": name,
+                    "content_type": "text/plain", "size": 2}
+        await deps.store.file_bucket.upload_from_stream_with_id(file_id, name or "x", b"ok", metadata=metadata)
+        got = await api.get(f"/api/files/{file_id}", token=t.member["token"])
+        assert got.status == 200 and got.body == b"ok", (name, got.status)
+        assert got.headers.get_list("Content-Disposition") and len(got.headers.get_list("Content-Disposition")) == 1
+        assert "Set-Cookie" not in got.headers, name
+        fallback, exact = disposition_names(got.headers["Content-Disposition"])
+        assert exact == (name or "file"), (name, got.headers["Content-Disposition"])
+        assert fallback.strip() and all(" " <= ch <= "~" for ch in fallback), fallback
+    # Uploaded today, a quote and non-ASCII survive the round trip to filename*.
+    up = await upload(api, t.owner, b"x", filename='say \\"hi\\" \u4e2d.txt')
+    assert up.status == 201 and up.body["name"] == 'say "hi" \u4e2d.txt', up.body
+    got = await api.get(up.body["url"], token=t.owner["token"])
+    assert disposition_names(got.headers["Content-Disposition"]) == ('say _hi_ _.txt', 'say "hi" \u4e2d.txt')

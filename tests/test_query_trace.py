@@ -76,6 +76,20 @@ class Workload:
         self.team = [self.owner] + [
             await api.signup(invite_code=invite, fullname=f"{name} Person") for name in names
         ]
+        # Usernames given, taken and derived from a colliding email.
+        def joining(fullname, email, **more):
+            return {"fullname": fullname, "email": email, "password": "correct horse battery", "invite_code": invite,
+                    **more}
+
+        given = await api.post("/api/signup", joining("Named", f"n{uuid.uuid4().hex[:8]}@example.com",
+                                                      username="named.person"))
+        assert given.status == 201, given.body
+        taken = await api.post("/api/signup", joining("Again", f"n{uuid.uuid4().hex[:8]}@example.com",
+                                                      username="Named.Person"))
+        assert taken.status == 409, taken.body
+        for _ in range(2):
+            reply = await api.post("/api/signup", joining("Same Local", f"same@{uuid.uuid4().hex[:8]}.example.com"))
+            assert reply.status == 201, reply.body
         # Another workspace beside it: its documents lie in the same collections and must never be read.
         self.other = await api.signup(workspace=f"other-{uuid.uuid4().hex[:8]}", fullname="Zed Other")
         self.other_team = [self.other] + [
@@ -143,6 +157,15 @@ class Workload:
         assert again["id"] == first["id"]
         await send(self.group, bob, 1001, key="k-1")  # another sender's key is their own
         self.last_group = await send(self.group, cy, 1002, key="k-2")
+        # Mentions: members by name (one of them not in the chat), @channel, in several chats.
+        names = [p["user"]["username"] for p in self.team]
+        self.mentioning = []
+        for n, (chat, who, whom) in enumerate([(self.public, cy, [1, 2]), (self.group, ada, [1, 9]),
+                                                (self.public, bob, [0]), (self.direct, bob, [0])]):
+            body = {"content": " ".join(f"@{names[i]}" for i in whom) + f" look at {n}"}
+            self.mentioning.append(await self.call("POST", f"/api/chats/{chat}/messages", body, who=who))
+        await self.call("POST", f"/api/chats/{self.public}/messages", {"content": "@channel heads up"}, who=cy)
+        await self.call("POST", f"/api/chats/{self.group}/messages", {"content": "@here and @nobody"}, who=bob)
 
     async def reading(self):
         ada, bob, cy = self.team[:3]
@@ -161,6 +184,9 @@ class Workload:
         await call("GET", f"/api/chats/{self.group}/members", who=ada)
         await call("GET", f"/api/chats/{self.public}/members", who=bob)
         await call("GET", "/api/channels/public", who=self.team[9])
+        page = await call("GET", "/api/mentions?limit=2", who=bob)
+        await call("GET", f"/api/mentions?limit=2&before={page['next_cursor']}", who=bob)
+        await call("GET", "/api/mentions", who=ada)
         await call("GET", "/api/search/messages?q=charlie", who=bob)
         await call("GET", f"/api/search/messages?q=delta&chat_id={self.public}&limit=5", who=bob)
         await call("POST", f"/api/chats/{self.group}/typing", who=bob)
@@ -173,6 +199,14 @@ class Workload:
         await call("PATCH", f"/api/chats/{self.group}/messages/{mine['id']}", {"content": "edited"}, who=ada)
         await call("DELETE", f"/api/chats/{self.group}/messages/{mine['id']}", who=ada)
         await call("DELETE", f"/api/chats/{self.group}/messages/{self.last_group['id']}", who=bob, expect=(403,))
+        names = [p["user"]["username"] for p in self.team]
+        mentioned = self.mentioning[0]
+        await call("PATCH", f"/api/chats/{self.public}/messages/{mentioned['id']}",
+                   {"content": f"@{names[3]} instead, @channel"}, who=cy)
+        await call("DELETE", f"/api/chats/{self.public}/messages/{mentioned['id']}", who=cy)
+        await call("PATCH", f"/api/chats/{self.group}/settings", {"notify": "mentions"}, who=bob)
+        await call("PATCH", f"/api/chats/{self.group}/settings", {"muted": True}, who=bob)
+        await call("PATCH", f"/api/chats/{self.other_chat}/settings", {"muted": True}, who=bob, expect=(404,))
         await call("PATCH", f"/api/chats/{self.public}", {"description": "everyone"}, who=ada)
         await call("POST", f"/api/chats/{self.private}/members", {"user_ids": [cy["id"], dee["id"]]}, who=ada)
         await call("DELETE", f"/api/chats/{self.private}/members/{dee['id']}", who=ada)  # removed
@@ -243,7 +277,7 @@ async def test_every_statement_on_a_collection_is_an_index_read(traced, deps, ap
     reports = audit(traced, trace)
     shapes = {report.shape for report in reports}
     # The workload reached the collections it is meant to exercise.
-    for expected in ("members", "messages", "chats", "users", "outbox", "refresh_tokens", "rate_limits"):
+    for expected in ("members", "messages", "chats", "users", "outbox", "refresh_tokens", "rate_limits", "mentions"):
         assert any(f" {expected} " in f"{shape} " for shape in shapes), (expected, sorted(shapes))
     # Every command the roles sent carries a server time limit (CSOT: what is left of mongo.timeout_ms).
     untimed = sorted({command_shape(c) for c in trace.commands

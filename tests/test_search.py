@@ -197,8 +197,11 @@ async def test_the_query_is_checked_and_cursors_are_its_own(world, api, config):
         assert reply.status == 200 and reply.body["messages"] == [], odd
 
 
-async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index():
-    """On the embedded server: the windows and the bound look-ups, as the service sends them, are index ranges."""
+@pytest.mark.parametrize("chat_count", [6, 70])
+async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index(chat_count):
+    """On the embedded server: the windows and the bound look-ups, as the service sends them, are index ranges.
+
+    70 chats: the caller's chats come by recent activity (two pages of the workspace's chats), not by _id."""
     server = TracedWireServer().start()
     name = f"search_plans_{uuid.uuid4().hex[:8]}"
     client = make_client(server.uri, 5000)
@@ -208,9 +211,13 @@ async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index():
         sync = MongoClient(server.uri, tz_aware=True)
         db = sync[name]
         start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-        chats = [f"c{i}" for i in range(6)]
+        chats = [f"c{i:02d}" for i in range(chat_count)]
+        # As sends leave a chat: its last message (served form, created_at a string) and activity time.
         db.chats.insert_many([{"_id": c, "workspace_id": "w", "type": "group", "last_seq": 400,
-                               "last_message_at": start + datetime.timedelta(seconds=400 * 6)} for c in chats])
+                               "last_message": {"seq": 400, "created_at": (
+                                   start + datetime.timedelta(seconds=400 * 6 + i)).isoformat()},
+                               "last_message_at": start + datetime.timedelta(seconds=400 * 6 + i)}
+                              for i, c in enumerate(chats)])
         db.members.insert_many([{"_id": f"m{c}", "chat_id": c, "user_id": "u", "workspace_id": "w"} for c in chats])
         db.messages.insert_many(
             [{"_id": f"{c}-{s}", "chat_id": c, "seq": s, "sender_id": "u", "deleted": s % 9 == 0,
@@ -227,7 +234,7 @@ async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index():
         from app.auth import Identity
 
         caller = Identity(user_id="u", workspace_id="w", expires_at=0)
-        search = SearchService(store, _Config)
+        search = SearchService(store, _Config, max_reads=200)  # 70 chats each newer than every match: all read
         with server.trace(name) as trace:
             page = await search.search(caller, SearchQuery(q="needle", limit=5))
             more = await search.search(caller, SearchQuery(q="needle", limit=5, cursor=page.next_cursor))
@@ -262,7 +269,7 @@ def test_a_cursor_of_a_thousand_chats_fits_in_a_url_and_reads_back():
     states |= {c: _State(rng.randint(1, 5000), 1_700_000_000_000 - rng.randint(0, 10**8), rng.random() < 0.5)
                for c in chat_ids[880:]}
     last = (-1_700_000_000_000, chat_ids[3], -42)
-    cursor = SearchService._cursor("digest", last, dict(states), scans)
+    cursor = SearchService._cursor("digest", last, dict(states), chat_ids, scans)
     assert len(cursor) <= CURSOR_MAX_CHARS
     back = SearchService._states(decode_cursor("search", cursor, _Cursor), chat_ids)
     assert back == states

@@ -95,6 +95,29 @@ def test_a_users_memberships_by_eq(db, data):
         assert got == {m["chat_id"] for m in data["members"] if m["user_id"] == user}, user
 
 
+def test_a_users_chat_ids_by_distinct(db, data):
+    # What search starts from: the values alone, no documents (and never every chat: a filter it could not
+    # translate would make the embedded server answer for the whole collection).
+    for user in ("u03", "u07", "u22", "nobody"):
+        got = db.members.distinct("chat_id", {"user_id": {"$eq": user}})
+        assert sorted(got) == sorted({m["chat_id"] for m in data["members"] if m["user_id"] == user}), user
+
+
+def test_a_workspaces_chats_by_recent_activity_paged_by_skip(db):
+    name = f"activity_{uuid.uuid4().hex[:8]}"
+    chats = [{"_id": f"a{i:02d}", "workspace_id": "w1" if i % 3 else "w2",
+              "last_message_at": T0 + datetime.timedelta(seconds=(i * 37) % 50)} for i in range(50)]
+    db[name].insert_many(chats)
+    db[name].create_index([("workspace_id", 1), ("last_message_at", -1)])
+    want = [c["_id"] for c in sorted((c for c in chats if c["workspace_id"] == "w1"),
+                                     key=lambda c: c["last_message_at"], reverse=True)]
+    got = []
+    for skip, limit in ((0, 4), (4, 16), (20, 64)):
+        got += ids(db[name].find({"workspace_id": {"$eq": "w1"}}, sort=[("last_message_at", -1)], skip=skip,
+                                 limit=limit))
+    assert got == want
+
+
 def test_one_membership_by_chat_and_user(db, data):
     for chat, user in (("c1", "u01"), ("c1", "u02"), ("c6", "u21"), ("c0", "u21"), ("c9", "u01")):
         want = next((m for m in data["members"] if m["chat_id"] == chat and m["user_id"] == user), None)
@@ -385,6 +408,123 @@ def test_files_only_within_their_workspace(db):
     got = ids(db["files.files"].find({"_id": {"$in": ["f0", "f1", "f2"]}, "metadata.workspace_id": {"$eq": "w1"}}))
     assert sorted(got) == ["f0", "f2"]
     assert bucket.open_download_stream("f2").read() == b"x" * 102
+
+
+# -- mentions, usernames and settings (issue 14) ----------------------------------------------------
+
+
+def test_mention_seqs_are_arrays_of_ints_added_once_and_pulled(db, data):
+    c1 = [m for m in data["members"] if m["chat_id"] == "c1"]
+    db.members.update_many({"chat_id": {"$eq": "c1"}}, {"$set": {"mention_seqs": [], "mention_n": 0}})
+    targets = [m["_id"] for m in c1[:4]]
+
+    def mention(seq):
+        db.members.update_many({"_id": {"$in": targets}, "last_read_seq": {"$lt": seq}, "mention_n": {"$lt": 200}},
+                               {"$addToSet": {"mention_seqs": seq}, "$inc": {"mention_n": 1}})
+
+    def seqs():
+        return {d["_id"]: sorted(d["mention_seqs"]) for d in db.members.find({"chat_id": {"$eq": "c1"}})}
+
+    for seq in (12, 12, 25, 18):  # 12 twice: a retried send adds it once
+        mention(seq)
+    behind = {m["_id"]: m["last_read_seq"] for m in c1}
+    assert seqs() == {mid: sorted({s for s in (12, 25, 18) if mid in targets and behind[mid] < s}) for mid in behind}
+    # An edit removes one mention; members not named keep theirs.
+    db.members.update_many({"_id": {"$in": targets[:2]}}, {"$pull": {"mention_seqs": 18}})
+    want = {mid: sorted({s for s in (12, 25, 18) if mid in targets and behind[mid] < s
+                         and not (s == 18 and mid in targets[:2])}) for mid in behind}
+    assert seqs() == want
+    # A read mark's move: $set beside two $pulls by range, on one member only.
+    reader = targets[0]
+    assert db.members.update_one(
+        {"_id": reader, "last_read_seq": {"$lt": 20}},
+        {"$set": {"last_read_seq": 20, "read_ord": 20, "own_n": 0, "mention_n": 0},
+         "$pull": {"own_seqs": {"$lte": 20}, "mention_seqs": {"$lte": 20}}}).modified_count == 1
+    want[reader] = [s for s in want[reader] if s > 20]
+    assert seqs() == want
+    # Members of other chats never got the field at all.
+    assert all("mention_seqs" not in d for d in db.members.find({"chat_id": {"$eq": "c2"}}))
+
+
+def test_channel_mentions_kept_on_the_chat_as_two_bounded_arrays(db):
+    db.chats.update_one({"_id": "c2"}, {"$set": {"mention_all_seqs": [], "mention_all_ids": []}})
+    after = None
+    for seq in (4, 9, 9, 13, 21):
+        after = db.chats.find_one_and_update(
+            {"_id": "c2"}, {"$addToSet": {"mention_all_seqs": seq, "mention_all_ids": f"c2-{seq:03d}"}},
+            projection={"mention_all_seqs": 1, "mention_all_ids": 1, "_id": 0}, return_document=ReturnDocument.AFTER)
+    assert after == {"mention_all_seqs": [4, 9, 13, 21], "mention_all_ids": ["c2-004", "c2-009", "c2-013", "c2-021"]}
+    # The oldest go in one update: a range of ints, a list of ids.
+    db.chats.update_one({"_id": "c2"}, {"$pull": {"mention_all_seqs": {"$lte": 9},
+                                                  "mention_all_ids": {"$in": ["c2-004", "c2-009"]}}})
+    # A delete pulls one of each.
+    db.chats.update_one({"_id": "c2"}, {"$pull": {"mention_all_seqs": 21, "mention_all_ids": "c2-021"}})
+    doc = db.chats.find_one({"_id": "c2"})
+    assert (doc["mention_all_seqs"], doc["mention_all_ids"]) == ([13], ["c2-013"])
+    assert "mention_all_seqs" not in db.chats.find_one({"_id": "c3"})
+
+
+def test_usernames_are_unique_per_workspace_and_read_by_point_or_stem(db, data):
+    names = {"u01": "ada", "u02": "ada2", "u03": "adam", "u04": "bob", "u21": "ada"}  # u21 is of w2
+    for user_id, name in names.items():
+        assert db.users.update_one({"_id": user_id, "username": {"$exists": False}},
+                                   {"$set": {"username": name}}).modified_count == 1
+    with pytest.raises(DuplicateKeyError):
+        db.users.update_one({"_id": "u05"}, {"$set": {"username": "ada"}})
+    with pytest.raises(DuplicateKeyError):
+        db.users.insert_one({"_id": "new", "workspace_id": "w1", "username": "bob", "email": "new@example.com"})
+    assert "username" not in db.users.find_one({"_id": "u05"})
+    # Users without one (most of w1) never clash with each other.
+    db.users.insert_one({"_id": "new2", "workspace_id": "w1", "email": "new2@example.com"})
+    found = db.users.find_one({"workspace_id": {"$eq": "w1"}, "username": {"$eq": "ada"}}, {"_id": 1})
+    assert found == {"_id": "u01"}
+    assert db.users.find_one({"workspace_id": {"$eq": "w2"}, "username": {"$eq": "bob"}}) is None
+    stem = {d["username"] for d in db.users.find(
+        {"workspace_id": {"$eq": "w1"}, "username": {"$gte": "ada", "$lt": "ada\x7f"}}, {"username": 1, "_id": 0})}
+    assert stem == {"ada", "ada2", "adam"}
+
+
+def test_mention_documents_paged_newest_first_and_deleted_by_chat_member_or_id(db):
+    docs = [{"_id": f"{u}:c{m % 4}-{m:03d}", "user_id": u, "chat_id": f"c{m % 4}", "message_id": f"c{m % 4}-{m:03d}",
+             "created_at": T0} for u in ("u01", "u02", "u03") for m in range(0, 40, 1 + "u01 u02 u03".split().index(u))]
+    db.mentions.insert_many(docs)
+
+    def page(user, before=None, limit=7):
+        query = {"user_id": {"$eq": user}}
+        if before is not None:
+            query["message_id"] = {"$lt": before}
+        return [d["message_id"] for d in db.mentions.find(query, {"message_id": 1, "_id": 0})
+                .sort("message_id", -1).limit(limit)]
+
+    for user in ("u01", "u02", "nobody"):
+        mine = sorted((d["message_id"] for d in docs if d["user_id"] == user), reverse=True)
+        assert page(user) == mine[:7]
+        assert page(user, before="c2-010") == [m for m in mine if m < "c2-010"][:7]
+    db.mentions.delete_many({"chat_id": {"$eq": "c1"}, "user_id": {"$eq": "u02"}})
+    db.mentions.delete_many({"chat_id": {"$eq": "c3"}})
+    db.mentions.delete_many({"_id": {"$in": ["u01:c0-000", "u03:c0-000", "nobody:c0-000"]}})
+    left = sorted(d["_id"] for d in db.mentions.find({}))
+    assert left == sorted(d["_id"] for d in docs if d["chat_id"] != "c3" and not (
+        d["chat_id"] == "c1" and d["user_id"] == "u02") and d["_id"] not in ("u01:c0-000", "u03:c0-000"))
+
+
+def test_settings_change_by_compare_and_set_of_their_version(db):
+    member = {"_id": "m5-u05"}
+    assert db.members.find_one(member) is not None
+    first = db.members.update_one({**member, "settings_version": {"$exists": False}},
+                                  {"$set": {"notify": "mentions", "muted": True, "settings_version": "e1"}})
+    assert first.matched_count == 1
+    stale = db.members.update_one({**member, "settings_version": {"$exists": False}},
+                                  {"$set": {"notify": "none", "muted": False, "settings_version": "e2"}})
+    assert stale.matched_count == 0
+    doc = db.members.find_one(member)
+    # The embedded server keeps a $set bool as 1: the service reads it through bool().
+    assert (doc["notify"], bool(doc["muted"]), doc["settings_version"]) == ("mentions", True, "e1")
+    third = db.members.update_one({**member, "settings_version": {"$eq": "e1"}},
+                                  {"$set": {"notify": "all", "muted": False, "settings_version": "e3"}})
+    assert third.matched_count == 1
+    doc = db.members.find_one(member)
+    assert (doc["notify"], bool(doc["muted"])) == ("all", False)
 
 
 # -- the shape that was wrong -----------------------------------------------------------------------

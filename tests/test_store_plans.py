@@ -128,3 +128,72 @@ def test_a_datetime_range_scans(probe, db):
     since = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     probe.plan(db, {"find": "outbox", "filter": {"created_at": {"$gte": since}}, "sort": {"created_at": 1, "n": 1},
                     "limit": 10}).assert_indexed()  # fmt: skip
+
+
+# -- mentions, usernames, settings (issue 14) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mention_db(db):
+    """Users with usernames in three workspaces and the mention documents of many users beside the caller's."""
+    db.users.insert_many([{"_id": f"pu{i}", "workspace_id": f"w{i % 3}", "username": f"name{i // 3}",
+                           "email": f"p{i}@example.com", "fullname": f"P {i}"} for i in range(300)])  # fmt: skip
+    db.mentions.insert_many([{"_id": f"u{u}:c{m % 5}-{m}", "user_id": f"u{u}", "chat_id": f"c{m % 5}",
+                              "message_id": f"c{m % 5}-{m:03d}"} for u in range(20) for m in range(60)])  # fmt: skip
+    return db
+
+
+def test_a_mentioned_name_is_a_point_read_of_the_username_index(probe, mention_db):
+    command = {"find": "users", "filter": {"workspace_id": {"$eq": "w1"}, "username": {"$eq": "name7"}},
+               "projection": {"_id": 1}, "limit": 1}  # fmt: skip
+    probe.plan(mention_db, command).assert_indexed()
+    assert [d["_id"] for d in mention_db.users.find(command["filter"])] == ["pu22"]
+
+
+def test_the_names_sharing_a_derived_usernames_stem_are_a_range_of_its_index(probe, mention_db):
+    command = {"find": "users", "filter": {"workspace_id": {"$eq": "w2"}, "username": {"$gte": "name1", "$lt": "name1\x7f"}},
+               "projection": {"username": 1, "_id": 0}, "limit": 2000}  # fmt: skip
+    probe.plan(mention_db, command).assert_indexed()
+    got = sorted(d["username"] for d in mention_db.users.find(command["filter"], command["projection"]))
+    assert got == sorted(f"name{i // 3}" for i in range(300) if i % 3 == 2 and f"name{i // 3}".startswith("name1"))
+
+
+def test_mention_counters_are_updated_by_membership_id(probe, mention_db):
+    ids = ["m13", "m17", "m19"]
+    probe.plan(mention_db, {"update": "members", "updates": [
+        {"q": {"_id": {"$in": ids}, "last_read_seq": {"$lt": 40}, "mention_n": {"$lt": 200}},
+         "u": {"$addToSet": {"mention_seqs": 40}, "$inc": {"mention_n": 1}}, "multi": True}]}).assert_indexed()
+    probe.plan(mention_db, {"update": "members", "updates": [
+        {"q": {"_id": {"$in": ids}}, "u": {"$pull": {"mention_seqs": 40}}, "multi": True}]}).assert_indexed()
+    # A settings change: compare-and-set on the membership's settings version.
+    probe.plan(mention_db, {"update": "members", "updates": [
+        {"q": {"_id": "m24", "settings_version": {"$exists": False}},
+         "u": {"$set": {"notify": "none", "muted": True, "settings_version": "e1"}}}]}).assert_indexed()
+    probe.plan(mention_db, {"update": "members", "updates": [
+        {"q": {"_id": "m24", "settings_version": {"$eq": "e1"}},
+         "u": {"$set": {"notify": "all", "muted": False, "settings_version": "e2"}}}]}).assert_indexed()
+
+
+def test_a_users_mentions_are_a_range_of_their_index_newest_first(probe, mention_db):
+    for filter_ in ({"user_id": {"$eq": "u4"}}, {"user_id": {"$eq": "u4"}, "message_id": {"$lt": "c2-030"}}):
+        command = {"find": "mentions", "filter": filter_, "sort": {"message_id": -1}, "limit": 21,
+                   "projection": {"message_id": 1, "chat_id": 1, "_id": 0}}
+        probe.plan(mention_db, command).assert_indexed()
+    got = [d["message_id"] for d in mention_db.mentions.find(filter_).sort("message_id", -1).limit(21)]
+    want = sorted((f"c{m % 5}-{m:03d}" for m in range(60) if f"c{m % 5}-{m:03d}" < "c2-030"), reverse=True)[:21]
+    assert got == want
+    # The candidates are then read by _id.
+    probe.plan(mention_db, {"find": "messages", "filter": {"_id": {"$in": ["c1-5", "c2-9", "c4-77"]}}}).assert_indexed()
+
+
+def test_mentions_are_deleted_by_chat_by_member_and_by_id(probe, mention_db):
+    for query in ({"chat_id": {"$eq": "c3"}}, {"chat_id": {"$eq": "c3"}, "user_id": {"$eq": "u5"}},
+                  {"_id": {"$in": ["u1:c0-0", "u2:c0-0"]}}):
+        probe.plan(mention_db, {"delete": "mentions", "deletes": [{"q": query, "limit": 0}]}).assert_indexed()
+
+
+def test_a_channel_mention_is_kept_on_the_chat_by_id(probe, mention_db):
+    probe.plan(mention_db, {"findAndModify": "chats", "query": {"_id": "c2"},
+                            "update": {"$addToSet": {"mention_all_seqs": 41, "mention_all_ids": "c2-41"}},
+                            "fields": {"mention_all_seqs": 1, "mention_all_ids": 1, "_id": 0}, "new": True}
+               ).assert_indexed()

@@ -88,3 +88,16 @@ async def test_names_made_only_of_invisible_characters_are_refused(api, name):
     assert described.status == 200 and described.body["description"] == name, described.body
     mixed = await api.post("/api/chats", {"type": "public_channel", "name": f"{name}x"}, token=owner)
     assert mixed.status == 201, mixed.body
+
+
+@pytest.mark.parametrize("email", ["ali\u200bce@example.com", "alice@exam\u202eple.com", "alice\u2060@example.com",
+                                   "\ufeffalice@example.com", "alice@example.com\u00ad", "ali\u3164ce@example.com"])
+async def test_an_email_with_an_invisible_character_is_refused(api, email):
+    """It would show as someone else's address in every list of users: a look-alike account."""
+    reply = await api.post("/api/signup", {"fullname": "Alice", "email": email, "password": "long enough pw",
+                                           "workspace": "Look-alikes"})
+    assert reply.status == 422 and "email" in reply.body["error"]["fields"], reply.body
+    assert "email address" in reply.body["error"]["fields"]["email"] and "regex" not in reply.body["error"]["message"]
+    ok = await api.post("/api/signup", {"fullname": "Jos\u00e9", "email": "jos\u00e9@ex\u00e4mple.com",
+                                        "password": "long enough pw", "workspace": "Unicode"})
+    assert ok.status == 201, ok.body

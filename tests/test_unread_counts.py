@@ -210,7 +210,8 @@ async def test_the_chat_list_reads_two_queries_whatever_the_number_of_chats(worl
 
 async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_commands(world, deps):
     """The send path before counters was a membership read, the $inc, the outbox entry and the insert
-    (+ a share of a batched outbox delete); counters add the sender's membership update, nothing else."""
+    (+ a share of a batched outbox delete); counters add the sender's membership update, nothing else
+    (since issue 14 a findAndModify: it moves the sender's mark to the message and tells where from)."""
     ws = await world.workspace()
     ada, bob, cy = [await world.user(ws, name) for name in ("Ada", "Bob", "Cy")]
     chat_ids = [await world.chat(ada, bob, cy, type=kind) for kind in ("group", "public_channel", "private_channel")]
@@ -231,7 +232,7 @@ async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_
         for chat_id in chat_ids:
             issued()
             sent = await traced.send(chat_id, ada, "counted")
-            assert issued() == [("find", "members"), ("findAndModify", "chats"), ("update", "members"),
+            assert issued() == [("find", "members"), ("findAndModify", "chats"), ("findAndModify", "members"),
                                 ("insert", "outbox"), ("insert", "messages")]
             await traced.read(chat_id, bob, sent["seq"])
             assert sorted(issued()) == [("find", "chats"), ("find", "members"), ("insert", "outbox"),
@@ -256,9 +257,13 @@ async def test_append_many_writes_what_sends_write_and_keeps_the_counters(world)
     assert set(by_send) == set(by_bulk) and by_bulk["ord"] == 2
     chat = await world.store.chats.find_one({"_id": group})
     assert chat["last_seq"] == chat["msg_count"] == 41
-    await world.send(group, cy, "after the bulk")
     counts = await check(world, ada, bob, cy)
     assert counts[cy.id][group] == 41
+    # Posting reads the chat: Cy's mark moves to the message, Ada's and Bob's counts gain it.
+    await world.send(group, cy, "after the bulk")
+    after = await check(world, ada, bob, cy)
+    assert after[cy.id][group] == 0
+    assert (after[ada.id][group], after[bob.id][group]) == (counts[ada.id][group] + 1, counts[bob.id][group] + 1)
 
 
 async def test_migration_builds_the_counters_of_chats_written_before_them(world, deps):
@@ -300,7 +305,7 @@ async def test_migration_builds_the_counters_of_chats_written_before_them(world,
                                        {"$set": {"last_read_seq": 9}})
 
     assert (await migrate(store))["chats"] == 3
-    assert await migrate(store) == {"chats": 0, "members": 0, "users": 0}  # idempotent
+    assert await migrate(store) == {"chats": 0, "members": 0, "users": 0, "mentions": 0, "usernames": 0}  # idempotent
     await check(world, ada, bob, cy)
     # And it goes on right with the new code: sends, reads, deletes.
     group = next(chat_id for chat_id, people in chats.items() if len(people) == 3)

@@ -10,6 +10,13 @@ from app.schemas.common import VISIBLE, Email, Id, PageQuery, Password, PersonNa
 from app.store import isoformat
 
 WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=VISIBLE)]
+# Stored lower-case: unique in the workspace whatever the case it was given in.
+Username = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$",
+                 description="Letters, digits, '.', '_' and '-' (1..32), any case; stored lower-case",
+                 examples=["ada.lovelace"]),
+]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
@@ -20,6 +27,8 @@ class SignupIn(Request):
     # Exactly one: a new workspace's name, or the invite code of an existing one.
     workspace: WorkspaceName | None = None
     invite_code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Derived from the email's local part when not given.
+    username: Username | None = None
 
 
 class SigninIn(Request):
@@ -33,6 +42,8 @@ class RefreshIn(Request):
 
 class UserOut(Response):
     id: Id
+    # What @mentions name; "" only for a user the start-up migration has not reached yet.
+    username: str
     fullname: str
     email: str
 
@@ -60,12 +71,13 @@ class AuthOut(Response):
 
 
 def user_out(doc: dict[str, Any]) -> UserOut:
-    return UserOut(id=doc["_id"], fullname=doc["fullname"], email=doc["email"])
+    return UserOut(id=doc["_id"], username=doc.get("username", ""), fullname=doc["fullname"], email=doc["email"])
 
 
 def me_out(doc: dict[str, Any]) -> MeOut:
     return MeOut(
         id=doc["_id"],
+        username=doc.get("username", ""),
         fullname=doc["fullname"],
         email=doc["email"],
         workspace_id=doc["workspace_id"],

@@ -54,9 +54,36 @@ class ChatOut(Response):
     updated_at: Timestamp
 
 
+NotifyLevel = Literal["all", "mentions", "none"]
+NOTIFY_ALL = "all"
+
+
 class ChatSummaryOut(ChatOut):
     unread_count: int
     last_message: MessageOut | None
+    # Unread messages that mention the caller directly or through @channel/@here/@everyone.
+    mention_count: int = 0
+    # The caller's read mark: the first unread message is the first above it that is not theirs.
+    last_read_seq: int = 0
+    # The caller's own settings of this chat (PATCH /api/chats/{chat_id}/settings).
+    notify: NotifyLevel = NOTIFY_ALL
+    muted: bool = False
+
+
+class ChatSettingsIn(Request):
+    notify: NotifyLevel | None = None
+    muted: bool | None = None
+
+
+class ChatSettingsOut(Response):
+    chat_id: Id
+    notify: NotifyLevel
+    muted: bool
+
+
+def chat_settings_out(chat_id: str, member: dict[str, Any]) -> ChatSettingsOut:
+    # bool(): the embedded server gives a bool set by $set back as 0/1.
+    return ChatSettingsOut(chat_id=chat_id, notify=member.get("notify") or NOTIFY_ALL, muted=bool(member.get("muted")))
 
 
 class MemberOut(Response):
@@ -99,6 +126,8 @@ def last_message_out(chat: dict[str, Any]) -> MessageOut | None:
         created_at=stored["created_at"],
         edited_at=stored.get("edited_at"),
         deleted=bool(stored.get("deleted")),  # the embedded server may give a bool set by $set back as 0/1
+        mentions=list(stored.get("mentions") or []),
+        mentions_all=bool(stored.get("mentions_all")),
     )
 
 

@@ -22,9 +22,6 @@ class Response(msgspec.Struct, kw_only=True):
 
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
-Email = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"])
-]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 # Characters that show nothing: whitespace, controls, zero-widths and joiners, bidi controls, fillers,
 # variation selectors and tags. A name made only of these looks blank in every list, so it is refused.
@@ -36,6 +33,11 @@ _INVISIBLE = (
 # One character outside that set: the pattern of every name (people, workspaces, chats).
 VISIBLE = f"[^{_INVISIBLE}]"
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=VISIBLE)]
+# No invisible character anywhere in an address: `ada\u200b@example.com` would show as Ada's own in every
+# list of users, a different account that looks the same. (Sign-in takes any string: nothing to refuse there.)
+_EMAIL_CHAR = f"[^@{_INVISIBLE}]"
+EMAIL_PATTERN = f"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\\.{_EMAIL_CHAR}+$"
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"])]
 Timestamp = Annotated[str, msgspec.Meta(description="RFC 3339 UTC", examples=["2026-11-22T15:33:14.123Z"])]
 
 

@@ -48,6 +48,10 @@ class MessageOut(Response):
     created_at: Timestamp
     edited_at: Timestamp | None
     deleted: bool
+    # Members of the chat the content mentions by @username (the sender never, at most 50), and whether
+    # it has @channel, @here or @everyone (app.services.mentions).
+    mentions: list[Id] = []
+    mentions_all: bool = False
 
 
 def message_out(doc: dict[str, Any]) -> MessageOut:
@@ -62,6 +66,8 @@ def message_out(doc: dict[str, Any]) -> MessageOut:
         created_at=isoformat(doc["created_at"]),
         edited_at=isoformat(doc.get("edited_at")),
         deleted=bool(doc.get("deleted")),
+        mentions=list(doc.get("mentions") or []),
+        mentions_all=bool(doc.get("mentions_all")),
     )
 
 
@@ -87,6 +93,18 @@ class MessagePage(Response):
 
 class ReadIn(Request):
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
+class MentionsQuery(msgspec.Struct, kw_only=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    before: Annotated[Id, msgspec.Meta(description="A message id: the next_cursor of the previous page")] | None = None
+
+
+class MentionsPage(Response):
+    # Newest first; only messages of the caller's chats that mention them, never deleted, never their own.
+    messages: list[MessageOut]
+    # The `before` of the next page; null on the last one.
+    next_cursor: str | None = None
 
 
 class SearchQuery(msgspec.Struct, kw_only=True):

@@ -11,6 +11,7 @@ from app.services.accounts import AccountService
 from app.services.chats import ChatService
 from app.services.files import FileService
 from app.services.membership import ChatAccess
+from app.services.mentions import MentionService
 from app.services.messages import MessageService
 from app.services.ratelimit import RateLimiter
 from app.services.search import SearchService
@@ -30,6 +31,7 @@ class ApiServices:
     chats: ChatService
     files: FileService
     messages: MessageService
+    mentions: MentionService
     search: SearchService
     sessions: SessionCutoffs
 
@@ -43,6 +45,7 @@ def build_api_services(deps: Deps) -> ApiServices:
     access = ChatAccess(store)
     files = FileService(store, config.files.max_bytes, limiter=limiter, limits=config.limits)
     sessions = SessionCutoffs(store, config.auth.session_cache_seconds, bus=deps.bus)
+    mentions = MentionService(store)
     return ApiServices(
         limiter=limiter,
         outbox=outbox,
@@ -53,9 +56,10 @@ def build_api_services(deps: Deps) -> ApiServices:
             PasswordHashing(config.auth.password_hash_concurrency, config.auth.password_hash_parallelism),
             config.auth, config.limits, limiter, outbox=outbox, sessions=sessions,
         ),
-        chats=ChatService(store, outbox, access, limiter=limiter, limits=config.limits),
+        chats=ChatService(store, outbox, access, limiter=limiter, limits=config.limits, mentions=mentions),
         files=files,
-        messages=MessageService(store, outbox, access, sequence, files, limiter, config),
-        search=SearchService(store, config),
+        messages=MessageService(store, outbox, access, sequence, files, limiter, config, mentions=mentions),
+        mentions=mentions,
+        search=SearchService(store, config, limiter=limiter),
         sessions=sessions,
     )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import math
+import re
+import secrets
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from pymongo.errors import DuplicateKeyError
 
@@ -25,6 +27,7 @@ from app.schemas.accounts import (
     user_out,
     workspace_out,
 )
+from app.services.mentions import ALL_NAMES, USERNAME_MAX
 from app.services.paging import Page, key_page, prefix_range, sort_key
 from app.outbox import Check, Outbox
 from app.services.ratelimit import RateLimiter
@@ -48,6 +51,83 @@ def user_name_key(fullname: str, user_id: str) -> str:
     return sort_key(fullname, user_id)
 
 
+_NOT_IN_USERNAME = re.compile(r"[^a-z0-9._-]")
+# Suffixes of a derived username have up to this many digits; the stem before them is cut to leave room.
+USERNAME_SUFFIX_DIGITS = 4
+# A derived username reads at most this many taken names sharing its stem before it goes random.
+USERNAME_TAKEN_READ = 2000
+USERNAME_ATTEMPTS = 5
+
+
+def normalize_username(name: str) -> str:
+    return name.strip().lower()
+
+
+def username_from_email(email: str) -> str:
+    """The email's local part, lower-cased, with what a username may not hold dropped ("user" if nothing is left)."""
+    local = email.split("@", 1)[0].lower()
+    return _NOT_IN_USERNAME.sub("", local)[:USERNAME_MAX] or "user"
+
+
+def username_candidates(base: str) -> Iterator[str]:
+    """base, then base2, base3 … (the stem cut so a suffix fits); never a name that mentions everyone."""
+    if base not in ALL_NAMES:
+        yield base
+    stem = base[:USERNAME_MAX - USERNAME_SUFFIX_DIGITS]
+    for n in range(2, 10 ** USERNAME_SUFFIX_DIGITS):
+        yield f"{stem}{n}"
+
+
+async def free_username(store: Store, workspace_id: str, email: str, attempt: int = 0, *,
+                        empty_workspace: bool = False) -> str:
+    """A username derived from `email` that nobody in the workspace has (yet: the unique index has the last word).
+
+    One range read of the names sharing its stem (an index range of (workspace_id, username)); a retry
+    after losing a race, or a stem with too many takers, gets a random suffix.
+    """
+    base = username_from_email(email)
+    stem = base[:USERNAME_MAX - USERNAME_SUFFIX_DIGITS]
+    if attempt:
+        low = 10 ** (USERNAME_SUFFIX_DIGITS - 1)
+        return f"{stem}{low + secrets.randbelow(9 * low)}"
+    if empty_workspace:
+        return next(username_candidates(base))
+    cursor = store.users.find(
+        {"workspace_id": {"$eq": workspace_id}, "username": {"$gte": stem, "$lt": stem + "\x7f"}},
+        {"username": 1, "_id": 0},
+    ).limit(USERNAME_TAKEN_READ)
+    taken = {doc.get("username") async for doc in cursor}
+    if len(taken) >= USERNAME_TAKEN_READ:
+        return await free_username(store, workspace_id, email, 1)
+    return next(candidate for candidate in username_candidates(base) if candidate not in taken)
+
+
+def is_username_clash(error: DuplicateKeyError) -> bool:
+    """The duplicate was of the (workspace_id, username) index, not of the email's."""
+    details = error.details or {}
+    return "username" in str(details.get("keyPattern") or details.get("errmsg") or error)
+
+
+async def backfill_usernames(store: Store) -> int:
+    """Start-up migration: users stored before usernames get one derived from their email, oldest first
+    (so they keep the plain name); how many did. Streamed and idempotent: only users still without one."""
+    done = 0
+    async for doc in store.users.find({"username": {"$exists": False}}, {"email": 1, "workspace_id": 1}).sort(
+        [("_id", 1)]
+    ):
+        for attempt in range(USERNAME_ATTEMPTS):
+            name = await free_username(store, doc["workspace_id"], doc.get("email", ""), attempt)
+            try:
+                result = await store.users.update_one(
+                    {"_id": doc["_id"], "username": {"$exists": False}}, {"$set": {"username": name}}
+                )
+            except DuplicateKeyError:
+                continue  # taken meanwhile (a signup, another process's migration): another name
+            done += result.modified_count
+            break
+    return done
+
+
 async def backfill_user_name_keys(store: Store) -> int:
     """Start-up migration: users stored before name_key existed get it; how many did. Idempotent."""
     done = 0
@@ -57,6 +137,10 @@ async def backfill_user_name_keys(store: Store) -> int:
         )
         done += 1
     return done
+
+
+def _username_taken() -> APIError:
+    return conflict("username_taken", "someone in this workspace has this username")
 
 
 class AccountService:
@@ -110,6 +194,14 @@ class AccountService:
             }
             if await self.store.workspaces.find_one({"name_key": {"$eq": workspace["name_key"]}}, {"_id": 1}):
                 raise conflict("workspace_taken", "a workspace with this name exists")
+        given = normalize_username(body.username) if body.username is not None else None
+        if given is not None:
+            if given in ALL_NAMES:
+                raise invalid("username", f"@{given} mentions everyone in a chat: choose another username")
+            if body.invite_code is not None and await self.store.users.find_one(
+                {"workspace_id": {"$eq": workspace["_id"]}, "username": {"$eq": given}}, {"_id": 1}
+            ):
+                raise _username_taken()
         user = {
             "_id": user_id,
             "workspace_id": workspace["_id"],
@@ -120,10 +212,20 @@ class AccountService:
             "created_at": now,
         }
         # The user first: a duplicate email must not leave an ownerless workspace behind.
-        try:
-            await self.store.users.insert_one(user)
-        except DuplicateKeyError:
-            raise conflict("email_taken", "an account with this email exists") from None
+        for attempt in range(USERNAME_ATTEMPTS):
+            user["username"] = given or await free_username(
+                self.store, workspace["_id"], email, attempt, empty_workspace=body.invite_code is None)
+            try:
+                await self.store.users.insert_one(user)
+                break
+            except DuplicateKeyError as e:
+                if not is_username_clash(e):
+                    raise conflict("email_taken", "an account with this email exists") from None
+                if given is not None:
+                    raise _username_taken() from None
+                # A concurrent signup took the derived name: another one.
+        else:
+            raise conflict("username_taken", "no free username could be derived; give one")
         if body.invite_code is None:
             try:
                 await self.store.workspaces.insert_one(workspace)
@@ -252,7 +354,7 @@ class AccountService:
         prefix = prefix_range(query.q.lstrip()) if query.q else None
         lo, hi = prefix if prefix is not None else ("", None)
         page = await key_page(self.store.users, "users", query, {"workspace_id": workspace_id}, "name_key", lo=lo,
-                              hi=hi, projection={"fullname": 1, "email": 1, "name_key": 1})
+                              hi=hi, projection={"fullname": 1, "email": 1, "name_key": 1, "username": 1})
         docs = page.items if query.paged else sorted(page.items, key=lambda doc: (doc["fullname"], doc["_id"]))
         return Page([user_out(doc) for doc in docs], page.next_cursor)
 

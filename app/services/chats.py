@@ -24,22 +24,27 @@ from app.schemas.chats import (
     GROUP,
     MANAGERS,
     MEMBER,
+    NOTIFY_ALL,
     OWNER,
     PRIVATE_CHANNEL,
     PUBLIC_CHANNEL,
     ChatCreateIn,
     ChatOut,
+    ChatSettingsIn,
+    ChatSettingsOut,
     ChatSummaryOut,
     ChatUpdateIn,
     MemberOut,
     MembersAddIn,
     chat_out,
+    chat_settings_out,
     last_message_out,
     member_out,
 )
 from app.schemas.common import Id, PageQuery, valid_id
 from app.services import membership
-from app.services.membership import ChatAccess
+from app.services.membership import MEMBERSHIPS_BATCH, ChatAccess
+from app.services.mentions import MentionService, mention_count
 from app.services.paging import Page, cursor_after, encode_cursor, key_page, key_range, page_size
 from app.services.ratelimit import RateLimiter
 from app.services.sequence import count_unread, new_chat_counters, new_member_counters, unread_count
@@ -47,6 +52,12 @@ from app.store import Store, isoformat, new_id, utcnow
 
 # The chats whose documents list their members (member_ids): the small ones, shown by their people.
 LISTED_MEMBERS = (DIRECT, GROUP)
+# A settings change that keeps losing its compare-and-set to concurrent ones gives up after this many.
+SETTINGS_ATTEMPTS = 3
+
+
+class _Changed(Exception):
+    """A conditional write found the document changed since it was read: nothing written, no event."""
 
 
 def _latest(*values: Any) -> datetime.datetime:
@@ -90,6 +101,9 @@ def member_doc(
         "workspace_id": workspace_id,
         "role": role,
         "joined_at": now or utcnow(),
+        # The member's own settings of the chat, written here so the boolean stays typed.
+        "notify": NOTIFY_ALL,
+        "muted": False,
         **new_member_counters(),
     }
 
@@ -98,12 +112,20 @@ class ChatService:
     """Who may do what to a chat and its members; what a caller may see is ChatAccess's answer."""
 
     def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, *, limiter: RateLimiter | None = None,
-                 limits: LimitsConfig | None = None):
+                 limits: LimitsConfig | None = None, mentions: MentionService | None = None):
         self.store = store
         self.outbox = outbox
         self.access = access
         self.limiter = limiter
         self.limits = limits
+        self.mentions = mentions or MentionService(store)
+
+    async def _per_minute(self, user: Identity, kind: str, limit: str, what: str) -> None:
+        """One more `kind` change by the user this minute (config limits.<limit>), or 429: each is a
+        durable event in every notify process's replay window, which a flood would empty."""
+        if self.limiter is not None and self.limiter.enabled and self.limits is not None:
+            await self.limiter.hit(f"{kind}:user:{user.user_id}", limit=getattr(self.limits, limit), window=60,
+                                   what=what)
 
     # -- members of a chat -------------------------------------------------------------------
 
@@ -203,22 +225,26 @@ class ChatService:
         return chat_out(chat, await self._members_of(chat))
 
     async def list_mine(self, user: Identity) -> list[ChatSummaryOut]:
-        """The caller's chats with unread counts and last messages, most recent activity first.
+        """The caller's chats with unread and mention counts, settings and last messages, most recent
+        activity first.
 
         Two reads whatever the number of chats: the caller's memberships, then their chats by _id;
-        counts and last messages are kept on those documents (app.services.sequence). A read mark
-        below a chat's deleted floor (many deletions since the caller last read) costs one count.
+        counts and last messages are kept on those documents (app.services.sequence, .mentions). A read
+        mark below a chat's deleted floor (many deletions since the caller last read) costs one count.
         """
         marks = {
             doc["chat_id"]: doc
             async for doc in self.store.members.find(
                 {"user_id": {"$eq": user.user_id}},
-                {"chat_id": 1, "last_read_seq": 1, "read_ord": 1, "own_seqs": 1},
+                {"chat_id": 1, "last_read_seq": 1, "read_ord": 1, "own_seqs": 1, "mention_seqs": 1,
+                 "notify": 1, "muted": 1},
+                batch_size=MEMBERSHIPS_BATCH,
             )
         }
         if not marks:
             return []
-        cursor = self.store.chats.find({"_id": {"$in": list(marks)}, "workspace_id": {"$eq": user.workspace_id}})
+        cursor = self.store.chats.find({"_id": {"$in": list(marks)}, "workspace_id": {"$eq": user.workspace_id}},
+                                       batch_size=MEMBERSHIPS_BATCH)
         chats = [doc async for doc in cursor]
         unread = {chat["_id"]: unread_count(chat, marks[chat["_id"]]) for chat in chats}
         slow = [chat for chat in chats if unread[chat["_id"]] is None]
@@ -230,6 +256,8 @@ class ChatService:
 
         summaries = []
         for chat in chats:
+            mark = marks[chat["_id"]]
+            settings = chat_settings_out(chat["_id"], mark)
             activity = _latest(chat.get("updated_at"), chat.get("last_message_at"), chat.get("created_at"))
             listed = chat.get("member_ids") if chat["type"] in LISTED_MEMBERS else None
             base = chat_out(chat, list(listed) if isinstance(listed, list) else [])
@@ -241,6 +269,10 @@ class ChatService:
                         updated_at=isoformat(activity),
                         unread_count=unread[chat["_id"]] or 0,
                         last_message=last_message_out(chat),
+                        mention_count=mention_count(chat, mark),
+                        last_read_seq=mark.get("last_read_seq", 0),
+                        notify=settings.notify,
+                        muted=settings.muted,
                     ),
                 )
             )
@@ -281,6 +313,7 @@ class ChatService:
                            fields={"name": "a direct chat cannot be changed"})
         if body.name is None and body.description is None:
             raise invalid("name", "give a name or a description to change")
+        await self._per_minute(user, "chat_updates", "chat_updates_per_minute_per_user", "chat changes")
         changes: dict[str, Any] = {}
         if body.name is not None:
             changes["name"] = body.name.strip()
@@ -335,6 +368,7 @@ class ChatService:
         await self.store.members.delete_many({"chat_id": {"$eq": chat_id}})
         await self.store.messages.delete_many({"chat_id": {"$eq": chat_id}})
         await self.store.send_claims.delete_many({"chat_id": {"$eq": chat_id}})
+        await self.mentions.chat_deleted(chat_id)
 
     # -- members -----------------------------------------------------------------------------
 
@@ -368,6 +402,8 @@ class ChatService:
                 {"chat_id": {"$eq": chat_id}, "user_id": {"$in": user_ids}}, {"user_id": 1}
             )
         }
+        if any(uid not in present for uid in user_ids):  # counted once per request that adds someone
+            await self._per_minute(user, "member_adds", "member_adds_per_minute_per_user", "members added")
         for uid in user_ids:
             if uid not in present:
                 await self._add_member(chat, uid, MEMBER, actor_id=user.user_id)
@@ -435,9 +471,59 @@ class ChatService:
 
         if await self.outbox.apply(event, Check("members", target["_id"], "absent"), change):
             await self._count_member(chat, user_id, -1)
+            await self.mentions.left(chat_id, user_id)
+
+    # -- the caller's own settings of a chat -------------------------------------------------
+
+    async def update_settings(self, user: Identity, chat_id: str, body: ChatSettingsIn) -> ChatSettingsOut:
+        """The caller's notify level and mute of a chat they belong to (404 otherwise, a public channel too:
+        there is no membership to hold them); one `chat.settings` event, to the caller's own streams.
+
+        Compare-and-set on the membership's settings_version (the id of the last settings event), so the
+        event always carries both values as stored: two changes racing never leave a tab with a stale one.
+        """
+        if body.notify is None and body.muted is None:
+            raise invalid("notify", "give notify or muted to change")
+        if not valid_id(chat_id):
+            raise not_found("chat")
+        for _ in range(SETTINGS_ATTEMPTS):
+            member = await self.store.members.find_one(
+                {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user.user_id}},
+                {"workspace_id": 1, "notify": 1, "muted": 1, "settings_version": 1},
+            )
+            if member is None or member.get("workspace_id") != user.workspace_id:
+                raise not_found("chat")
+            changes: dict[str, Any] = {}
+            if body.notify is not None:
+                changes["notify"] = body.notify
+            if body.muted is not None:
+                changes["muted"] = body.muted
+            out = chat_settings_out(chat_id, {**member, **changes})
+            event = events.personal_event(events.CHAT_SETTINGS, msgspec.to_builtins(out), user_id=user.user_id,
+                                          workspace_id=user.workspace_id)
+            version = member.get("settings_version")
+            query: dict[str, Any] = {"_id": member["_id"]}
+            query["settings_version"] = {"$eq": version} if version is not None else {"$exists": False}
+            update = {"$set": {"notify": out.notify, "muted": out.muted, "settings_version": event.id}}
+            try:
+                await self.outbox.apply(event, Check("members", member["_id"], "eq", "settings_version", event.id),
+                                        self._set_if_unchanged(query, update))
+            except _Changed:
+                continue  # changed meanwhile by another tab (or the member left): read again
+            return out
+        raise conflict("settings_changed", "the settings changed meanwhile; retry")
+
+    def _set_if_unchanged(self, query: dict[str, Any], update: dict[str, Any]):
+        async def change() -> None:
+            if (await self.store.members.update_one(query, update)).matched_count == 0:
+                raise _Changed()
+
+        return change
 
     async def join(self, user: Identity, chat_id: str) -> ChatOut:
         chat, member = await self.access.access(user, chat_id)
+        if member is None:  # joining counts as adding a member (a join-leave loop is two events a turn)
+            await self._per_minute(user, "member_adds", "member_adds_per_minute_per_user", "members added")
         if member is None and await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id):
             chat = {**chat, "member_count": chat.get("member_count", 0) + 1}
         return chat_out(chat, await self.member_ids(chat_id))

@@ -30,7 +30,8 @@ def recipients(event: Routing, members_of: MembersOf) -> Collection[str]:
     """The users `event` is for, given each chat's members. Read-only: it may be members_of's own set.
 
     A user-scoped event (presence) goes to the members of the user's chats but not to the user; a chat
-    event to the chat's members and to its explicit `recipients` (a removed member, a deleted chat's).
+    event to the chat's members and to its explicit `recipients` (a removed member, a deleted chat's); a
+    personal event (app.events.PERSONAL_EVENTS: no chat, its user the only recipient) to that user alone.
     """
     if event.chat_ids is not None:
         users: set[str] = set()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
+from typing import AsyncIterator
 
 from bson import Int64
+from gridfs.errors import CorruptGridFile
 from pymongo.errors import PyMongoError
 
 from app.auth import Identity
 from app.config import LimitsConfig
 from app.errors import APIError, invalid, not_found
-from app.schemas.common import valid_id
+from app.schemas.common import VISIBLE, valid_id
 from app.schemas.messages import FileOut, file_out
 from app.services.ratelimit import RateLimiter
 from app.store import Store, new_id, utcnow
@@ -23,12 +26,27 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "application/pdf"})
 # GridFS's default chunk size (pymongo's gridfs.DEFAULT_CHUNK_SIZE, 255 KiB).
 CHUNK_SIZE = 255 * 1024
+# The bytes of chunks a download reads at a time (4 default chunks): about what one download holds.
+DOWNLOAD_BATCH_BYTES = 4 * CHUNK_SIZE
+
+
+# The name a file is stored under when what it was sent with shows nothing.
+DEFAULT_FILENAME = "file"
+# One visible character: the check of every other name (people, workspaces, chats).
+_VISIBLE = re.compile(VISIBLE)
 
 
 def clean_filename(name: str) -> str:
+    """The last path segment, NFC, without controls or format characters (U+200B, bidi overrides), line
+    and paragraph separators as spaces; `file` when nothing visible is left (only invisible characters,
+    dots or nothing). Sanitized rather than refused, as an empty name already was: the name comes from
+    the sender's file system, not from something the person typed."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
-    return name.strip()[:255] or "file"
+    name = "".join(" " if unicodedata.category(ch) in ("Zl", "Zp") else ch
+                   for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
+    name = name.strip()[:255].strip()
+    # Dots alone are no name either (`..` is a path step).
+    return name if _VISIBLE.search(name.replace(".", "")) else DEFAULT_FILENAME
 
 
 def clean_content_type(value: str | None) -> str:
@@ -48,13 +66,25 @@ class FileService:
         self.limiter = limiter
         self.limits = limits
 
-    async def upload(self, user: Identity, filename: str, content_type: str | None, data: bytes) -> FileOut:
-        if len(data) > self.max_bytes:
-            raise APIError(413, "payload_too_large", f"the file is larger than {self.max_bytes} bytes")
-        limits = self.limits if self.limiter is not None and self.limiter.enabled else None
+    def _limits(self) -> LimitsConfig | None:
+        return self.limits if self.limiter is not None and self.limiter.enabled else None
+
+    async def admit(self, user: Identity) -> None:
+        """One upload counted against the user's rate limit, or 429: asked on the request's headers,
+        so that past the limit no upload body is read at all."""
+        limits = self._limits()
         if limits is not None:
             await self.limiter.hit(f"uploads:user:{user.user_id}", limit=limits.uploads_per_minute_per_user,
                                    window=60, what="uploads")
+
+    async def upload(self, user: Identity, filename: str, content_type: str | None, data: bytes, *,
+                     admitted: bool = False) -> FileOut:
+        """Stores one file; `admitted`: `admit` already counted it (on the headers)."""
+        if len(data) > self.max_bytes:
+            raise APIError(413, "payload_too_large", f"the file is larger than {self.max_bytes} bytes")
+        if not admitted:
+            await self.admit(user)
+        limits = self._limits()
         reserved = await self._reserve(user, len(data), limits.upload_quota_bytes_per_user) if limits else 0
         file_id = new_id()
         metadata = {
@@ -131,15 +161,48 @@ class FileService:
                     pass  # orphan chunks of an id nothing refers to
             raise
 
-    async def read(self, user: Identity, file_id: str) -> tuple[FileOut, bytes]:
-        """The file's description and bytes; 404 unless it was uploaded in the caller's workspace."""
+    async def open(self, user: Identity, file_id: str) -> tuple[FileOut, int, AsyncIterator[bytes]]:
+        """The file's description, its length and its bytes chunk by chunk (close the iterator with
+        `contextlib.aclosing`); 404 unless it was uploaded in the caller's workspace."""
         if not valid_id(file_id):
             raise not_found("file")
         doc = await self.store.files.find_one({"_id": file_id, "metadata.workspace_id": {"$eq": user.workspace_id}})
         if doc is None:
             raise not_found("file")
-        stream = await self.store.file_bucket.open_download_stream(file_id)
-        return file_out(file_id, doc["metadata"]), await stream.read()
+        length = int(doc["length"])
+        chunk_size = int(doc.get("chunkSize") or CHUNK_SIZE)
+        return file_out(file_id, doc["metadata"]), length, self._chunks(file_id, length, chunk_size)
+
+    async def read(self, user: Identity, file_id: str) -> tuple[FileOut, bytes]:
+        """The file's description and all its bytes."""
+        meta, _, chunks = await self.open(user, file_id)
+        async with contextlib.aclosing(chunks):
+            return meta, b"".join([chunk async for chunk in chunks])
+
+    async def _chunks(self, file_id: str, length: int, chunk_size: int) -> AsyncIterator[bytes]:
+        """The GridFS chunks in order, about DOWNLOAD_BATCH_BYTES per store read: what a download holds,
+        not the file. One range read of the (files_id, n) index each, not one cursor: nx-27017 ignores
+        batchSize on a `*.chunks` collection and sent a 10 MiB file's every chunk in its first reply (as
+        pymongo's reader asks for up to 101 chunks at once anyway), so concurrent downloads held the
+        whole file each until their readers took it; a stalled reader holds no server cursor either."""
+        count = -(-length // chunk_size) if chunk_size > 0 else 0
+        step = max(1, DOWNLOAD_BATCH_BYTES // max(chunk_size, 1))
+        total = 0
+        for first in range(0, count, step):
+            last = min(first + step, count)
+            docs = await self.store.file_chunks.find(
+                {"files_id": {"$eq": file_id}, "n": {"$gte": first, "$lt": last}}, {"_id": 0, "n": 1, "data": 1},
+                sort=[("n", 1)],
+            ).to_list()
+            if [doc.get("n") for doc in docs] != list(range(first, last)):
+                raise CorruptGridFile(f"file {file_id}: chunks {first}..{last - 1} are not all stored")
+            for doc in docs:
+                data = bytes(doc["data"])
+                total += len(data)
+                yield data
+            del docs
+        if total != length:
+            raise CorruptGridFile(f"file {file_id}: {total} bytes stored of {length}")
 
     async def check_ids(self, workspace_id: str, file_ids: list[str]) -> None:
         # find, not count_documents: nx-27017 fails to count a collection that has no document yet.

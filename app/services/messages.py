@@ -8,6 +8,7 @@ and for `append_many` (seeding, imports) alike.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ from app.schemas.messages import (
 )
 from app.services.files import FileService
 from app.services.membership import ChatAccess
+from app.services.mentions import NOBODY, Mentioned, MentionService
 from app.services.ratelimit import RateLimiter
 from app.services.sequence import ChatSequence, Draft, by_sender, repair_info
 from app.store import Store, new_id, utcnow
@@ -65,6 +67,7 @@ def message_doc(
         "created_at": created_at or utcnow(),
         "edited_at": None,
         "deleted": False,
+        **NOBODY.fields(),  # a send sets what it mentions (app.services.mentions)
     }
     if idempotency_key is not None:
         doc["idempotency_key"] = idempotency_key
@@ -85,6 +88,7 @@ class MessageService:
         files: FileService,
         limiter: RateLimiter,
         config: Config,
+        mentions: MentionService | None = None,
     ):
         self.store = store
         self.outbox = outbox
@@ -93,6 +97,7 @@ class MessageService:
         self.files = files
         self.limiter = limiter
         self.config = config
+        self.mentions = mentions or MentionService(store)
 
     # -- send --------------------------------------------------------------------------------
 
@@ -113,22 +118,31 @@ class MessageService:
                 window=60, what="messages",
             )
         await self._check_references(user, chat_id, body)
+        # No read at all for a message without an "@"; else two point reads per distinct name.
+        mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
         # Built before the seq is taken: the take sets it as the chat's last message.
         draft = Draft(
             message_doc(chat_id, user.user_id, body.content, files=body.files, reply_to=body.reply_to,
-                        idempotency_key=key),
+                        idempotency_key=key) | mentioned.fields(),
             version=new_id(),
         )
         out, created = await self.sequence.send(
             chat_id, chat["workspace_id"], user.user_id, key,
-            lambda seq: self._insert(user, chat, draft, seq, member["_id"]), draft,
+            lambda seq: self._insert(user, chat, draft, seq, member["_id"], mentioned), draft,
         )
         return out, created
 
-    async def _insert(self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str) -> MessageOut:
+    async def _insert(self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str,
+                      mentioned: Mentioned = NOBODY) -> MessageOut:
         # Before the insert, so a crash between the two cannot leave the sender's own message unread
         # for them: a seq whose insert never happens becomes a gap, counted as deleted, not as own.
-        await self.sequence.sender_saw(member_id, seq, draft.ord)
+        # Posting reads the chat: the sender's mark moves to the message (ChatSequence.sender_saw).
+        saw = self.sequence.sender_saw(member_id, seq, draft.ord)
+        if mentioned.user_ids or mentioned.all:
+            moved_from, _ = await asyncio.gather(
+                saw, self.mentions.sent(chat["_id"], seq, draft.doc["_id"], draft.doc["created_at"], mentioned))
+        else:
+            moved_from = await saw
         doc = {**draft.doc, "seq": seq}
         if draft.ord is not None:
             doc["ord"] = draft.ord
@@ -142,7 +156,15 @@ class MessageService:
         async def change() -> None:
             await self.store.messages.insert_one(doc)
 
-        await self.outbox.apply(event, Check("messages", doc["_id"]), change, repair=repair_info(seq))
+        # The sender's other tabs clear the chat's badge; it rides in the message's outbox entry, so the
+        # mark's move costs no store command of its own, and goes to the sender's streams alone. Only when
+        # the mark jumped over messages it had not read: a sender whose tabs kept up (their POST /read came
+        # first) has no badge to clear, so a conversation does not double its events.
+        read = events.personal_event(
+            events.READ, {"chat_id": chat["_id"], "user_id": user.user_id, "seq": seq},
+            user_id=user.user_id, workspace_id=chat["workspace_id"],
+        ) if moved_from is not None and moved_from < seq - 1 else None
+        await self.outbox.apply(event, Check("messages", doc["_id"]), change, repair=repair_info(seq), then=read)
         return out
 
     async def append_many(self, chat: dict[str, Any], drafts: Sequence[MessageDraft]) -> list[MessageOut]:
@@ -223,16 +245,25 @@ class MessageService:
             raise not_found("message")
         return doc
 
+    async def _per_minute(self, user: Identity, kind: str, limit: int, what: str) -> None:
+        """One more `kind` change by the user this minute, or 429: each is a durable event in every
+        notify process's replay window, which a flood would empty of others' missed messages."""
+        if self.limiter.enabled:
+            await self.limiter.hit(f"{kind}:user:{user.user_id}", limit=limit, window=60, what=what)
+
     async def edit(self, user: Identity, chat_id: str, message_id: str, body: MessageUpdateIn) -> MessageOut:
         member = await self.access.membership(user, chat_id)
+        await self._per_minute(user, "edits", self.config.limits.edits_per_minute_per_user, "message edits")
         doc = await self._message(chat_id, message_id)
         if doc["sender_id"] != user.user_id:
             raise forbidden("only the sender may edit a message")
         if doc.get("deleted"):
             raise conflict("message_deleted", "the message was deleted")
+        mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
         event_id = new_id()
         rev = doc.get("rev", 0) + 1
-        edited = {**doc, "content": body.content, "edited_at": utcnow(), "version": event_id, "rev": rev}
+        edited = {**doc, "content": body.content, "edited_at": utcnow(), "version": event_id, "rev": rev,
+                  **mentioned.fields()}
         out = message_out(edited)
         event = events.make_event(
             events.MESSAGE_UPDATED, msgspec.to_builtins(out),
@@ -242,10 +273,13 @@ class MessageService:
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, edited)
         )
         await self.sequence.set_last_message(chat_id, stored_message(edited), message_id, rev, replacing=message_id)
+        # Only the winner of the version-guarded replace gets here: what the edit added counts, what it removed not.
+        await self.mentions.edited(doc, mentioned)
         return out
 
     async def delete(self, user: Identity, chat_id: str, message_id: str) -> None:
         member = await self.access.membership(user, chat_id)
+        await self._per_minute(user, "deletes", self.config.limits.deletes_per_minute_per_user, "message deletions")
         doc = await self._message(chat_id, message_id)
         if doc["sender_id"] != user.user_id and member["role"] not in MANAGERS:
             raise forbidden("only the sender or the chat's owner or admins may delete a message")
@@ -253,7 +287,8 @@ class MessageService:
             return
         event_id = new_id()
         rev = doc.get("rev", 0) + 1
-        tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id, "rev": rev}
+        tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id, "rev": rev,
+                     **NOBODY.fields()}
         event = events.make_event(
             events.MESSAGE_DELETED, {"id": message_id, "chat_id": chat_id, "seq": doc["seq"]},
             chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
@@ -266,6 +301,7 @@ class MessageService:
         if counters is None or counters.get("last_message_id") == message_id:
             await self.sequence.set_last_message(chat_id, stored_message(tombstone), message_id, rev,
                                                  replacing=message_id)
+        await self.mentions.deleted(doc)
 
     def _replace(self, old: dict[str, Any], new: dict[str, Any]):
         async def change() -> None:
@@ -285,6 +321,7 @@ class MessageService:
             raise invalid("seq", "beyond the chat's latest message")
         if seq <= member.get("last_read_seq", 0):
             return  # a read mark never goes backwards
+        await self._per_minute(user, "reads", self.config.limits.reads_per_minute_per_user, "read marks")
         event = events.make_event(
             events.READ, {"chat_id": chat_id, "user_id": user.user_id, "seq": seq},
             chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
@@ -294,12 +331,14 @@ class MessageService:
         # The sender's own seqs at or below the new mark no longer matter; one not seen here (a send
         # racing this read) makes own_n too small, which only loosens OWN_SEQS_MAX a little.
         own_n = sum(1 for own in member.get("own_seqs") or () if own > seq)
+        # The same for the mentions it has now read (app.services.mentions).
+        mention_n = sum(1 for mentioned in member.get("mention_seqs") or () if mentioned > seq)
 
         async def change() -> None:
             result = await self.store.members.update_one(
                 {"_id": member["_id"], "last_read_seq": {"$lt": seq}},
-                {"$set": {"last_read_seq": seq, "read_ord": read_ord, "own_n": own_n},
-                 "$pull": {"own_seqs": {"$lte": seq}}},
+                {"$set": {"last_read_seq": seq, "read_ord": read_ord, "own_n": own_n, "mention_n": mention_n},
+                 "$pull": {"own_seqs": {"$lte": seq}, "mention_seqs": {"$lte": seq}}},
             )
             if result.modified_count == 0:
                 raise _NoChange()

@@ -1,4 +1,4 @@
-"""Start-up migrations: the counters of chats and memberships written before they were kept (issue 12)."""
+"""Start-up migrations: counters of chats and memberships written before they were kept (issues 12, 14), usernames."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from app.schemas.chats import DIRECT, GROUP
 from app.schemas.messages import stored_message
-from app.services.accounts import backfill_user_name_keys
+from app.services.accounts import backfill_user_name_keys, backfill_usernames
 from app.services.sequence import DELETED_SEQS_MAX
 from app.store import Store
 
@@ -32,9 +32,25 @@ async def migrate(store: Store) -> dict[str, int]:
         members += result.modified_count
     # Users stored before the name_key paging key: without it they would be missing from /api/users.
     users = await backfill_user_name_keys(store)
-    if chats or members or users:
-        log.info("counters built for %d chats and %d further memberships; %d users keyed", chats, members, users)
-    return {"chats": chats, "members": members, "users": users}
+    # Mention counters (app.services.mentions): the arrays must exist, as the embedded server's
+    # $addToSet on a missing field does nothing. Nothing was ever mentioned before them.
+    mentions = 0
+    async for doc in store.members.find({"mention_seqs": {"$exists": False}}, {"_id": 1}):
+        result = await store.members.update_one(
+            {"_id": doc["_id"], "mention_seqs": {"$exists": False}}, {"$set": {"mention_seqs": [], "mention_n": 0}}
+        )
+        mentions += result.modified_count
+    async for doc in store.chats.find({"mention_all_seqs": {"$exists": False}}, {"_id": 1}):
+        result = await store.chats.update_one(
+            {"_id": doc["_id"], "mention_all_seqs": {"$exists": False}},
+            {"$set": {"mention_all_seqs": [], "mention_all_ids": []}},
+        )
+        mentions += result.modified_count
+    usernames = await backfill_usernames(store)
+    if chats or members or users or mentions or usernames:
+        log.info("counters built for %d chats and %d further memberships; %d users keyed; mention counters for "
+                 "%d documents; %d usernames", chats, members, users, mentions, usernames)
+    return {"chats": chats, "members": members, "users": users, "mentions": mentions, "usernames": usernames}
 
 
 async def migrate_chat(store: Store, chat: dict[str, Any]) -> int:

@@ -23,10 +23,13 @@ Counters, so a chat list reads no message (docs/architecture.md, "Unread counts"
   updates of an edit or a delete. The message stores `ord` = `msg_count` after its take: ord(seq X) counts seq <= X.
 - `deleted_seqs` holds the deleted countable seqs above `deleted_floor` (bounded by
   DELETED_SEQS_MAX; the oldest half is dropped by raising the floor); a gap tombstone is one.
-- A member's `read_ord` is the ord at its `last_read_seq`; `own_seqs` the seqs of its own messages
-  above its mark (so its own messages never count, as before, without moving its mark), at most
-  about OWN_SEQS_MAX: a sender with that many unread own messages has its mark moved to its message.
+- A member's `read_ord` is the ord at its `last_read_seq`; a send moves the sender's mark to its message
+  (posting reads the chat, as in Slack and Mattermost). `own_seqs` holds the seqs of its own messages
+  above its mark that a send did not move past: those of a member coming back (ChatService._add_member),
+  or of a retried send whose ord is unknown, at most about OWN_SEQS_MAX.
   `unread` is then msg_count - read_ord - |deleted above mark| - |own above mark, not deleted|.
+- Mentions (app.services.mentions) keep `mention_seqs` on the member and `mention_all_seqs` /
+  `mention_all_ids` on the chat; every move of a mark here prunes the member's at or below it.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def new_chat_counters(member_count: int, member_ids: list[str] | None) -> dict[s
     counters: dict[str, Any] = {
         "last_seq": 0, "msg_count": 0, "deleted_seqs": [], "deleted_floor": 0, "deleted_total": 0,
         "last_message": None, "last_message_id": None, "last_message_rev": 0,
-        "member_count": member_count,
+        "member_count": member_count, "mention_all_seqs": [], "mention_all_ids": [],
     }
     if member_ids is not None:
         counters["member_ids"] = list(member_ids)
@@ -84,8 +87,8 @@ def new_chat_counters(member_count: int, member_ids: list[str] | None) -> dict[s
 
 
 def new_member_counters() -> dict[str, Any]:
-    """The read-mark fields of a new membership: nothing read, nothing of its own above the mark."""
-    return {"last_read_seq": 0, "read_ord": 0, "own_seqs": [], "own_n": 0}
+    """The read-mark fields of a new membership: nothing read, nothing of its own or mentioning it above the mark."""
+    return {"last_read_seq": 0, "read_ord": 0, "own_seqs": [], "own_n": 0, "mention_seqs": [], "mention_n": 0}
 
 
 def unread_count(chat: dict[str, Any], member: dict[str, Any]) -> int | None:
@@ -345,30 +348,37 @@ class ChatSequence:
         # A gap, a send in flight, or a chat from before counters (no msg_count yet): at most its seq.
         return min(seq, chat.get("msg_count", seq))
 
-    async def sender_saw(self, member_id: str, seq: int, ord_: int | None) -> None:
-        """After a send: the sender's own message never counts as unread for them.
+    async def sender_saw(self, member_id: str, seq: int, ord_: int | None) -> int | None:
+        """After a send: the sender has read the chat up to their message (as Slack and Mattermost mark
+        it on every post), so its mark moves there, in one command; the mark it moved from, or None.
 
-        Kept in the membership's `own_seqs` while there is room; past that, the mark moves to the
-        message (as Slack and Mattermost do on every post).
+        Without the message's ord (a retry reusing a claim that recorded none) the mark cannot move: the
+        seq goes to `own_seqs` instead, while there is room, so the sender's own message never counts.
+        The counts of own_n and mention_n restart at 0: what stays above the new mark is only what
+        concurrent sends added, which only loosens their caps a little.
         """
-        recorded = await self.store.members.update_one(
-            {"_id": member_id, "last_read_seq": {"$lt": seq}, "own_n": {"$lt": OWN_SEQS_MAX}},
-            {"$addToSet": {"own_seqs": seq}, "$inc": {"own_n": 1}},
-        )
-        if recorded.matched_count or ord_ is None:
-            return
-        await self.store.members.update_one(
+        if ord_ is None:
+            await self.store.members.update_one(
+                {"_id": member_id, "last_read_seq": {"$lt": seq}, "own_n": {"$lt": OWN_SEQS_MAX}},
+                {"$addToSet": {"own_seqs": seq}, "$inc": {"own_n": 1}},
+            )
+            return None
+        before = await self.store.members.find_one_and_update(
             {"_id": member_id, "last_read_seq": {"$lt": seq}},
-            {"$set": {"last_read_seq": seq, "read_ord": ord_, "own_n": 0}, "$pull": {"own_seqs": {"$lte": seq}}},
+            {"$set": {"last_read_seq": seq, "read_ord": ord_, "own_n": 0, "mention_n": 0},
+             "$pull": {"own_seqs": {"$lte": seq}, "mention_seqs": {"$lte": seq}}},
+            projection={"last_read_seq": 1, "_id": 0},
+            return_document=ReturnDocument.BEFORE,
         )
+        return None if before is None else before.get("last_read_seq", 0)
 
     async def senders_saw(self, chat_id: str, last_seq_of: dict[str, Taken]) -> None:
         """After a bulk append: each sender's mark moves to its last message of the batch."""
         for user_id, taken in last_seq_of.items():
             await self.store.members.update_one(
                 {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}, "last_read_seq": {"$lt": taken.seq}},
-                {"$set": {"last_read_seq": taken.seq, "read_ord": taken.ord, "own_n": 0},
-                 "$pull": {"own_seqs": {"$lte": taken.seq}}},
+                {"$set": {"last_read_seq": taken.seq, "read_ord": taken.ord, "own_n": 0, "mention_n": 0},
+                 "$pull": {"own_seqs": {"$lte": taken.seq}, "mention_seqs": {"$lte": taken.seq}}},
             )
 
     # -- gap repair --------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from app.schemas.chats import (
     ChannelsPage,
     ChatCreateIn,
     ChatOut,
+    ChatSettingsIn,
+    ChatSettingsOut,
     ChatSummaryOut,
     ChatUpdateIn,
     MemberOut,
@@ -23,7 +25,8 @@ TAGS = ("chats",)
 class ChatsHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "The caller's chats with unread counts and last messages, most recent activity first",
+            "The caller's chats with unread and mention counts, the caller's read mark and settings, and last "
+            "messages, most recent activity first",
             responses={200: list[ChatSummaryOut]}, tags=TAGS,
         ),
         "post": Operation(
@@ -64,7 +67,7 @@ class ChatHandler(ApiHandler):
         "get": Operation("A chat the caller belongs to, or a public channel of their workspace",
                          responses={200: ChatOut}, errors=(404,), tags=TAGS),
         "patch": Operation("Rename or describe a chat; owner or admin only", body=ChatUpdateIn,
-                           responses={200: ChatOut}, errors=(403, 404, 409), tags=TAGS),
+                           responses={200: ChatOut}, errors=(403, 404, 409, 429), tags=TAGS),
         "delete": Operation("Delete a chat with its messages; owner only", responses={204: None},
                             errors=(403, 404), tags=TAGS),
     }
@@ -93,7 +96,7 @@ class MembersHandler(ApiHandler):
         ),
         "post": Operation(
             "Add members (not to direct chats; private channels: owner or admin only); answers all members",
-            body=MembersAddIn, responses={200: list[MemberOut]}, errors=(403, 404), tags=TAGS,
+            body=MembersAddIn, responses={200: list[MemberOut]}, errors=(403, 404, 429), tags=TAGS,
         ),
     }
 
@@ -123,10 +126,25 @@ class MemberHandler(ApiHandler):
         self.no_content()
 
 
+class ChatSettingsHandler(ApiHandler):
+    api_doc = {
+        "patch": Operation(
+            "Change the caller's own settings of a chat they belong to: notify level (all, mentions, none) and "
+            "mute; every tab of theirs hears chat.settings",
+            body=ChatSettingsIn, responses={200: ChatSettingsOut}, errors=(404, 409), tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def patch(self, chat_id: str) -> None:
+        body = self.parse_body(ChatSettingsIn)
+        self.write_json(await self.services.chats.update_settings(self.current_user, chat_id, body))
+
+
 class JoinHandler(ApiHandler):
     api_doc = {
         "post": Operation("Join a public channel of your workspace", responses={200: ChatOut},
-                          errors=(404,), tags=TAGS)
+                          errors=(404, 429), tags=TAGS)
     }
 
     @authenticated
@@ -141,4 +159,5 @@ routes = [
     route("/api/chats/{chat_id}/members", MembersHandler),
     route("/api/chats/{chat_id}/members/{user_id}", MemberHandler),
     route("/api/chats/{chat_id}/join", JoinHandler),
+    route("/api/chats/{chat_id}/settings", ChatSettingsHandler),
 ]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import quote
 
 from tornado.httputil import HTTPFile, HTTPInputError, parse_body_arguments
+from tornado.iostream import StreamClosedError
 
+from app.auth import Identity
 from app.errors import APIError
 from app.openapi import Operation
 from app.schemas.messages import FileOut, FileUploadIn, valid_media_type
-from app.services.files import DEFAULT_CONTENT_TYPE
+from app.services.files import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
 
@@ -19,8 +22,14 @@ MULTIPART_OVERHEAD = 16384
 
 
 def content_disposition(disposition: str, name: str) -> str:
-    """RFC 6266: an ASCII `filename` for old clients and the exact name as UTF-8 in `filename*`."""
-    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name) or "file"
+    """RFC 6266: an ASCII `filename` for old clients and the exact name as UTF-8 in `filename*` (RFC 5987).
+
+    Whatever the stored name holds (a file stored before names were cleaned may have quotes, CR/LF or
+    anything), the header stays one line with one quoted string: the fallback keeps printable ASCII but
+    `"`, `\\` and `%` (which some clients percent-decode, RFC 6266 appendix D), and `filename*`
+    percent-encodes everything but letters, digits and `_.-~`."""
+    name = name or DEFAULT_FILENAME
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\%' else "_" for ch in name).strip() or DEFAULT_FILENAME
     encoded = quote(name.encode("utf-8", "replace"), safe="")
     return f'{disposition}; filename="{fallback}"; filename*=UTF-8\'\'{encoded}'
 
@@ -52,7 +61,14 @@ class FilesHandler(ApiHandler):
             raise APIError(400, "bad_request", f"invalid multipart body: {e}") from None
         return files
 
-    # The token is checked on the headers (prepare), so no stranger's upload is ever read.
+    _admitted = False
+
+    async def admit_body(self, identity: Identity) -> None:
+        # On the headers, after the token and session: past the upload rate limit, the body is never read.
+        await self.services.files.admit(identity)
+        self._admitted = True
+
+    # The token and session are checked on the headers (prepare), so no stranger's upload is ever read.
     @authenticated
     async def post(self) -> None:
         files = self.multipart_files()
@@ -67,7 +83,8 @@ class FilesHandler(ApiHandler):
             # It would be stored, and every download would then fail to set its Content-Type header.
             raise APIError(422, "validation_failed", "the file part's Content-Type must be an ASCII type/subtype",
                            fields={"file": "invalid content type"})
-        out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body)
+        out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body,
+                                               admitted=self._admitted)
         self.write_json(out, status=201)
 
 
@@ -81,7 +98,7 @@ class FileHandler(ApiHandler):
 
     @authenticated
     async def get(self, file_id: str) -> None:
-        meta, data = await self.services.files.read(self.current_user, file_id)
+        meta, length, chunks = await self.services.files.open(self.current_user, file_id)
         # A type stored before uploads were checked (`image/png中`) cannot be a header: serve bytes.
         content_type = meta.content_type if valid_media_type(meta.content_type) else DEFAULT_CONTENT_TYPE
         disposition = self.services.files.disposition(content_type)
@@ -90,7 +107,17 @@ class FileHandler(ApiHandler):
         # Whatever the file is, it never runs scripts on the API's origin.
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
         self.set_header("Cache-Control", "private, max-age=3600")
-        self.finish(data)
+        self.set_header("Content-Length", str(length))  # Tornado drops it when it compresses
+        # Chunk by chunk, each written once the last left: a download holds a few GridFS chunks, not the
+        # file (concurrent downloads of a 10 MiB file once held 20 MiB each until their readers took it all).
+        async with contextlib.aclosing(chunks):
+            try:
+                async for chunk in chunks:
+                    self.write(chunk)
+                    await self.flush()
+            except StreamClosedError:
+                return  # the reader went away
+        self.finish()
 
 
 routes = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from app.openapi import Operation
 from app.schemas.messages import (
+    MentionsPage,
+    MentionsQuery,
     MessageCreateIn,
     MessageListQuery,
     MessageOut,
@@ -47,9 +49,9 @@ class MessagesHandler(ApiHandler):
 class MessageHandler(ApiHandler):
     api_doc = {
         "patch": Operation("Edit a message; sender only", body=MessageUpdateIn, responses={200: MessageOut},
-                           errors=(403, 404, 409), tags=TAGS),
+                           errors=(403, 404, 409, 429), tags=TAGS),
         "delete": Operation("Delete a message, leaving a tombstone; sender or chat owner/admin",
-                            responses={204: None}, errors=(403, 404, 409), tags=TAGS),
+                            responses={204: None}, errors=(403, 404, 409, 429), tags=TAGS),
     }
 
     @authenticated
@@ -66,7 +68,7 @@ class MessageHandler(ApiHandler):
 class ReadHandler(ApiHandler):
     api_doc = {
         "post": Operation("Move the caller's read mark forward (never backwards)", body=ReadIn,
-                          responses={204: None}, errors=(403, 404), tags=TAGS)
+                          responses={204: None}, errors=(403, 404, 429), tags=TAGS)
     }
 
     @authenticated
@@ -93,7 +95,7 @@ class SearchHandler(ApiHandler):
         "get": Operation(
             "Messages of the caller's chats holding every word of q (any case), newest first; a short page "
             "with a next_cursor when the scan budget ran out first",
-            query=SearchQuery, responses={200: SearchOut}, errors=(404,), tags=TAGS,
+            query=SearchQuery, responses={200: SearchOut}, errors=(404, 429), tags=TAGS,
         )
     }
 
@@ -103,10 +105,26 @@ class SearchHandler(ApiHandler):
         self.write_json(await self.services.search.search(self.current_user, query))
 
 
+class MentionsHandler(ApiHandler):
+    api_doc = {
+        "get": Operation(
+            "Messages of the caller's chats that mention them (by @username, or @channel/@here/@everyone), newest "
+            "first; `before` is the next_cursor of the previous page",
+            query=MentionsQuery, responses={200: MentionsPage}, tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def get(self) -> None:
+        query = self.parse_query(MentionsQuery)
+        self.write_json(await self.services.mentions.list(self.current_user, query))
+
+
 routes = [
     route("/api/chats/{chat_id}/messages", MessagesHandler),
     route("/api/chats/{chat_id}/messages/{message_id}", MessageHandler),
     route("/api/chats/{chat_id}/read", ReadHandler),
     route("/api/chats/{chat_id}/typing", TypingHandler),
     route("/api/search/messages", SearchHandler),
+    route("/api/mentions", MentionsHandler),
 ]

@@ -1,13 +1,16 @@
-// The open chat's frame: which pane shows (list or chat), its header, the join banner and the typing line.
+// The open chat's frame: which pane shows (list or chat), its header with the notification menu, the join
+// banner and the typing line.
 
 import { byTestId, memberCountText } from "../ui.js";
+import { SettingsMenu } from "./settings-menu.js";
 
 const TYPING_REFRESH_MS = 1000;
 
+// "Bob is typing…", "Bob and Carol are typing…", "Bob, Carol and Dan are typing…", then "Several people".
 function typingText(names) {
   if (names.length === 0) return "";
   if (names.length === 1) return `${names[0]} is typing…`;
-  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  if (names.length <= 3) return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]} are typing…`;
   return "Several people are typing…";
 }
 
@@ -22,6 +25,7 @@ export class ChatPane {
     this.input = byTestId("message-input");
     this.typing = byTestId("typing-indicator");
     this.typingTimer = null;
+    this.settings = new SettingsMenu(store);
   }
 
   // Narrow screens show one of the two; body[data-view] tells the stylesheet which.
@@ -33,6 +37,7 @@ export class ChatPane {
 
   showList() {
     document.body.dataset.view = "list";
+    this.settings.close();
     this.chat.hidden = true;
     this.noChat.hidden = false;
     document.title = "Fechatter";
@@ -55,6 +60,7 @@ export class ChatPane {
     byTestId("join-banner").hidden = !preview;
     this.composer.hidden = preview;
     this.input.placeholder = `Message ${chat.type === "public_channel" ? "#" : ""}${title}`;
+    this.settings.render();
   }
 
   // Typing notices expire on their own, so the line re-renders while anyone is shown.

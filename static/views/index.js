@@ -13,6 +13,7 @@ export class Views {
     this.app = document.getElementById("app-view");
     this.sidebar = new Sidebar(store);
     this.pane = new ChatPane(store);
+    this.settingsMenu = this.pane.settings;
     this.messages = new MessageList(store);
     this.members = new MembersPanel(store);
   }

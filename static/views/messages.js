@@ -1,15 +1,14 @@
-// The message list of the open chat: keyed rendering (live updates keep scroll and focus), history status, edit in place.
+// The message list of the open chat: keyed rendering (live updates keep scroll and focus), date separators,
+// the "New messages" line with its jump pills, mentions, history status, edit in place.
 
-import { avatar, byTestId, formatTime, h, icon, linkify, parseTime } from "../ui.js";
+import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, icon, linkify, parseTime } from "../ui.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_TOP_PX = 120;
 const NEAR_BOTTOM_PX = 80;
-
-function shortTime(iso) {
-  const date = parseTime(iso);
-  return date ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false }) : "";
-}
+// Opening at the first unread message leaves a little of what came before it in view.
+const LINE_CONTEXT_SHARE = 0.2;
+const LINE_CONTEXT_MAX_PX = 140;
 
 // Same sender within five minutes: the header is left out, like Slack.
 function continues(prev, message) {
@@ -25,15 +24,15 @@ function messageBody(store, message, compact, mine) {
   if (!compact) {
     parts.push(h("div", { class: "message-meta" },
       h("span", { class: "author", dataset: { testid: "message-author" }, text: name }),
-      h("time", { datetime: message.created_at || "", title: message.created_at ? new Date(message.created_at).toLocaleString() : "", text: formatTime(message.created_at) })));
+      h("time", { datetime: message.created_at || "", title: formatFull(message.created_at), text: formatTime(message.created_at) })));
   }
   if (message.deleted) {
     parts.push(h("div", { class: "message-content deleted", dataset: { testid: "message-content" }, text: "message deleted" }));
     return parts;
   }
   parts.push(h("div", { class: "message-text" },
-    h("span", { class: "message-content", dataset: { testid: "message-content" } }, linkify(message.content || "")),
-    message.edited_at ? h("span", { class: "edited", dataset: { testid: "message-edited" }, title: new Date(message.edited_at).toLocaleString(), text: " (edited)" }) : null));
+    h("span", { class: "message-content", dataset: { testid: "message-content" } }, linkify(message.content || "", store.mentionLookup(message))),
+    message.edited_at ? h("span", { class: "edited", dataset: { testid: "message-edited" }, title: formatFull(message.edited_at), text: " (edited)" }) : null));
   if (message.pending) {
     const failed = message.pending === "failed";
     parts.push(h("div", { class: `pending-state${failed ? " failed" : ""}` },
@@ -52,39 +51,75 @@ function messageKey(message) {
   return message.pending ? `pending:${message.key}` : message.id;
 }
 
-// A version string: a node is rebuilt only when what it shows changed.
-function messageVersion(message, compact, senderName) {
-  return [message.content, message.deleted, message.edited_at, message.pending, compact, senderName].join("\u0000");
+// A version string: a node is rebuilt only when what it shows changed (users loading can turn
+// plain @names into mentions).
+function messageVersion(store, message, compact) {
+  const mentions = Array.isArray(message.mentions) ? message.mentions.join(",") : "-";
+  return [message.content, message.deleted, message.edited_at, message.pending, compact, store.userName(message.sender_id),
+    mentions, message.mentions_all, store.users.size].join("\u0000");
 }
 
 function buildMessage(store, message, compact) {
   const mine = store.me && message.sender_id === store.me.id;
+  const forMe = !message.pending && store.mentionsMe(message);
   const attrs = message.pending
     ? { class: "message pending", dataset: { testid: "message-pending", key: message.key } }
     : {
-        class: `message${compact ? " compact" : ""}${message.deleted ? " is-deleted" : ""}${mine ? " mine" : ""}`,
-        dataset: { testid: "message", messageId: message.id, seq: String(message.seq), senderId: message.sender_id, deleted: String(Boolean(message.deleted)) },
+        class: `message${compact ? " compact" : ""}${message.deleted ? " is-deleted" : ""}${mine ? " mine" : ""}${forMe ? " mentions-me" : ""}`,
+        dataset: { testid: "message", messageId: message.id, seq: String(message.seq), senderId: message.sender_id, deleted: String(Boolean(message.deleted)), mentionsMe: forMe ? "true" : null },
       };
   const gutter = compact
-    ? h("span", { class: "gutter", "aria-hidden": "true", text: shortTime(message.created_at) })
+    ? h("span", { class: "gutter", "aria-hidden": "true", text: formatTime(message.created_at) })
     : avatar(message.sender_id, store.userName(message.sender_id));
   return h("li", attrs, gutter, h("div", { class: "message-main" }, messageBody(store, message, compact, mine)));
 }
 
-// Keyed render of a chat's messages plus our unsent ones; nodes being edited are left alone.
-function renderKeyed(listEl, store, messages, { editingId = null } = {}) {
+function daySeparator(label) {
+  return h("li", { class: "day-divider", dataset: { testid: "day-separator" } }, h("span", { class: "day-label", text: label }));
+}
+
+function unreadLine() {
+  return h("li", { class: "unread-line", dataset: { testid: "unread-line" } }, h("span", { class: "unread-line-label", text: "New messages" }));
+}
+
+// What the list shows, in order: a separator before each day's first message, the unread line
+// above the first unread one; either starts a new group of messages.
+function listItems(store, messages, lineSeq) {
+  const items = [];
+  let prev = null;
+  let prevDay = null;
+  const now = new Date();
+  for (const message of messages) {
+    let breaks = false;
+    const day = dayKey(message.created_at);
+    if (day && day !== prevDay) {
+      const label = dayLabel(message.created_at, now);
+      items.push({ key: `day:${day}`, version: label, build: () => daySeparator(label) });
+      prevDay = day;
+      breaks = true;
+    }
+    if (lineSeq !== null && !message.pending && message.seq === lineSeq) {
+      items.push({ key: "unread-line", version: "", build: unreadLine });
+      breaks = true;
+    }
+    const compact = !breaks && !message.pending && !message.deleted && continues(prev, message);
+    items.push({ key: messageKey(message), version: messageVersion(store, message, compact), build: () => buildMessage(store, message, compact), message });
+    prev = message;
+  }
+  return items;
+}
+
+// Keyed render of the list's items; nodes being edited are left alone.
+function renderKeyed(listEl, items, { editingId = null } = {}) {
   const existing = new Map();
   for (const node of listEl.children) existing.set(node.dataset.renderKey, node);
-  let prev = null;
   let cursor = listEl.firstElementChild;
   const keep = new Set();
-  for (const message of messages) {
-    const key = messageKey(message);
-    const compact = !message.pending && !message.deleted && continues(prev, message);
-    const version = messageVersion(message, compact, store.userName(message.sender_id));
+  for (const item of items) {
+    const { key, version } = item;
     let node = existing.get(key);
-    if (!node || (node.dataset.version !== version && (key !== editingId || message.deleted))) {
-      const fresh = buildMessage(store, message, compact);
+    if (!node || (node.dataset.version !== version && (key !== editingId || (item.message && item.message.deleted)))) {
+      const fresh = item.build();
       fresh.dataset.version = version;
       fresh.dataset.renderKey = key;
       if (node) {
@@ -96,7 +131,6 @@ function renderKeyed(listEl, store, messages, { editingId = null } = {}) {
     keep.add(node);
     if (node !== cursor) listEl.insertBefore(node, cursor);
     else cursor = cursor.nextElementSibling;
-    prev = message;
   }
   for (const node of [...listEl.children]) if (!keep.has(node)) node.remove();
 }
@@ -148,19 +182,71 @@ export class MessageList {
     this.scroller = byTestId("message-scroller");
     this.list = byTestId("message-list");
     this.history = byTestId("history-status");
+    this.jumpUnread = byTestId("jump-unread");
+    this.newBelow = byTestId("new-below");
+    this.unseenBelow = false; // messages came while the reader was scrolled up
+    this.scroller.addEventListener("scroll", () => {
+      if (this.nearBottom()) this.unseenBelow = false;
+      this.renderPills();
+    }, { passive: true });
   }
 
-  // Follows new messages only when the reader was already at the bottom.
-  render({ toBottom = false } = {}) {
+  nearBottom() {
+    const { scroller } = this;
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  // Follows new messages only when the reader was already at the bottom; a chat opened with
+  // unread messages starts at its "New messages" line. arrived: someone else's message came.
+  // Returns whether it scrolled to that line.
+  render({ toBottom = false, arrived = false } = {}) {
     const { store, scroller } = this;
     const chatId = store.openChatId;
     if (!chatId) return;
-    const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+    const nearBottom = this.nearBottom();
     const timeline = store.timelines.get(chatId);
     const messages = timeline ? timeline.sorted() : [];
-    renderKeyed(this.list, store, [...messages, ...store.unsent(chatId)], { editingId: store.editingId });
+    const lineSeq = store.unreadLineSeq(chatId);
+    renderKeyed(this.list, listItems(store, [...messages, ...store.unsent(chatId)], lineSeq), { editingId: store.editingId });
     this.renderHistoryStatus();
-    if (toBottom || nearBottom) scroller.scrollTop = scroller.scrollHeight;
+    const line = store.unreadLine;
+    let moved = false;
+    if (line && line.chatId === chatId && line.scroll && lineSeq !== null) {
+      line.scroll = false;
+      this.scrollToUnreadLine();
+      moved = true;
+    } else if (toBottom || nearBottom) {
+      scroller.scrollTop = scroller.scrollHeight;
+    } else if (arrived) {
+      this.unseenBelow = true;
+    }
+    this.renderPills();
+    return moved;
+  }
+
+  scrollToUnreadLine({ smooth = false } = {}) {
+    const node = byTestId("unread-line", this.list);
+    if (!node) return;
+    const { scroller } = this;
+    const context = Math.min(LINE_CONTEXT_MAX_PX, scroller.clientHeight * LINE_CONTEXT_SHARE);
+    const top = node.getBoundingClientRect().top - scroller.getBoundingClientRect().top + scroller.scrollTop - context;
+    scroller.scrollTo({ top: Math.max(0, top), behavior: smooth ? "smooth" : "instant" });
+  }
+
+  scrollToBottom({ smooth = false } = {}) {
+    this.unseenBelow = false;
+    this.scroller.scrollTo({ top: this.scroller.scrollHeight, behavior: smooth ? "smooth" : "instant" });
+    this.renderPills();
+  }
+
+  // "Jump to first unread" while the line is above the screen; "New messages below" while
+  // messages came in below it.
+  renderPills() {
+    const node = byTestId("unread-line", this.list);
+    const box = this.scroller.getBoundingClientRect();
+    this.jumpUnread.hidden = !node || node.getBoundingClientRect().bottom > box.top;
+    if (this.unseenBelow && this.nearBottom()) this.unseenBelow = false;
+    this.newBelow.hidden = !this.unseenBelow;
   }
 
   renderIfOpen(chatId, options) {
@@ -171,8 +257,8 @@ export class MessageList {
   renderKeepingPosition() {
     const scroller = this.scroller;
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    this.render();
-    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    if (!this.render()) scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    this.renderPills();
   }
 
   renderHistoryStatus() {
@@ -201,6 +287,8 @@ export class MessageList {
 
   clear() {
     this.list.replaceChildren();
+    this.unseenBelow = false;
+    this.renderPills();
   }
 
   // The message a node inside the list shows, from the open chat's timeline.

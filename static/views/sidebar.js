@@ -1,4 +1,5 @@
-// The sidebar: who we are, the connection badge, and the chat list with its unread badges.
+// The sidebar: who we are, the connection badge, the notification prompt, and the chat list with its
+// unread and mention badges (muted chats quiet).
 
 import { byTestId, h, icon, presenceDot } from "../ui.js";
 
@@ -14,14 +15,31 @@ function chatPreview(store, chat) {
   return `${who}: ${last.content}`;
 }
 
+function countText(n) {
+  return n > 99 ? "99+" : String(n);
+}
+
+// A mention badge (red, "@") says someone asked for you; it stands in for the plain unread count,
+// which a muted chat does not show.
+function chatBadge(chat) {
+  const mentions = chat.mention_count || 0;
+  if (mentions > 0) {
+    const label = `${mentions} mention${mentions === 1 ? "" : "s"}`;
+    return h("span", { class: "badge mention-badge", dataset: { testid: "mention-badge" }, title: label, "aria-label": label, text: countText(mentions) });
+  }
+  if (chat.unread_count > 0 && !chat.muted) {
+    return h("span", { class: "badge", dataset: { testid: "unread-badge" }, "aria-label": `${chat.unread_count} unread`, text: countText(chat.unread_count) });
+  }
+  return null;
+}
+
 function chatItem(store, chat) {
   const peer = store.directPeer(chat);
   const marker = chat.type === "direct"
     ? presenceDot(peer, store.status(peer))
     : h("span", { class: "chat-icon", title: chat.type.replace("_", " ") }, icon(TYPE_ICON[chat.type] || "hash"));
-  const unread = chat.unread_count > 0
-    ? h("span", { class: "badge", dataset: { testid: "unread-badge" }, "aria-label": `${chat.unread_count} unread`, text: chat.unread_count > 99 ? "99+" : String(chat.unread_count) })
-    : null;
+  const badge = chatBadge(chat);
+  const unread = chat.unread_count > 0 && !chat.muted;
   const selected = chat.id === store.openChatId;
   return h(
     "li",
@@ -30,15 +48,19 @@ function chatItem(store, chat) {
       "a",
       {
         href: `#/chat/${encodeURIComponent(chat.id)}`,
-        class: `chat-item${unread ? " unread" : ""}${selected ? " selected" : ""}`,
+        class: `chat-item${unread || chat.mention_count ? " unread" : ""}${chat.muted ? " muted" : ""}${selected ? " selected" : ""}`,
         "aria-current": selected ? "page" : null,
-        dataset: { testid: "chat-item", chatId: chat.id, chatType: chat.type, unread: String(chat.unread_count) },
+        dataset: {
+          testid: "chat-item", chatId: chat.id, chatType: chat.type, unread: String(chat.unread_count),
+          mentions: String(chat.mention_count || 0), muted: String(Boolean(chat.muted)), notify: store.notifyLevel(chat),
+        },
       },
       marker,
       h("span", { class: "chat-item-text" },
         h("span", { class: "chat-item-title", dataset: { testid: "chat-item-title" }, text: store.chatTitle(chat) }),
         h("span", { class: "chat-item-preview", text: chatPreview(store, chat) })),
-      unread,
+      chat.muted ? h("span", { class: "muted-icon", dataset: { testid: "muted-icon" }, title: "Muted", "aria-label": "muted" }, icon("bell-off")) : null,
+      badge,
     ),
   );
 }
@@ -49,6 +71,8 @@ export class Sidebar {
     this.list = byTestId("chat-list");
     this.empty = byTestId("chat-list-empty");
     this.connection = byTestId("connection-state");
+    this.notifyPrompt = byTestId("notify-prompt");
+    byTestId("enable-notifications").prepend(icon("bell"));
   }
 
   renderIdentity() {
@@ -70,8 +94,18 @@ export class Sidebar {
       const again = list.querySelector(`[data-chat-id="${CSS.escape(focusedId)}"]`);
       if (again) again.focus();
     }
-    const unread = store.unreadTotal();
-    document.title = unread ? `(${unread}) Fechatter` : "Fechatter";
+    this.renderTitle();
+  }
+
+  // "(2) Fechatter" counts mentions; "* Fechatter" says there is something unread.
+  renderTitle() {
+    const mentions = this.store.mentionTotal();
+    document.title = mentions ? `(${mentions}) Fechatter` : this.store.unreadTotal() ? "* Fechatter" : "Fechatter";
+  }
+
+  // permission: the Notification API's ("default" | "granted" | "denied"), or null without one.
+  renderNotifyPrompt(permission, dismissed) {
+    this.notifyPrompt.hidden = permission !== "default" || dismissed;
   }
 
   renderConnection() {

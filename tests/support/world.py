@@ -86,10 +86,14 @@ class World:
         self._invites[owner.workspace_id] = auth.workspace.invite_code
         return owner.workspace_id
 
-    async def user(self, workspace_id: str, fullname: str | None = None, ttl: int | None = None) -> User:
-        """A user signed up into the workspace with its invite code; `ttl` gives a token of that lifetime."""
-        user, _ = await self._signup(fullname or f"User {uuid.uuid4().hex[:6]}", ttl,
-                                     invite_code=self._invites[workspace_id])
+    async def user(self, workspace_id: str, fullname: str | None = None, ttl: int | None = None, *,
+                   username: str | None = None) -> User:
+        """A user signed up into the workspace with its invite code; `ttl` gives a token of that lifetime,
+        `username` the name @mentions use (else one derived from the world's random email)."""
+        where = {"invite_code": self._invites[workspace_id]}
+        if username is not None:
+            where["username"] = username
+        user, _ = await self._signup(fullname or f"User {uuid.uuid4().hex[:6]}", ttl, **where)
         return user
 
     def token(self, user: User, ttl: int | None = None) -> str:
