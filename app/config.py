@@ -16,8 +16,9 @@ ENV_PREFIX = "FECHATTER_"
 
 # Bounds msgspec checks with the types (its error names the key: `api.processes: Expected int >= 1`).
 AtLeastOne = Annotated[int, Meta(ge=1)]
-# A rate limit: requests per window per user; 0 turns that one limit off.
-RateLimit = Annotated[int, Meta(ge=0)]
+AtLeastZero = Annotated[int, Meta(ge=0)]
+# A rate limit: requests per window (of one user, address or account); 0 turns that one limit off.
+RateLimit = AtLeastZero
 Positive = Annotated[float, Meta(gt=0)]
 
 
@@ -74,7 +75,7 @@ class AuthConfig(Section):
     audience: str
     access_token_ttl_seconds: int
     refresh_token_ttl_seconds: int
-    password_hash_concurrency: Annotated[int, Meta(ge=0)]  # 0: auto
+    password_hash_concurrency: AtLeastZero  # 0: auto
     password_hash_parallelism: AtLeastOne
     session_cache_seconds: float
 
@@ -86,16 +87,16 @@ class FilesConfig(Section):
 
 class LimitsConfig(Section):
     enabled: bool
-    signin_per_minute_per_ip: int
-    signin_per_minute_per_account: int
-    signin_per_minute_per_account_per_ip: int
-    signup_per_hour_per_ip: int
-    messages_per_minute_per_user: int
+    signin_per_minute_per_ip: RateLimit
+    signin_per_minute_per_account: RateLimit
+    signin_per_minute_per_account_per_ip: RateLimit
+    signup_per_hour_per_ip: RateLimit
+    messages_per_minute_per_user: RateLimit
     streams_per_user: int
-    typing_per_10_seconds_per_user: int
-    stream_opens_per_minute_per_user: int
-    uploads_per_minute_per_user: int
-    chats_per_hour_per_user: int
+    typing_per_10_seconds_per_user: RateLimit
+    stream_opens_per_minute_per_user: RateLimit
+    uploads_per_minute_per_user: RateLimit
+    chats_per_hour_per_user: RateLimit
     edits_per_minute_per_user: RateLimit
     deletes_per_minute_per_user: RateLimit
     member_adds_per_minute_per_user: RateLimit

@@ -101,9 +101,12 @@ def make_event(
     chat_ids: list[str] | None = None,
     event_id: str | None = None,
 ) -> Event:
-    if type not in CHAT_EVENTS and type not in USER_EVENTS:
+    if is_personal(type, chat_id):
+        if not user_id or recipients != [user_id]:
+            raise ValueError(f"a personal {type} is for its user_id alone: made by personal_event")
+    elif type not in CHAT_EVENTS and type not in USER_EVENTS:
         raise ValueError(f"unknown event type {type!r}")
-    if type in CHAT_EVENTS and not chat_id:
+    elif type in CHAT_EVENTS and not chat_id:
         raise ValueError(f"{type} needs a chat_id")
     return Event(
         id=event_id or new_id(),
@@ -124,16 +127,8 @@ def personal_event(type: str, data: dict[str, Any], *, user_id: str, workspace_i
     """An event of PERSONAL_EVENTS for `user_id`'s own streams."""
     if type not in PERSONAL_EVENTS:
         raise ValueError(f"{type!r} is not a personal event")
-    return Event(
-        id=event_id or new_id(),
-        type=type,
-        ts=isoformat(utcnow()),
-        workspace_id=workspace_id,
-        user_id=user_id,
-        actor_id=user_id,
-        recipients=[user_id],
-        data=data,
-    )
+    return make_event(type, data, workspace_id=workspace_id, user_id=user_id, actor_id=user_id,
+                      recipients=[user_id], event_id=event_id)
 
 
 def is_personal(event_type: str, chat_id: str | None) -> bool:

@@ -84,19 +84,22 @@ export class MentionAutocomplete {
 
   render() {
     const { store } = this;
+    // A person: avatar, name, presence, @handle; @channel/@here: "@", the handle, what it does.
+    const parts = (option) => (option.special
+      ? [h("span", { class: "mention-option-at", "aria-hidden": "true", text: "@" }),
+        h("span", { class: "mention-option-name", text: `@${option.username}` }),
+        h("span", { class: "mention-option-handle", text: option.fullname })]
+      : [avatar(option.id, option.fullname),
+        h("span", { class: "mention-option-name", text: option.fullname }),
+        presenceDot(option.id, store.status(option.id)),
+        h("span", { class: "mention-option-handle", text: `@${option.username}` })]);
     const rows = this.options.map((option, index) => h("li", {
       id: `mention-option-${index}`,
       role: "option",
       class: `mention-option${option.special ? " special" : ""}`,
       "aria-selected": "false",
       dataset: { testid: "mention-option", index: String(index), username: option.username, userId: option.id },
-    },
-    option.special ? h("span", { class: "mention-option-at", "aria-hidden": "true", text: "@" }) : avatar(option.id, option.fullname),
-    option.special
-      ? h("span", { class: "mention-option-name", text: `@${option.username}` })
-      : h("span", { class: "mention-option-name", text: option.fullname }),
-    option.special ? null : presenceDot(option.id, store.status(option.id)),
-    h("span", { class: "mention-option-handle", text: option.special ? option.fullname : `@${option.username}` })));
+    }, parts(option)));
     this.list.replaceChildren(...rows);
     this.list.hidden = false;
     this.renderActive();

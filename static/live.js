@@ -100,35 +100,38 @@ export class Live {
     return timeline ? timeline.byId.get(messageId) : undefined;
   }
 
-  // An edit or delete above our read mark may add or take away a mention (or, deleted, an unread
-  // message): the server recounts, we reload the chat list. `before`/`after`: does it mention us;
-  // undefined when we never saw it.
-  recount(chatId, seq, before, after) {
-    const { store } = this;
-    const chat = store.chats.get(chatId);
-    if (!chat || this.reads.inView(chatId)) return;
-    const mark = Math.max(Number(chat.last_read_seq) || 0, store.readSent.get(chatId) || 0);
-    if (seq <= mark || (before !== undefined && before === after)) return;
-    if (before === undefined && !after && !chat.mention_count && !chat.unread_count) return;
+  // Someone else's message above our read mark was edited or deleted in a chat we hold: when that
+  // changed what the server counts, it recounts and we reload the chat list.
+  recount(chat, seq, changed) {
+    if (!changed || this.reads.inView(chat.id)) return;
+    if (seq <= Math.max(Number(chat.last_read_seq) || 0, this.store.readSent.get(chat.id) || 0)) return;
     this.sync.reloadChatsSoon();
   }
 
   messageUpdated(message) {
     const { store } = this;
+    const chat = store.chats.get(message.chat_id);
     const old = this.known(message.chat_id, message.id);
-    const before = old ? store.mentionsMe(old) : undefined;
+    const before = old && store.mentionsMe(old);
     store.applyMessage(message);
-    if (!store.isMine(message)) this.recount(message.chat_id, message.seq, before, store.mentionsMe(message));
+    if (chat && !store.isMine(message)) {
+      // An edit adds or takes away a mention; one of a message we never saw, only from a count.
+      const after = store.mentionsMe(message);
+      this.recount(chat, message.seq, old ? before !== after : after || chat.mention_count > 0);
+    }
     this.views.messages.renderIfOpen(message.chat_id);
     this.views.sidebar.render();
   }
 
   messageDeleted(data) {
     const { store } = this;
+    const chat = store.chats.get(data.chat_id);
     const old = this.known(data.chat_id, data.id);
-    // Someone else's unread message went away: it stops counting, as unread and as a mention.
-    if (!old || !store.isMine(old)) this.recount(data.chat_id, data.seq, old && !old.deleted ? true : undefined, false);
-    this.store.applyDeleted(data);
+    if (chat && !(old && store.isMine(old))) {
+      // An unread message went away (one unread, maybe one mention, less), unless it was gone already.
+      this.recount(chat, data.seq, old ? !old.deleted : chat.unread_count > 0 || chat.mention_count > 0);
+    }
+    store.applyDeleted(data);
     this.views.messages.renderIfOpen(data.chat_id);
     this.views.sidebar.render();
   }

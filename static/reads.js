@@ -38,10 +38,7 @@ export class ReadMarks {
       store.startUnreadLine(chatId, { scroll: false });
       this.views.messages.render();
     }
-    store.readSent.set(chatId, Math.max(seq, sent));
-    store.setReadMark(chat, seq);
-    chat.unread_count = 0;
-    chat.mention_count = 0;
+    store.readUpTo(chat, seq);
     this.views.sidebar.render();
     try {
       await this.api.markRead(chatId, seq);
@@ -58,13 +55,8 @@ export class ReadMarks {
     // the next mark and brought back a badge on the chat being read.
     if (seq <= (this.store.readSent.get(chatId) || 0)) return false;
     // We read it in another tab.
-    this.store.readSent.set(chatId, seq);
-    this.store.setReadMark(chat, seq);
     const stale = seq < chat.maxSeq;
-    if (!stale) {
-      chat.unread_count = 0;
-      chat.mention_count = 0;
-    }
+    this.store.readUpTo(chat, seq, { all: !stale });
     this.views.sidebar.render();
     return stale;
   }

@@ -11,16 +11,9 @@ function memberIds(members) {
 }
 
 // @channel, @here and @everyone mention every member (contract section 11).
-export const MENTION_ALL = Object.freeze(["channel", "here", "everyone"]);
+const MENTION_ALL = Object.freeze(["channel", "here", "everyone"]);
 // A chat's notification level when the server does not say (its default).
 const DEFAULT_LEVEL = "all";
-
-// The server derives a username from the e-mail's local part (contract section 10); until a user
-// payload carries one, the same rule stands in.
-function derivedUsername(user) {
-  const local = String((user && user.email) || "").split("@")[0].toLowerCase();
-  return local.replace(/[^a-z0-9._-]/g, "").slice(0, 32);
-}
 
 function activity(chat) {
   return (chat.last_message && chat.last_message.created_at) || chat.updated_at || chat.created_at || "";
@@ -46,8 +39,8 @@ export class Store {
     this.pending = new Map(); // chatId -> Map(key -> unsent message)
     this.readSent = new Map(); // chatId -> highest seq we told the server we read
     this.typingSentAt = new Map(); // chatId -> time of our last POST typing
-    // The "New messages" line of the open chat: {chatId, afterSeq, count, seq, scroll}; seq is the
-    // first unread message once found, and stays there until the chat is closed.
+    // The "New messages" line of the open chat: {chatId, afterSeq, count, seq, needsOlder, scroll}; seq
+    // is the first unread message once found, and stays there until the chat is closed.
     this.unreadLine = null;
     this.connection = "offline";
   }
@@ -73,9 +66,10 @@ export class Store {
     return this.users.get(userId) || null;
   }
 
+  // "" for a user the server's start-up migration has not given one yet: nobody can mention them.
   username(userId) {
     const user = this.user(userId);
-    return user ? user.username || derivedUsername(user) : "";
+    return (user && user.username) || "";
   }
 
   userByUsername(name) {
@@ -86,17 +80,15 @@ export class Store {
     return null;
   }
 
-  // Does a message mention us? The server's `mentions`/`mentions_all` when it sent them, else the text.
+  // Does a message the server sent mention us (its `mentions` and `mentions_all`, which every message
+  // payload carries)?
   mentionsMe(message) {
     if (!this.me || !message || message.deleted || this.isMine(message)) return false;
-    if (message.mentions_all === true) return true;
-    if (Array.isArray(message.mentions)) return message.mentions.includes(this.me.id);
-    const mine = this.username(this.me.id);
-    const names = new Set((String(message.content || "").match(/@[a-z0-9._-]+/gi) || []).map((m) => m.slice(1).toLowerCase().replace(/[._-]+$/, "")));
-    return (mine && names.has(mine)) || MENTION_ALL.some((name) => names.has(name));
+    return message.mentions_all === true || (message.mentions || []).includes(this.me.id);
   }
 
-  // For the message text: which @names of a message are mentions (see ui.linkify).
+  // For the message text: which @names of a message are mentions (see ui.linkify). Our unsent
+  // messages have no `mentions` yet: their @names of members stand in.
   mentionLookup(message) {
     const ids = Array.isArray(message.mentions) ? new Set(message.mentions) : null;
     const chat = this.chats.get(message.chat_id);
@@ -126,8 +118,8 @@ export class Store {
       .map((id) => ({ id, username: this.username(id), fullname: this.userName(id) }))
       .filter((p) => p.username)
       .map((p) => {
-        const name = p.username.startsWith(needle) ? 0 : p.fullname.toLowerCase().split(/\s+/).some((w) => w.startsWith(needle)) ? 1 : -1;
-        return { ...p, rank: name };
+        const rank = p.username.startsWith(needle) ? 0 : p.fullname.toLowerCase().split(/\s+/).some((w) => w.startsWith(needle)) ? 1 : -1;
+        return { ...p, rank };
       })
       .filter((p) => p.rank >= 0)
       .sort((a, b) => a.rank - b.rank || a.fullname.localeCompare(b.fullname));
@@ -242,14 +234,21 @@ export class Store {
     return [...this.chats.values()].reduce((sum, chat) => sum + (chat.muted ? 0 : chat.unread_count || 0), 0);
   }
 
-  // What the tab title counts: mentions, muted chats' ones too (a mention is for you).
-  mentionTotal() {
-    return [...this.chats.values()].reduce((sum, chat) => sum + (chat.mention_count || 0), 0);
+  // What the tab title counts: what asks for us, as in Slack: mentions (a muted chat's too: a mention
+  // is for you) and the unread messages of direct chats, mentions or not.
+  forMeTotal() {
+    const forMe = (chat) => (chat.type === "direct" && !chat.muted ? chat.unread_count : chat.mention_count) || 0;
+    return [...this.chats.values()].reduce((sum, chat) => sum + forMe(chat), 0);
   }
 
-  // Where the chat's read mark is (the server's last_read_seq, moved by our marks and read events).
-  setReadMark(chat, seq) {
+  // We read a chat up to seq (in this tab, in another, or by posting in it): what we told the
+  // server and the chat's last_read_seq move forward. all: nothing after seq is unread either.
+  readUpTo(chat, seq, { all = true } = {}) {
+    this.readSent.set(chat.id, Math.max(seq, this.readSent.get(chat.id) || 0));
     chat.last_read_seq = Math.max(Number(chat.last_read_seq) || 0, seq);
+    if (!all) return;
+    chat.unread_count = 0;
+    chat.mention_count = 0;
   }
 
   // How many people are in a chat (ours, a preview, a browsed channel): the server's count, kept
@@ -343,7 +342,7 @@ export class Store {
     this.unreadLine = null;
     if (!chat || !chat.unread_count) return;
     const afterSeq = Number.isInteger(chat.last_read_seq) ? chat.last_read_seq : null;
-    this.unreadLine = { chatId, afterSeq, count: chat.unread_count, seq: null, scroll };
+    this.unreadLine = { chatId, afterSeq, count: chat.unread_count, seq: null, needsOlder: false, scroll };
   }
 
   // The seq the line sits above, once the loaded messages reach back to it; null while they do

@@ -181,12 +181,7 @@ export class Sync {
       if (store.mentionsMe(message)) chat.mention_count += 1;
     }
     // Sending marks the chat read up to our message (the server does so too, with a read event).
-    if (fresh && store.isMine(message) && message.seq >= chat.maxSeq) {
-      store.readSent.set(chat.id, Math.max(message.seq, store.readSent.get(chat.id) || 0));
-      store.setReadMark(chat, message.seq);
-      chat.unread_count = 0;
-      chat.mention_count = 0;
-    }
+    if (fresh && store.isMine(message)) store.readUpTo(chat, message.seq);
     if (message.chat_id === store.openChatId) {
       if (gap) this.fillGap(message.chat_id).catch(() => {});
       views.messages.render({ arrived: fresh && !store.isMine(message) });

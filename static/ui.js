@@ -23,6 +23,33 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Keyed render of a list: items [{key, version, build, keep}] in order. A node is rebuilt only when
+// its version changed (keep: leave it as it is anyway), so a node under the pointer or the caret stays
+// the same node: a click that began on it still lands, and scroll and focus stay.
+export function renderKeyed(listEl, items) {
+  const existing = new Map();
+  for (const node of listEl.children) existing.set(node.dataset.renderKey, node);
+  let cursor = listEl.firstElementChild;
+  const kept = new Set();
+  for (const { key, version, build, keep = false } of items) {
+    let node = existing.get(key);
+    if (!node || (node.dataset.version !== version && !keep)) {
+      const fresh = build();
+      fresh.dataset.version = version;
+      fresh.dataset.renderKey = key;
+      if (node) {
+        node.replaceWith(fresh);
+        if (cursor === node) cursor = fresh;
+      }
+      node = fresh;
+    }
+    kept.add(node);
+    if (node !== cursor) listEl.insertBefore(node, cursor);
+    else cursor = cursor.nextElementSibling;
+  }
+  for (const node of [...listEl.children]) if (!kept.has(node)) node.remove();
+}
+
 export function byTestId(id, root = document) {
   return root.querySelector(`[data-testid="${id}"]`);
 }
@@ -136,11 +163,18 @@ function initials(name) {
   return ((parts[0] || "?")[0] + (parts.length > 1 ? parts[parts.length - 1][0] : "")).toUpperCase();
 }
 
-// A stable hue per user so avatars are told apart at a glance.
+// A stable hue per user so avatars are told apart at a glance: one of 12, 30° apart. Ids made one
+// after another differ in a last digit or two, so the hash mixes every bit (FNV-1a, then murmur3's
+// finaliser); a plain sum put such users a degree apart, all the same colour.
+const HUES = 12;
+
 function hue(id) {
-  let n = 0;
-  for (const ch of String(id)) n = (n * 31 + ch.charCodeAt(0)) % 360;
-  return n;
+  let n = 0x811c9dc5;
+  for (const ch of String(id)) n = Math.imul(n ^ ch.charCodeAt(0), 0x01000193);
+  n = Math.imul(n ^ (n >>> 16), 0x85ebca6b);
+  n = Math.imul(n ^ (n >>> 13), 0xc2b2ae35);
+  n ^= n >>> 16;
+  return ((n >>> 0) % HUES) * (360 / HUES);
 }
 
 export function avatar(userId, name) {

@@ -450,3 +450,32 @@ async def test_stalled_downloads_hold_a_few_chunks_each_not_the_file(api_port, a
         for sock in socks:
             sock.close()
     assert held < 24 * MiB, f"8 stalled downloads hold {held / MiB:.1f} MiB"
+
+
+async def test_the_session_is_checked_once_per_request(app, api):
+    """prepare() checks the session on the headers of a request with a body, and the verb's @authenticated
+    asks again: the second ask is answered by the first. Without a body only the verb checks it."""
+    from tests.test_files import multipart
+
+    user = await api.signup()
+    live = app.settings["session_check"]
+    checked: list[str] = []
+
+    async def counted(identity):
+        checked.append(identity.user_id)
+        return await live(identity)
+
+    app.settings["session_check"] = counted
+    try:
+        assert (await api.get("/api/chats", token=user["token"])).status == 200
+        assert len(checked) == 1, "a request without a body"
+        created = await api.post("/api/chats", {"type": "public_channel", "name": "once", "members": []},
+                                 token=user["token"])
+        assert created.status == 201, created.body
+        assert len(checked) == 2, "a JSON body: prepare, then the verb"
+        body, ctype = multipart([("file", "a.txt", "text/plain", b"once")])
+        uploaded = await api.post("/api/files", raw=body, token=user["token"], headers={"Content-Type": ctype})
+        assert uploaded.status == 201, uploaded.body
+        assert checked == [user["id"]] * 3, "an upload: prepare and admit_body, then the verb"
+    finally:
+        app.settings["session_check"] = live

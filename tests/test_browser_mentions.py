@@ -91,6 +91,13 @@ def post(stack, person: dict, chat_id: str, text: str) -> dict:
     return stack.call("POST", f"/api/chats/{chat_id}/messages", {"content": text}, token=person["token"])
 
 
+def expect_line_above(page: UserPage, text: str):
+    """The "New messages" line is the item right above the message with `text`."""
+    message_id = page.message_with_text(text).get_attribute("data-message-id")
+    below = page.by("unread-line").locator("xpath=following-sibling::*[1]")
+    expect(below).to_have_attribute("data-message-id", message_id)
+
+
 def test_mention_picked_from_the_list_badges_highlights_and_notifies(open_page, stack):
     alice_p, bob_p, carol_p = trio(stack)
     alice_name = username(stack, alice_p)
@@ -297,31 +304,44 @@ def test_settings_menu_levels_and_mute_decide_what_notifies(open_page, stack):
 
 
 def test_new_messages_line_after_a_reload_jump_pills_and_dates(open_page, stack):
-    alice_p, bob_p, _carol_p = trio(stack)
-    direct = stack.call("POST", "/api/chats", {"type": "direct", "members": [bob_p["id"]]}, token=alice_p["token"])["id"]
+    alice_p, bob_p, carol_p = trio(stack)
+    # A group whose first unread message is on the third page (50 a page) back from the newest, and a
+    # direct chat with a few unread of its own.
+    group = stack.call("POST", "/api/chats", {"type": "group", "members": [bob_p["id"], carol_p["id"]]},
+                       token=alice_p["token"])["id"]
+    direct = stack.call("POST", "/api/chats", {"type": "direct", "members": [carol_p["id"]]}, token=alice_p["token"])["id"]
     for i in range(1, 11):
-        post(stack, bob_p, direct, f"earlier note {i}")
+        post(stack, bob_p, group, f"earlier note {i}")
     # Alice's reply moves her read mark to it (posting marks the chat read).
-    post(stack, alice_p, direct, "Thanks, I'll read the rest later.")
-    for i in range(1, 41):
-        post(stack, bob_p, direct, f"unread note {i}")
+    post(stack, alice_p, group, "Thanks, I'll read the rest later.")
+    # Bob and Carol take turns, five each (the rate limit is 120 messages a minute per sender).
+    unread = 110
+    for i in range(1, unread + 1):
+        post(stack, bob_p if (i - 1) // 5 % 2 == 0 else carol_p, group, f"unread note {i}")
+    for i in range(1, 4):
+        post(stack, carol_p, direct, f"carol ping {i}")
 
-    # She comes back to the chat by its address, after a reload.
-    alice = page_for(open_page, stack, alice_p, chat_id=direct)
-    expect(alice.by("chat-title")).to_have_attribute("data-chat-id", direct)
+    # She comes back to the group by its address, after a reload.
+    alice = page_for(open_page, stack, alice_p, chat_id=group)
+    expect(alice.by("chat-title")).to_have_attribute("data-chat-id", group)
     line = alice.by("unread-line")
     expect(line).to_have_count(1)
     expect(line).to_have_text("New messages")
-    # Right above the first unread message, on screen; the newest ones are below the fold.
-    first_unread = alice.message_with_text("unread note 1")
-    assert line.evaluate("(el) => el.nextElementSibling.dataset.messageId") == first_unread.get_attribute("data-message-id")
+    # Right above the first unread message (older pages loaded to reach it), on screen, with her own
+    # reply above it; the newest ones are below the fold.
+    expect_line_above(alice, "unread note 1")
     expect(line).to_be_in_viewport()
-    expect(alice.message_with_text("unread note 40")).not_to_be_in_viewport()
+    expect(alice.message_with_text("Thanks, I'll read the rest later.")).to_be_in_viewport()
+    expect(alice.message_with_text(f"unread note {unread}")).not_to_be_in_viewport()
     expect(alice.by("jump-unread")).to_be_hidden()
     # One date separator for today's messages.
     expect(alice.by("day-separator")).to_have_text(["Today"])
-    # Opening it read it: the badge is gone, the line stays while she is in the chat.
-    expect(alice.chat_item(direct)).to_have_attribute("data-unread", "0")
+    # Opening it read it: the badge is gone, the line stays while she is in the chat. The direct chat
+    # is still unread: a red count, as a mention's, and the tab title counts it.
+    expect(alice.chat_item(group)).to_have_attribute("data-unread", "0")
+    expect(alice.chat_item(direct)).to_have_attribute("data-unread", "3")
+    expect(alice.unread_badge(direct)).to_have_class(re.compile(r"\bdirect-badge\b"))
+    expect(alice.page).to_have_title("(3) Fechatter")
     expect(line).to_be_visible()
     alice.screenshot("14-new-messages-line")
 
@@ -334,15 +354,27 @@ def test_new_messages_line_after_a_reload_jump_pills_and_dates(open_page, stack)
     expect(alice.by("jump-unread")).to_be_hidden()
     # Scrolled up, a new message shows "New messages below"; it takes her down.
     scroller.evaluate("(el) => { el.scrollTop = 0; }")
-    post(stack, bob_p, direct, "brand new note")
+    post(stack, bob_p, group, "brand new note")
     expect(alice.by("new-below")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(alice.message_with_text("brand new note")).not_to_be_in_viewport()
     alice.by("new-below").click()
     expect(alice.message_with_text("brand new note")).to_be_in_viewport()
     expect(alice.by("new-below")).to_be_hidden()
 
-    # Read now: after a reload there is no line.
+    # The direct chat has a line of its own, above its first unread message; back in the group, read
+    # by now, there is none.
+    alice.chat_item(direct).click()
+    expect(alice.by("chat-title")).to_have_attribute("data-chat-id", direct)
+    expect_line_above(alice, "carol ping 1")
     expect(alice.chat_item(direct)).to_have_attribute("data-unread", "0")
+    expect(alice.page).to_have_title("Fechatter")
+    alice.chat_item(group).click()
+    expect(alice.by("chat-title")).to_have_attribute("data-chat-id", group)
+    expect(alice.message_with_text("brand new note")).to_be_in_viewport()
+    expect(alice.by("unread-line")).to_have_count(0)
+
+    # Read now: after a reload there is no line.
+    expect(alice.chat_item(group)).to_have_attribute("data-unread", "0")
     alice.page.reload()
     alice.wait_signed_in()
     expect(alice.message_with_text("brand new note")).to_be_in_viewport()
@@ -352,22 +384,23 @@ def test_new_messages_line_after_a_reload_jump_pills_and_dates(open_page, stack)
     labels = alice.page.evaluate("""async () => {
         const ui = await import("/static/ui.js");
         const now = new Date(2026, 10, 22, 15, 4);
-        const at = (d) => new Date(2026, 10, d, 9, 30).toISOString();
-        const time = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" }).format(new Date(at(22)));
+        const at = (d, hour = 9) => new Date(2026, 10, d, hour, 30).toISOString();
         return [ui.dayLabel(at(22), now), ui.dayLabel(at(21), now), ui.dayLabel(at(3), now),
-                ui.dayLabel(new Date(2025, 0, 5, 12).toISOString(), now), ui.formatTime(at(22)) === time];
+                ui.dayLabel(new Date(2025, 0, 5, 12).toISOString(), now), ui.formatTime(at(22)), ui.formatTime(at(22, 21))];
     }""")
-    assert labels == ["Today", "Yesterday", "Tuesday, November 3", "Sunday, January 5, 2025", True], labels
+    # The browser's locale is en-US: a 12-hour clock (ICU puts a narrow no-break space before "AM").
+    *days, morning, evening = labels
+    assert days == ["Today", "Yesterday", "Tuesday, November 3", "Sunday, January 5, 2025"], labels
+    assert re.fullmatch(r"9:30\sAM", morning) and re.fullmatch(r"9:30\sPM", evening), labels
 
     # On a phone: the line after a reload fits the narrow screen too (the desktop page, gone, reads nothing).
     alice.assert_no_console_errors()
     alice.close()
     for i in range(1, 6):
-        post(stack, bob_p, direct, f"phone note {i}")
-    phone = page_for(open_page, stack, alice_p, viewport=PHONE, chat_id=direct)
+        post(stack, bob_p, group, f"phone note {i}")
+    phone = page_for(open_page, stack, alice_p, viewport=PHONE, chat_id=group)
     expect(phone.by("unread-line")).to_be_in_viewport()
-    assert phone.by("unread-line").evaluate("(el) => el.nextElementSibling.dataset.messageId") == \
-        phone.message_with_text("phone note 1").get_attribute("data-message-id")
+    expect_line_above(phone, "phone note 1")
     phone.screenshot("14-phone-new-messages-line")
     assert_fits(phone)
     phone.assert_no_console_errors()

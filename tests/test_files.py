@@ -238,3 +238,54 @@ async def test_content_disposition_holds_any_stored_name_in_one_header(api, deps
     assert up.status == 201 and up.body["name"] == 'say "hi" \u4e2d.txt', up.body
     got = await api.get(up.body["url"], token=t.owner["token"])
     assert disposition_names(got.headers["Content-Disposition"]) == ('say _hi_ _.txt', 'say "hi" \u4e2d.txt')
+
+
+@pytest.mark.parametrize("config_overrides", [{"limits": {"enabled": False}, "files": {"max_bytes": 11 * CHUNK_SIZE}}])
+async def test_a_download_reads_its_chunks_a_batch_at_a_time(api, deps, config):
+    """Eleven chunks are three range reads of DOWNLOAD_BATCH_BYTES (four chunks), whatever else is stored
+    (another file of as many chunks here), yielded in order chunk by chunk; a missing chunk is an error, never
+    a short or shifted file."""
+    import contextlib
+
+    from gridfs.errors import CorruptGridFile
+
+    from app.auth import Identity
+    from app.services.files import DOWNLOAD_BATCH_BYTES, FileService
+    from app.store import Store, make_client
+    from tests.support.world import StoreCommands
+
+    assert DOWNLOAD_BATCH_BYTES == 4 * CHUNK_SIZE
+    t = await make_team(api)
+    data, other = os.urandom(10 * CHUNK_SIZE + 123), os.urandom(10 * CHUNK_SIZE + 7)
+    up = (await upload(api, t.owner, data, filename="big.bin", ctype="application/octet-stream")).body
+    assert (await upload(api, t.owner, other, filename="other.bin", ctype="application/octet-stream")).status == 201
+    got = await api.get(up["url"], token=t.member["token"])
+    assert got.status == 200 and got.body == data and got.headers["Content-Length"] == str(len(data))
+
+    commands = StoreCommands()
+    client = make_client(config.mongo.uri, config.mongo.timeout_ms, event_listeners=[commands])
+    try:
+        files = FileService(Store(client, config.mongo.database), config.files.max_bytes)
+        reader = Identity(user_id=t.member["id"], workspace_id=t.member["workspace"]["id"], expires_at=0)
+
+        async def chunks_of(file_id):
+            _, length, chunks = await files.open(reader, file_id)
+            async with contextlib.aclosing(chunks):
+                return length, [chunk async for chunk in chunks]
+
+        length, chunks = await chunks_of(up["id"])
+        assert length == len(data) and b"".join(chunks) == data
+        assert [len(chunk) for chunk in chunks] == [CHUNK_SIZE] * 10 + [123]
+        assert commands.issued() == [("find", "files.files")] + [("find", "files.chunks")] * 3
+        # One chunk short (nx-27017 deletes every chunk of a file, whatever `n` a delete names: written so).
+        holed = new_id()
+        await deps.store.file_chunks.insert_many([{"files_id": holed, "n": n, "data": data[n * CHUNK_SIZE:][:CHUNK_SIZE]}
+                                                  for n in range(11) if n != 9])
+        await deps.store.files.insert_one({"_id": holed, "length": len(data), "chunkSize": CHUNK_SIZE,
+                                           "metadata": {"workspace_id": t.owner["workspace"]["id"], "name": "holed",
+                                                        "uploader_id": t.owner["id"], "content_type": "text/plain",
+                                                        "size": len(data)}})
+        with pytest.raises(CorruptGridFile, match="chunks 8..10 are not all stored"):
+            await chunks_of(holed)
+    finally:
+        await client.close()

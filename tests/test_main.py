@@ -53,6 +53,7 @@ def test_wrong_type_in_environment_is_named():
     ("api.processes", 0), ("notify.processes", -1), ("api.body_timeout_seconds", 0),
     ("files.body_timeout_seconds", -0.5), ("auth.password_hash_concurrency", -1),
     ("auth.password_hash_parallelism", 0), ("notify.presence_ttl_seconds", 0),
+    ("limits.messages_per_minute_per_user", -1), ("limits.searches_per_minute_per_user", -5),
 ])
 def test_out_of_range_values_are_named(key, value):
     section, name = key.split(".")

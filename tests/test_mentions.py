@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import uuid
 
@@ -11,9 +10,8 @@ import pytest
 from app import events
 from app.services import mentions as mentions_module
 from app.services.migrations import migrate
-from app.store import Store, make_client, new_id, utcnow
-from tests.support.world import World
-from tests.test_unread_counts import Commands, check
+from app.store import new_id, utcnow
+from tests.test_unread_counts import check
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
@@ -381,41 +379,28 @@ async def test_posting_marks_the_chat_read_and_tells_the_senders_other_tabs(worl
     assert (await summaries(world, cy))[group].unread_count == 0  # Cy posted
 
 
-async def test_a_send_costs_a_fixed_number_of_store_commands_with_and_without_mentions(world, deps):
+async def test_a_send_costs_a_fixed_number_of_store_commands_with_and_without_mentions(world):
     """No "@": as before mentions. A direct mention adds its user read, its membership read, the members'
     counter update and its mention document; @channel adds one update of the chat."""
-    ws, (ada, bob, cy), _ = await team(world, "ada", "bob", "cy")
+    _, (ada, bob, cy), _ = await team(world, "ada", "bob", "cy")
     chat_ids = [await world.chat(ada, bob, cy, type=kind) for kind in ("group", "public_channel", "private_channel")]
     for i in range(30):
-        await world.send(chat_ids[i % 3], [ada, bob, cy][i % 3], f"@bob @cy history {i}")
-    listener = Commands()
-    client = make_client(deps.config.mongo.uri, deps.config.mongo.timeout_ms, event_listeners=[listener])
-    traced = World(dataclasses.replace(deps, store=Store(client, deps.config.mongo.database)), owners=world.owners)
+        await world.send(chat_ids[i % 3], [ada, bob, cy][i // 3 % 3], f"@bob @cy history {i}")  # each chat by each of them
     base = [("find", "members"), ("findAndModify", "chats"), ("findAndModify", "members"), ("insert", "outbox"),
             ("insert", "messages")]
-    try:
-        await traced.start()
-
-        def issued():
-            names = [(name, target) for name, target in listener.names if (name, target) != ("delete", "outbox")]
-            listener.names.clear()
-            return names
-
+    async with world.counting() as (counted, commands):
         for chat_id in chat_ids:
-            issued()
-            await traced.send(chat_id, ada, "no mention at all")
-            assert issued() == base
-            await traced.send(chat_id, ada, "thanks @bob!")
-            assert sorted(issued()) == sorted(base + [("find", "users"), ("find", "members"), ("update", "members"),
-                                                      ("insert", "mentions")])
-            await traced.send(chat_id, ada, "@bob and @cy, see @dan")  # two members, one unknown name
-            assert sorted(issued()) == sorted(base + [("find", "users")] * 3 + [("find", "members")] * 2
-                                              + [("update", "members"), ("insert", "mentions")])
-            await traced.send(chat_id, ada, "@here")
-            assert sorted(issued()) == sorted(base + [("findAndModify", "chats")])
-    finally:
-        await traced.stop()
-        await client.close()
+            commands.issued()
+            await counted.send(chat_id, ada, "no mention at all")
+            assert commands.issued() == base
+            await counted.send(chat_id, ada, "thanks @bob!")
+            assert sorted(commands.issued()) == sorted(base + [("find", "users"), ("find", "members"),
+                                                               ("update", "members"), ("insert", "mentions")])
+            await counted.send(chat_id, ada, "@bob and @cy, see @dan")  # two members, one unknown name
+            assert sorted(commands.issued()) == sorted(base + [("find", "users")] * 3 + [("find", "members")] * 2
+                                                       + [("update", "members"), ("insert", "mentions")])
+            await counted.send(chat_id, ada, "@here")
+            assert sorted(commands.issued()) == sorted(base + [("findAndModify", "chats")])
 
 
 # -- usernames --------------------------------------------------------------------------------------

@@ -45,14 +45,15 @@ async def test_edit_delete_typing_read_events(world, sse):
     ada, bob = await world.user(ws), await world.user(ws)
     outsider = await world.user(ws)
     chat = await world.chat(ada, bob, type="direct")
-    bob_stream, out_stream = await sse(bob.token), await sse(outsider.token)
+    bob_stream, ada_stream, out_stream = await sse(bob.token), await sse(ada.token), await sse(outsider.token)
     message = await world.send(chat, ada, "first")
     edited = await world.edit(chat, ada, message["id"], "edited")
     await world.delete_message(chat, ada, message["id"])
     await world.typing(chat, ada)
     # Ada's send moved her own mark past seq 1 already; Bob's read goes to both of them.
     await world.read(chat, bob, 1)
-    frames = await bob_stream.wait_count(5)
+    kinds = (events.MESSAGE_CREATED, events.MESSAGE_UPDATED, events.MESSAGE_DELETED, events.TYPING, events.READ)
+    frames = await bob_stream.wait_count(5, *kinds)  # and Ada's presence, as her stream opened
     assert [(f.event, f.data) for f in frames] == [
         (events.MESSAGE_CREATED, message),
         (events.MESSAGE_UPDATED, edited),
@@ -60,6 +61,8 @@ async def test_edit_delete_typing_read_events(world, sse):
         (events.TYPING, {"chat_id": chat, "user_id": ada.id}),
         (events.READ, {"chat_id": chat, "user_id": bob.id, "seq": 1}),
     ]
+    await ada_stream.wait_count(1, events.READ)
+    assert [f.data for f in ada_stream.of(events.READ)] == [{"chat_id": chat, "user_id": bob.id, "seq": 1}]
     assert out_stream.events == []
 
 

@@ -6,12 +6,10 @@ import asyncio
 import base64
 import datetime
 import random
-import uuid
 import zlib
 from urllib.parse import quote
 
 import pytest
-from pymongo import MongoClient
 
 from app.auth import Identity
 from app.schemas.accounts import UsersQuery
@@ -20,9 +18,8 @@ from app.services import paging
 from app.services.accounts import AccountService, backfill_user_name_keys
 from app.services.chats import ChatService
 from app.services.membership import ChatAccess
-from app.store import Store, make_client
 from tests.support.chats import create_chat
-from tests.support.plans import Statement, TracedWireServer, reads
+from tests.support.plans import Statement, reads, traced_database
 
 # Hundreds of signups: the hash's cost is not what these tests are about (tests/conftest.py).
 pytestmark = [pytest.mark.gen_test(timeout=180), pytest.mark.usefixtures("cheap_passwords")]
@@ -240,14 +237,8 @@ async def test_users_stored_before_name_keys_get_them_at_start(api, deps):
 
 async def test_each_page_is_one_index_range():
     """On the embedded server: the reads of a members, users and public-channels page, as the services send them."""
-    server = TracedWireServer().start()
-    name = f"paging_plans_{uuid.uuid4().hex[:8]}"
-    client = make_client(server.uri, 5000)
-    try:
-        store = Store(client, name)
-        await store.ensure_indexes()
-        sync = MongoClient(server.uri, tz_aware=True)
-        db = sync[name]
+    async with traced_database("paging_plans") as database:
+        server, name, store, db = database.server, database.name, database.store, database.db
         now = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
         db.users.insert_many([
             {"_id": f"u{i:04d}", "workspace_id": f"w{i % 2}", "fullname": f"N{i % 50}", "email": f"{i}@x.io",
@@ -260,10 +251,9 @@ async def test_each_page_is_one_index_range():
             {"_id": f"m{c}-{u}", "chat_id": f"c{c:03d}", "user_id": f"u{u:04d}", "workspace_id": "w0",
              "role": "member", "joined_at": now} for c in range(0, 6, 2) for u in range(0, 600, 2)
         ])
-        sync.close()
         caller = Identity(user_id="u0000", workspace_id="w0", expires_at=0)
         accounts = AccountService(store, None, None, None, None, None)  # type: ignore[arg-type]
-        chats = ChatService(store, None, ChatAccess(store))  # type: ignore[arg-type]
+        chats = ChatService(store, None, ChatAccess(store), limiter=None, limits=None, mentions=None)  # type: ignore[arg-type]
         with server.trace(name) as trace:
             page = await chats._member_page("c000", PageQuery(limit=100))
             await chats._member_page("c000", PageQuery(limit=100, cursor=page.next_cursor))
@@ -282,6 +272,3 @@ async def test_each_page_is_one_index_range():
                     assert not statement.scans and not statement.sorts, statement.sql + "\n" + "\n".join(statement.plan)
                     checked += 1
         assert checked >= 6
-    finally:
-        await client.close()
-        server.stop()

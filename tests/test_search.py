@@ -8,13 +8,12 @@ import uuid
 
 import msgspec
 import pytest
-from pymongo import MongoClient
 
 from app.schemas.messages import SearchQuery
 from app.services.paging import decode_cursor
 from app.services.search import SearchService
-from app.store import Store, isoformat, make_client
-from tests.support.plans import Statement, TracedWireServer, reads
+from app.store import isoformat
+from tests.support.plans import Statement, reads, traced_database
 
 # Hundreds of signups: the hash's cost is not what these tests are about (tests/conftest.py).
 pytestmark = [pytest.mark.gen_test(timeout=180), pytest.mark.usefixtures("cheap_passwords")]
@@ -202,14 +201,8 @@ async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index(chat_coun
     """On the embedded server: the windows and the bound look-ups, as the service sends them, are index ranges.
 
     70 chats: the caller's chats come by recent activity (two pages of the workspace's chats), not by _id."""
-    server = TracedWireServer().start()
-    name = f"search_plans_{uuid.uuid4().hex[:8]}"
-    client = make_client(server.uri, 5000)
-    try:
-        store = Store(client, name)
-        await store.ensure_indexes()
-        sync = MongoClient(server.uri, tz_aware=True)
-        db = sync[name]
+    async with traced_database("search_plans") as database:
+        server, name, store, db = database.server, database.name, database.store, database.db
         start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
         chats = [f"c{i:02d}" for i in range(chat_count)]
         # As sends leave a chat: its last message (served form, created_at a string) and activity time.
@@ -225,7 +218,6 @@ async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index(chat_coun
               "created_at": start + datetime.timedelta(seconds=s * 6 + i)}
              for i, c in enumerate(chats) for s in range(1, 401)]  # fmt: skip
         )
-        sync.close()
 
         class _Config:
             class limits:  # noqa: N801 - the shape of Config.limits
@@ -253,9 +245,6 @@ async def test_every_read_of_a_search_is_a_range_of_the_chat_seq_index(chat_coun
                     assert any("idx_messages_chat_id_seq" in row for row in statement.plan), statement.plan
                     windows += 1
         assert windows >= 4
-    finally:
-        await client.close()
-        server.stop()
 
 
 def test_a_cursor_of_a_thousand_chats_fits_in_a_url_and_reads_back():
@@ -275,3 +264,34 @@ def test_a_cursor_of_a_thousand_chats_fits_in_a_url_and_reads_back():
     assert back == states
     # The caller joined or left a chat since: the positions mean nothing, so no state is kept (a slower, same answer).
     assert SearchService._states(decode_cursor("search", cursor, _Cursor), chat_ids[1:]) == {}
+
+
+async def test_a_caller_in_many_chats_finds_what_a_brute_force_finds(world):
+    """Past ACTIVITY_FROM chats, where each chat starts comes from the workspace's chats by activity, a page at a
+    time: beside chats of the same workspace the caller is not in, with busy and quiet chats as sends leave them."""
+    from app.services.search import ACTIVITY_FROM
+
+    rng = random.Random(7)
+    workspace = await world.workspace()
+    caller = world.owners[workspace]
+    a, b = await world.user(workspace), await world.user(workspace)
+    mine = [await world.chat(caller, a, b) for _ in range(60)]
+    theirs = [await world.chat(a, b, type="private_channel") for _ in range(40)]
+    assert len(mine) > ACTIVITY_FROM
+    chats = mine + theirs
+    weights = [1 / (i + 1) for i in range(len(chats))]  # a few busy chats, a long quiet tail
+    rng.shuffle(weights)
+    for i in range(900):
+        words = ["alpha", "beta", "gamma", "rare"] if rng.random() < 0.05 else ["alpha", "beta", "gamma"]
+        chat = rng.choices(chats, weights)[0]
+        sender = rng.choice([a, b, caller] if chat in mine else [a, b])
+        await world.send(chat, sender, f"m{i} " + " ".join(rng.sample(words, rng.randint(1, 2))))
+    store = world.store
+    stingy = SearchService(store, world.deps.config, max_reads=3)
+    for q in ("alpha", "rare", "beta gamma", "nothing-matches-this"):
+        expected = await brute_force(store, mine, q.split())
+        for limit in (5, 20, 100):
+            ids, _ = await _all_pages(world.services.search, caller, q, limit)
+            assert ids == expected, (q, limit)
+        ids, _ = await _all_pages(stingy, caller, q, 10)
+        assert ids == expected, (q, "a budget of 3 reads")

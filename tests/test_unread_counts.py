@@ -1,20 +1,15 @@
 """Unread counts, last messages and member counts kept at write time, checked against the messages themselves."""
 
 import asyncio
-import dataclasses
 import random
 
 import pytest
-from pymongo import monitoring
 
 from app.schemas.chats import DIRECT, GROUP
 from app.services import sequence as sequence_module
-from app.services.chats import ChatService
-from app.services.membership import ChatAccess
 from app.services.messages import MessageDraft
 from app.services.migrations import migrate
-from app.store import Store, make_client, new_id, utcnow
-from tests.support.world import World
+from app.store import new_id, utcnow
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
@@ -176,39 +171,21 @@ async def test_concurrent_sends_reads_and_deletes_leave_exact_counts(world):
     await check(world, *users)
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self):
-        self.names = []
-
-    def started(self, event):
-        self.names.append((event.command_name, event.command.get(event.command_name)))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-async def test_the_chat_list_reads_two_queries_whatever_the_number_of_chats(world, deps):
+async def test_the_chat_list_reads_two_queries_whatever_the_number_of_chats(world):
     ws = await world.workspace()
     ada, bob = await world.user(ws, "Ada"), await world.user(ws, "Bob")
     chat_ids = [await world.chat(ada, bob, type="private_channel") for _ in range(25)]
     for chat_id in chat_ids[::2]:
         await world.send(chat_id, bob, "hello")
-    listener = Commands()
-    client = make_client(deps.config.mongo.uri, deps.config.mongo.timeout_ms, event_listeners=[listener])
-    try:
-        store = Store(client, deps.config.mongo.database)
-        listed = await ChatService(store, world.services.outbox, ChatAccess(store)).list_mine(ada.identity)
-    finally:
-        await client.close()
+    async with world.counting() as (counted, commands):
+        listed = await counted.services.chats.list_mine(ada.identity)
+        reads = [(name, target) for name, target in commands.issued()
+                 if name in ("find", "aggregate", "count", "getMore")]
     assert len(listed) == 25 and sum(chat.unread_count for chat in listed) == 13
-    reads = [(name, target) for name, target in listener.names if name in ("find", "aggregate", "count", "getMore")]
     assert reads == [("find", "members"), ("find", "chats")], reads
 
 
-async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_commands(world, deps):
+async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_commands(world):
     """The send path before counters was a membership read, the $inc, the outbox entry and the insert
     (+ a share of a batched outbox delete); counters add the sender's membership update, nothing else
     (since issue 14 a findAndModify: it moves the sender's mark to the message and tells where from)."""
@@ -216,30 +193,16 @@ async def test_a_send_and_a_read_keep_the_counters_with_a_fixed_number_of_store_
     ada, bob, cy = [await world.user(ws, name) for name in ("Ada", "Bob", "Cy")]
     chat_ids = [await world.chat(ada, bob, cy, type=kind) for kind in ("group", "public_channel", "private_channel")]
     for i in range(60):  # history in every chat, by everyone
-        await world.send(chat_ids[i % 3], [ada, bob, cy][i % 2], f"before {i}")
-    listener = Commands()
-    client = make_client(deps.config.mongo.uri, deps.config.mongo.timeout_ms, event_listeners=[listener])
-    traced = World(dataclasses.replace(deps, store=Store(client, deps.config.mongo.database)), owners=world.owners)
-    try:
-        await traced.start()
-
-        def issued():
-            # The acknowledged outbox entries are deleted in background batches, not by the request.
-            names = [(name, target) for name, target in listener.names if (name, target) != ("delete", "outbox")]
-            listener.names.clear()
-            return names
-
+        await world.send(chat_ids[i % 3], [ada, bob, cy][i // 3 % 3], f"before {i}")
+    async with world.counting() as (counted, commands):
         for chat_id in chat_ids:
-            issued()
-            sent = await traced.send(chat_id, ada, "counted")
-            assert issued() == [("find", "members"), ("findAndModify", "chats"), ("findAndModify", "members"),
-                                ("insert", "outbox"), ("insert", "messages")]
-            await traced.read(chat_id, bob, sent["seq"])
-            assert sorted(issued()) == [("find", "chats"), ("find", "members"), ("insert", "outbox"),
-                                        ("update", "members")]
-    finally:
-        await traced.stop()
-        await client.close()
+            commands.issued()
+            sent = await counted.send(chat_id, ada, "counted")
+            assert commands.issued() == [("find", "members"), ("findAndModify", "chats"),
+                                         ("findAndModify", "members"), ("insert", "outbox"), ("insert", "messages")]
+            await counted.read(chat_id, bob, sent["seq"])
+            assert sorted(commands.issued()) == [("find", "chats"), ("find", "members"), ("insert", "outbox"),
+                                                 ("update", "members")]
     await check(world, ada, bob, cy)
 
 

@@ -10,11 +10,14 @@ from app.schemas.common import VISIBLE, Email, Id, PageQuery, Password, PersonNa
 from app.store import isoformat
 
 WorkspaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=VISIBLE)]
+# What a username may hold, and its length: also what a derived one keeps of an email, and what an @mention reads.
+USERNAME_CHARS = "A-Za-z0-9._-"
+USERNAME_MAX = 32
 # Stored lower-case: unique in the workspace whatever the case it was given in.
 Username = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$",
-                 description="Letters, digits, '.', '_' and '-' (1..32), any case; stored lower-case",
+    msgspec.Meta(min_length=1, max_length=USERNAME_MAX, pattern=f"^[{USERNAME_CHARS}]+$",
+                 description=f"Letters, digits, '.', '_' and '-' (1..{USERNAME_MAX}), any case; stored lower-case",
                  examples=["ada.lovelace"]),
 ]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]

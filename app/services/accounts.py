@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 import time
-from typing import Any, Iterator
+from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
@@ -17,6 +17,8 @@ from app.auth import PasswordHashing, TokenIssuer
 from app.config import AuthConfig, LimitsConfig
 from app.errors import APIError, conflict, invalid, not_found
 from app.schemas.accounts import (
+    USERNAME_CHARS,
+    USERNAME_MAX,
     AuthOut,
     MeOut,
     SignupIn,
@@ -27,7 +29,7 @@ from app.schemas.accounts import (
     user_out,
     workspace_out,
 )
-from app.services.mentions import ALL_NAMES, USERNAME_MAX
+from app.services.mentions import ALL_NAMES
 from app.services.paging import Page, key_page, prefix_range, sort_key
 from app.outbox import Check, Outbox
 from app.services.ratelimit import RateLimiter
@@ -51,10 +53,10 @@ def user_name_key(fullname: str, user_id: str) -> str:
     return sort_key(fullname, user_id)
 
 
-_NOT_IN_USERNAME = re.compile(r"[^a-z0-9._-]")
+_NOT_IN_USERNAME = re.compile(f"[^{USERNAME_CHARS}]")
 # Suffixes of a derived username have up to this many digits; the stem before them is cut to leave room.
 USERNAME_SUFFIX_DIGITS = 4
-# A derived username reads at most this many taken names sharing its stem before it goes random.
+# A derived username reads at most this many numbered names of its stem before it goes random.
 USERNAME_TAKEN_READ = 2000
 USERNAME_ATTEMPTS = 5
 
@@ -69,37 +71,28 @@ def username_from_email(email: str) -> str:
     return _NOT_IN_USERNAME.sub("", local)[:USERNAME_MAX] or "user"
 
 
-def username_candidates(base: str) -> Iterator[str]:
-    """base, then base2, base3 … (the stem cut so a suffix fits); never a name that mentions everyone."""
-    if base not in ALL_NAMES:
-        yield base
-    stem = base[:USERNAME_MAX - USERNAME_SUFFIX_DIGITS]
-    for n in range(2, 10 ** USERNAME_SUFFIX_DIGITS):
-        yield f"{stem}{n}"
+async def free_username(store: Store, workspace_id: str, email: str, attempt: int = 0) -> str:
+    """The username derived from `email` to try at this attempt; the unique (workspace_id, username) index decides.
 
-
-async def free_username(store: Store, workspace_id: str, email: str, attempt: int = 0, *,
-                        empty_workspace: bool = False) -> str:
-    """A username derived from `email` that nobody in the workspace has (yet: the unique index has the last word).
-
-    One range read of the names sharing its stem (an index range of (workspace_id, username)); a retry
-    after losing a race, or a stem with too many takers, gets a random suffix.
+    First the plain one, with no read (most are free; never a name that mentions everyone). After a clash,
+    the lowest free of stem2, stem3 … (the stem cut so a suffix fits), from one index range holding only
+    the stem followed by a digit: a read as large as the stem's numbered namesakes, not as the names
+    sharing its prefix. After another clash (a concurrent signup), or past USERNAME_TAKEN_READ, a random suffix.
     """
     base = username_from_email(email)
     stem = base[:USERNAME_MAX - USERNAME_SUFFIX_DIGITS]
-    if attempt:
-        low = 10 ** (USERNAME_SUFFIX_DIGITS - 1)
-        return f"{stem}{low + secrets.randbelow(9 * low)}"
-    if empty_workspace:
-        return next(username_candidates(base))
-    cursor = store.users.find(
-        {"workspace_id": {"$eq": workspace_id}, "username": {"$gte": stem, "$lt": stem + "\x7f"}},
-        {"username": 1, "_id": 0},
-    ).limit(USERNAME_TAKEN_READ)
-    taken = {doc.get("username") async for doc in cursor}
-    if len(taken) >= USERNAME_TAKEN_READ:
-        return await free_username(store, workspace_id, email, 1)
-    return next(candidate for candidate in username_candidates(base) if candidate not in taken)
+    if attempt == 0 and base not in ALL_NAMES:
+        return base
+    if attempt <= 1:
+        cursor = store.users.find(  # ":" is the character after "9"
+            {"workspace_id": {"$eq": workspace_id}, "username": {"$gte": stem + "0", "$lt": stem + ":"}},
+            {"username": 1, "_id": 0},
+        ).limit(USERNAME_TAKEN_READ)
+        taken = {doc.get("username") async for doc in cursor}
+        if len(taken) < USERNAME_TAKEN_READ:
+            return next(name for n in range(2, 10 ** USERNAME_SUFFIX_DIGITS) if (name := f"{stem}{n}") not in taken)
+    low = 10 ** (USERNAME_SUFFIX_DIGITS - 1)
+    return f"{stem}{low + secrets.randbelow(9 * low)}"
 
 
 def is_username_clash(error: DuplicateKeyError) -> bool:
@@ -137,10 +130,6 @@ async def backfill_user_name_keys(store: Store) -> int:
         )
         done += 1
     return done
-
-
-def _username_taken() -> APIError:
-    return conflict("username_taken", "someone in this workspace has this username")
 
 
 class AccountService:
@@ -195,13 +184,8 @@ class AccountService:
             if await self.store.workspaces.find_one({"name_key": {"$eq": workspace["name_key"]}}, {"_id": 1}):
                 raise conflict("workspace_taken", "a workspace with this name exists")
         given = normalize_username(body.username) if body.username is not None else None
-        if given is not None:
-            if given in ALL_NAMES:
-                raise invalid("username", f"@{given} mentions everyone in a chat: choose another username")
-            if body.invite_code is not None and await self.store.users.find_one(
-                {"workspace_id": {"$eq": workspace["_id"]}, "username": {"$eq": given}}, {"_id": 1}
-            ):
-                raise _username_taken()
+        if given in ALL_NAMES:
+            raise invalid("username", f"@{given} mentions everyone in a chat: choose another username")
         user = {
             "_id": user_id,
             "workspace_id": workspace["_id"],
@@ -211,10 +195,10 @@ class AccountService:
             "password_hash": await self.passwords.hash(body.password),
             "created_at": now,
         }
-        # The user first: a duplicate email must not leave an ownerless workspace behind.
+        # The user first: a duplicate email must not leave an ownerless workspace behind. The unique indexes
+        # tell a taken email from a taken username (given: a 409; derived: the next one to try).
         for attempt in range(USERNAME_ATTEMPTS):
-            user["username"] = given or await free_username(
-                self.store, workspace["_id"], email, attempt, empty_workspace=body.invite_code is None)
+            user["username"] = given or await free_username(self.store, workspace["_id"], email, attempt)
             try:
                 await self.store.users.insert_one(user)
                 break
@@ -222,8 +206,7 @@ class AccountService:
                 if not is_username_clash(e):
                     raise conflict("email_taken", "an account with this email exists") from None
                 if given is not None:
-                    raise _username_taken() from None
-                # A concurrent signup took the derived name: another one.
+                    raise conflict("username_taken", "someone in this workspace has this username") from None
         else:
             raise conflict("username_taken", "no free username could be derived; give one")
         if body.invite_code is None:

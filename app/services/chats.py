@@ -111,21 +111,19 @@ def member_doc(
 class ChatService:
     """Who may do what to a chat and its members; what a caller may see is ChatAccess's answer."""
 
-    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, *, limiter: RateLimiter | None = None,
-                 limits: LimitsConfig | None = None, mentions: MentionService | None = None):
+    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, *, limiter: RateLimiter,
+                 limits: LimitsConfig, mentions: MentionService):
         self.store = store
         self.outbox = outbox
         self.access = access
         self.limiter = limiter
         self.limits = limits
-        self.mentions = mentions or MentionService(store)
+        self.mentions = mentions
 
-    async def _per_minute(self, user: Identity, kind: str, limit: str, what: str) -> None:
-        """One more `kind` change by the user this minute (config limits.<limit>), or 429: each is a
-        durable event in every notify process's replay window, which a flood would empty."""
-        if self.limiter is not None and self.limiter.enabled and self.limits is not None:
-            await self.limiter.hit(f"{kind}:user:{user.user_id}", limit=getattr(self.limits, limit), window=60,
-                                   what=what)
+    async def _per_minute(self, user: Identity, kind: str, limit: int, what: str) -> None:
+        """One more `kind` change by the user this minute, or 429: each is a durable event in every notify
+        process's replay window, which a flood would empty."""
+        await self.limiter.per_user(kind, user.user_id, limit=limit, window=60, what=what)
 
     # -- members of a chat -------------------------------------------------------------------
 
@@ -183,10 +181,9 @@ class ChatService:
             )
             if taken is not None:
                 raise conflict("chat_name_taken", "a channel with this name exists in your workspace")
-        if self.limiter is not None and self.limiter.enabled and self.limits is not None:
-            # Counted only for a chat about to be created: every new chat is an event to all its members.
-            await self.limiter.hit(f"chats:user:{user.user_id}", limit=self.limits.chats_per_hour_per_user,
-                                   window=3600, what="chats created")
+        # Counted only for a chat about to be created: every new chat is an event to all its members.
+        await self.limiter.per_user("chats", user.user_id, limit=self.limits.chats_per_hour_per_user, window=3600,
+                                    what="chats created")
 
         chat_id = doc["_id"]
         member_docs = [
@@ -313,7 +310,7 @@ class ChatService:
                            fields={"name": "a direct chat cannot be changed"})
         if body.name is None and body.description is None:
             raise invalid("name", "give a name or a description to change")
-        await self._per_minute(user, "chat_updates", "chat_updates_per_minute_per_user", "chat changes")
+        await self._per_minute(user, "chat_updates", self.limits.chat_updates_per_minute_per_user, "chat changes")
         changes: dict[str, Any] = {}
         if body.name is not None:
             changes["name"] = body.name.strip()
@@ -403,7 +400,7 @@ class ChatService:
             )
         }
         if any(uid not in present for uid in user_ids):  # counted once per request that adds someone
-            await self._per_minute(user, "member_adds", "member_adds_per_minute_per_user", "members added")
+            await self._per_minute(user, "member_adds", self.limits.member_adds_per_minute_per_user, "members added")
         for uid in user_ids:
             if uid not in present:
                 await self._add_member(chat, uid, MEMBER, actor_id=user.user_id)
@@ -522,8 +519,9 @@ class ChatService:
 
     async def join(self, user: Identity, chat_id: str) -> ChatOut:
         chat, member = await self.access.access(user, chat_id)
-        if member is None:  # joining counts as adding a member (a join-leave loop is two events a turn)
-            await self._per_minute(user, "member_adds", "member_adds_per_minute_per_user", "members added")
-        if member is None and await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id):
-            chat = {**chat, "member_count": chat.get("member_count", 0) + 1}
+        if member is None:
+            # Joining counts as adding a member (a join-leave loop is two events a turn).
+            await self._per_minute(user, "member_adds", self.limits.member_adds_per_minute_per_user, "members added")
+            if await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id):
+                chat = {**chat, "member_count": chat.get("member_count", 0) + 1}
         return chat_out(chat, await self.member_ids(chat_id))

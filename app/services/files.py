@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import unicodedata
 from typing import AsyncIterator
@@ -74,16 +73,14 @@ class FileService:
         so that past the limit no upload body is read at all."""
         limits = self._limits()
         if limits is not None:
-            await self.limiter.hit(f"uploads:user:{user.user_id}", limit=limits.uploads_per_minute_per_user,
-                                   window=60, what="uploads")
+            await self.limiter.per_user("uploads", user.user_id, limit=limits.uploads_per_minute_per_user,
+                                        window=60, what="uploads")
 
-    async def upload(self, user: Identity, filename: str, content_type: str | None, data: bytes, *,
-                     admitted: bool = False) -> FileOut:
-        """Stores one file; `admitted`: `admit` already counted it (on the headers)."""
+    async def upload(self, user: Identity, filename: str, content_type: str | None, data: bytes) -> FileOut:
+        """Stores one file, counted against the user's quota; the rate limit is `admit`'s, asked before
+        (POST /api/files asks it on the headers of every upload with a body)."""
         if len(data) > self.max_bytes:
             raise APIError(413, "payload_too_large", f"the file is larger than {self.max_bytes} bytes")
-        if not admitted:
-            await self.admit(user)
         limits = self._limits()
         reserved = await self._reserve(user, len(data), limits.upload_quota_bytes_per_user) if limits else 0
         file_id = new_id()
@@ -170,14 +167,8 @@ class FileService:
         if doc is None:
             raise not_found("file")
         length = int(doc["length"])
-        chunk_size = int(doc.get("chunkSize") or CHUNK_SIZE)
+        chunk_size = int(doc.get("chunkSize") or CHUNK_SIZE)  # pymongo's uploader takes any size
         return file_out(file_id, doc["metadata"]), length, self._chunks(file_id, length, chunk_size)
-
-    async def read(self, user: Identity, file_id: str) -> tuple[FileOut, bytes]:
-        """The file's description and all its bytes."""
-        meta, _, chunks = await self.open(user, file_id)
-        async with contextlib.aclosing(chunks):
-            return meta, b"".join([chunk async for chunk in chunks])
 
     async def _chunks(self, file_id: str, length: int, chunk_size: int) -> AsyncIterator[bytes]:
         """The GridFS chunks in order, about DOWNLOAD_BATCH_BYTES per store read: what a download holds,
@@ -185,8 +176,8 @@ class FileService:
         batchSize on a `*.chunks` collection and sent a 10 MiB file's every chunk in its first reply (as
         pymongo's reader asks for up to 101 chunks at once anyway), so concurrent downloads held the
         whole file each until their readers took it; a stalled reader holds no server cursor either."""
-        count = -(-length // chunk_size) if chunk_size > 0 else 0
-        step = max(1, DOWNLOAD_BATCH_BYTES // max(chunk_size, 1))
+        count = -(-length // chunk_size)
+        step = max(1, DOWNLOAD_BATCH_BYTES // chunk_size)
         total = 0
         for first in range(0, count, step):
             last = min(first + step, count)
@@ -200,7 +191,7 @@ class FileService:
                 data = bytes(doc["data"])
                 total += len(data)
                 yield data
-            del docs
+            del docs  # before the next read: a download holds one batch, not two
         if total != length:
             raise CorruptGridFile(f"file {file_id}: {total} bytes stored of {length}")
 

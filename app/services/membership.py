@@ -18,7 +18,7 @@ MEMBERSHIPS_BATCH = 2000
 
 
 async def user_chat_ids(store: Store, user_id: str) -> set[str]:
-    """Every chat the user is a member of, from one document per membership."""
+    """Every chat the user is a member of: the distinct chat ids of their memberships."""
     # {"$eq": v}, never a plain {f: v}: the embedded server compiles plain equality to an array-containment
     # test no index serves (docs/embedded-mongo.md); on MongoDB the two mean the same for a scalar field.
     # distinct: the ids alone in one reply, no document decoded per membership (tests/test_store_conformance.py).

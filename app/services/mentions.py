@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime
 import re
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.auth import Identity
+from app.schemas.accounts import USERNAME_CHARS, USERNAME_MAX
 from app.schemas.messages import MentionsPage, MentionsQuery, message_out
+from app.services.membership import MEMBERSHIPS_BATCH, user_chat_ids
 from app.store import Store
 
 # The names that mention every member of the chat; never a username.
@@ -28,8 +31,7 @@ MENTION_ALL_MAX = 100
 LIST_ROUNDS_MAX = 5
 
 # `@name` not glued to a word, an address or another mention before it (ada@example.com is no mention).
-_MENTION = re.compile(r"(?<![A-Za-z0-9._@-])@([A-Za-z0-9._-]+)")
-USERNAME_MAX = 32
+_MENTION = re.compile(f"(?<![@{USERNAME_CHARS}])@([{USERNAME_CHARS}]+)")
 
 
 def parse(content: str) -> tuple[list[list[str]], bool]:
@@ -246,18 +248,18 @@ class MentionService:
         reads them). The newest of their union are read by _id and kept when still valid: in a chat of the
         caller's, not deleted, not the caller's own, still mentioning the caller.
         """
-        chat_ids = [doc["chat_id"] async for doc in self.store.members.find(
-            {"user_id": {"$eq": user.user_id}}, {"chat_id": 1, "_id": 0})]
+        chat_ids = await user_chat_ids(self.store, user.user_id)
         if not chat_ids:
             return MentionsPage(messages=[], next_cursor=None)
         mine: set[str] = set()
         everyone: list[str] = []
         async for chat in self.store.chats.find(
-            {"_id": {"$in": chat_ids}, "workspace_id": {"$eq": user.workspace_id}}, {"mention_all_ids": 1}
+            {"_id": {"$in": list(chat_ids)}, "workspace_id": {"$eq": user.workspace_id}}, {"mention_all_ids": 1},
+            batch_size=MEMBERSHIPS_BATCH,
         ):
             mine.add(chat["_id"])
             everyone.extend(chat.get("mention_all_ids") or ())
-        everyone = sorted(set(everyone), reverse=True)
+        everyone = sorted(set(everyone))  # oldest first, so each round's slice below the cursor is a bisection
 
         found: list[dict[str, Any]] = []
         cursor = query.before
@@ -269,7 +271,8 @@ class MentionService:
                 direct_query["message_id"] = {"$lt": cursor}
             direct = [doc async for doc in self.store.mentions.find(
                 direct_query, {"message_id": 1, "chat_id": 1, "_id": 0}).sort([("message_id", -1)]).limit(want)]
-            alls = [mid for mid in everyone if cursor is None or mid < cursor][:want]
+            below = len(everyone) if cursor is None else bisect.bisect_left(everyone, cursor)
+            alls = everyone[max(0, below - want):below][::-1]
             # Below the last id of a full list, that list may hold more: only what is above both is complete.
             floor = max([batch[-1] for batch in ([d["message_id"] for d in direct], alls) if len(batch) == want],
                         default=None)

@@ -88,7 +88,7 @@ class MessageService:
         files: FileService,
         limiter: RateLimiter,
         config: Config,
-        mentions: MentionService | None = None,
+        mentions: MentionService,
     ):
         self.store = store
         self.outbox = outbox
@@ -97,7 +97,7 @@ class MessageService:
         self.files = files
         self.limiter = limiter
         self.config = config
-        self.mentions = mentions or MentionService(store)
+        self.mentions = mentions
 
     # -- send --------------------------------------------------------------------------------
 
@@ -112,11 +112,8 @@ class MessageService:
             first = await self.sequence.sent(chat_id, user.user_id, key)
             if first is not None:
                 return message_out(first), False
-        if self.limiter.enabled:  # off (limits.enabled=false): not even the key is built
-            await self.limiter.hit(
-                f"messages:user:{user.user_id}", limit=self.config.limits.messages_per_minute_per_user,
-                window=60, what="messages",
-            )
+        await self.limiter.per_user("messages", user.user_id, limit=self.config.limits.messages_per_minute_per_user,
+                                    window=60, what="messages")
         await self._check_references(user, chat_id, body)
         # No read at all for a message without an "@"; else two point reads per distinct name.
         mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
@@ -133,7 +130,7 @@ class MessageService:
         return out, created
 
     async def _insert(self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str,
-                      mentioned: Mentioned = NOBODY) -> MessageOut:
+                      mentioned: Mentioned) -> MessageOut:
         # Before the insert, so a crash between the two cannot leave the sender's own message unread
         # for them: a seq whose insert never happens becomes a gap, counted as deleted, not as own.
         # Posting reads the chat: the sender's mark moves to the message (ChatSequence.sender_saw).
@@ -171,8 +168,9 @@ class MessageService:
         """Messages written exactly as sends write them, in order, with n seqs from one $inc; no event.
 
         For seeding and imports: no rate limit, no reference checks (the caller's data is trusted),
-        no outbox. Every counter is kept as a send keeps it, except that each sender's read mark moves
-        to its last message of the batch (as a post does in Slack) instead of growing its `own_seqs`.
+        no outbox, no mentions resolved (an `@name` stays text and counts for nobody). Every counter is
+        kept as a send keeps it, except that each sender's read mark moves to its last message of the
+        batch (as a post does in Slack) instead of growing its `own_seqs`.
         """
         if not drafts:
             return []
@@ -248,8 +246,7 @@ class MessageService:
     async def _per_minute(self, user: Identity, kind: str, limit: int, what: str) -> None:
         """One more `kind` change by the user this minute, or 429: each is a durable event in every
         notify process's replay window, which a flood would empty of others' missed messages."""
-        if self.limiter.enabled:
-            await self.limiter.hit(f"{kind}:user:{user.user_id}", limit=limit, window=60, what=what)
+        await self.limiter.per_user(kind, user.user_id, limit=limit, window=60, what=what)
 
     async def edit(self, user: Identity, chat_id: str, message_id: str, body: MessageUpdateIn) -> MessageOut:
         member = await self.access.membership(user, chat_id)
@@ -350,13 +347,10 @@ class MessageService:
 
     async def typing(self, user: Identity, chat_id: str) -> None:
         member = await self.access.membership(user, chat_id)
-        if self.limiter.enabled:
-            # Fire-and-forget for the client (the web UI ignores the answer), but past the limit it is
-            # told so: 429 with Retry-After, and nothing goes to anyone's stream.
-            await self.limiter.hit(
-                f"typing:user:{user.user_id}", limit=self.config.limits.typing_per_10_seconds_per_user,
-                window=10, what="typing indicators",
-            )
+        # Fire-and-forget for the client (the web UI ignores the answer), but past the limit it is
+        # told so: 429 with Retry-After, and nothing goes to anyone's stream.
+        await self.limiter.per_user("typing", user.user_id, limit=self.config.limits.typing_per_10_seconds_per_user,
+                                    window=10, what="typing indicators")
         await self.outbox.publish_ephemeral(
             events.make_event(
                 events.TYPING, {"chat_id": chat_id, "user_id": user.user_id},

@@ -33,19 +33,13 @@ async def migrate(store: Store) -> dict[str, int]:
     # Users stored before the name_key paging key: without it they would be missing from /api/users.
     users = await backfill_user_name_keys(store)
     # Mention counters (app.services.mentions): the arrays must exist, as the embedded server's
-    # $addToSet on a missing field does nothing. Nothing was ever mentioned before them.
-    mentions = 0
-    async for doc in store.members.find({"mention_seqs": {"$exists": False}}, {"_id": 1}):
-        result = await store.members.update_one(
-            {"_id": doc["_id"], "mention_seqs": {"$exists": False}}, {"$set": {"mention_seqs": [], "mention_n": 0}}
-        )
-        mentions += result.modified_count
-    async for doc in store.chats.find({"mention_all_seqs": {"$exists": False}}, {"_id": 1}):
-        result = await store.chats.update_one(
-            {"_id": doc["_id"], "mention_all_seqs": {"$exists": False}},
-            {"$set": {"mention_all_seqs": [], "mention_all_ids": []}},
-        )
-        mentions += result.modified_count
+    # $addToSet on a missing field does nothing. Nothing was ever mentioned before them, so every
+    # document gets the same value: one update_many per collection, not a command per document.
+    members_done = await store.members.update_many(
+        {"mention_seqs": {"$exists": False}}, {"$set": {"mention_seqs": [], "mention_n": 0}})
+    chats_done = await store.chats.update_many(
+        {"mention_all_seqs": {"$exists": False}}, {"$set": {"mention_all_seqs": [], "mention_all_ids": []}})
+    mentions = members_done.modified_count + chats_done.modified_count
     usernames = await backfill_usernames(store)
     if chats or members or users or mentions or usernames:
         log.info("counters built for %d chats and %d further memberships; %d users keyed; mention counters for "

@@ -59,6 +59,10 @@ class RateLimiter:
         if await self._count(f"{key}@{int(start)}", math.ceil(end)) > limit:
             raise rate_limited(what, now, end)
 
+    async def per_user(self, kind: str, user_id: str, *, limit: int, window: float, what: str) -> None:
+        """`hit` for one more `kind` (messages, edits, uploads...) by one user: every per-user limit's key."""
+        await self.hit(f"{kind}:user:{user_id}", limit=limit, window=window, what=what)
+
     async def _count(self, window_id: str, expires_ts: int) -> int:
         """This window's count after one more hit: one command, two on the window's first hit.
 
@@ -101,7 +105,7 @@ class RateLimiter:
         return self._purger.running
 
     async def _purge(self) -> None:
-        await self.purge_once()
+        await self.purge_once()  # its count, returned to Periodic, would read as "more to do at once"
 
 
 class LocalRateLimiter:

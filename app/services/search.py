@@ -131,7 +131,7 @@ class _Scan:
     exact: bool  # bound is the time of the message at hi (else only an upper bound)
     top: int = 0  # the chat's last_seq when this request began
     window: int = FIRST_WINDOW
-    touched: bool = False
+    touched: bool = False  # read by this request, or carried from the cursor: its state goes into the next one
 
     def key(self) -> Key:
         return (-self.bound, self.chat_id, -self.hi)
@@ -143,44 +143,40 @@ class _Chats:
     A caller in many chats gets them from the workspace's chats newest activity first (only the fields
     a scan starts from; others' chats are skipped, their messages never read), a page at a time while the
     merge may still need one: every chat not yet seen is no newer than the last page's oldest activity.
-    A chat whose activity moves up between two pages (a send meanwhile) may be seen on neither; its
-    messages are then newer than the search, or come on a continuation page, which starts afresh.
+    Pages go by skip (at most ACTIVITY_PAGE * (1 + 4) rows), not by a range of last_message_at, which
+    nx-27017 cannot serve from the index (tests/test_store_plans.py::test_a_datetime_range_scans). A chat
+    whose activity moves up between two pages (a send meanwhile) may be seen on neither: this request then
+    misses its matches, which a search started after the send finds.
     """
 
-    def __init__(self, search: "SearchService", user: Identity, mine: set[str], floor: int,
-                 states: dict[str, _State]):
-        self.search = search
-        self.user = user
-        self.mine = mine
+    def __init__(self, store: Store, workspace_id: str, order: list[str], floor: int, states: dict[str, _State]):
+        self.store = store
+        self.workspace_id = workspace_id
+        self.order = order  # the caller's chat ids, sorted: what the cursor's positions refer to
+        self.mine = set(order)
         self.floor = floor
         self.states = states
-        self.seen: set[str] = set()
-        self.touched: dict[str, _Scan] = {}
+        self.scans: dict[str, _Scan] = {}  # every chat of the caller's seen so far
         self.skip = 0
         self.pages = 0
-        self.frontier: int | None = _FAR_FUTURE_MS  # ms; None once every chat is seen
+        self.frontier: int | None = _FAR_FUTURE_MS if order else None  # ms; None once every chat is seen
 
-    def scan_of(self, chat: dict[str, Any]) -> _Scan | None:
+    def _scan_of(self, chat: dict[str, Any]) -> _Scan | None:
         chat_id = chat["_id"]
-        if chat_id in self.seen or chat_id not in self.mine or chat.get("workspace_id") != self.user.workspace_id:
+        if chat_id in self.scans or chat_id not in self.mine or chat.get("workspace_id") != self.workspace_id:
             return None
-        self.seen.add(chat_id)
         top = chat.get("last_seq", 0)
         state = self.states.get(chat_id)
         if state is not None:
-            exact = state.exact and state.hi <= top
-            scan = _Scan(chat_id, min(state.hi, top), state.bound, exact, top=top, touched=True)
-            self.touched[chat_id] = scan  # its state goes on into the next cursor, read or not
-            return scan
-        hint, exact = _newest(chat)
-        bound = min(hint, self.floor) if hint is not None else self.floor
-        return _Scan(chat_id, top, bound, exact and hint <= self.floor, top=top)
-
-    async def all(self) -> list[_Scan]:
-        """Every chat not seen yet, by _id alone: a workspace_id filter could make the store walk the workspace's."""
-        cursor = self.search.store.chats.find({"_id": {"$in": sorted(self.mine - self.seen)}}, _CHAT_FIELDS)
-        self.frontier = None
-        return [scan async for chat in cursor if (scan := self.scan_of(chat)) is not None]
+            # Touched: its state goes on into the next cursor, read or not.
+            scan = _Scan(chat_id, min(state.hi, top), state.bound, state.exact and state.hi <= top, top=top,
+                         touched=True)
+        else:
+            hint, exact = _newest(chat)
+            bound = min(hint, self.floor) if hint is not None else self.floor
+            scan = _Scan(chat_id, top, bound, exact and hint <= self.floor, top=top)
+        self.scans[chat_id] = scan
+        return scan
 
     def key(self) -> Key | None:
         """The newest key any unseen chat could hold ("" sorts below every chat id)."""
@@ -188,26 +184,27 @@ class _Chats:
             return None
         return (-min(self.frontier, self.floor), "", -_FAR_FUTURE_MS)
 
-    async def page(self) -> list[_Scan]:
-        """The next chats by activity; past ACTIVITY_PAGES, every chat still unseen."""
-        if self.pages >= ACTIVITY_PAGES:
-            return await self.all()
+    async def more(self) -> list[_Scan]:
+        """The next chats: for a caller in few chats, or past ACTIVITY_PAGES, every one still unseen (by _id
+        alone: a workspace_id filter could make the store walk the workspace's); else the next page by activity."""
+        if len(self.order) <= ACTIVITY_FROM or self.pages >= ACTIVITY_PAGES:
+            unseen = [chat_id for chat_id in self.order if chat_id not in self.scans]
+            self.frontier = None
+            cursor = self.store.chats.find({"_id": {"$in": unseen}}, _CHAT_FIELDS)
+            return [scan async for chat in cursor if (scan := self._scan_of(chat)) is not None]
         self.pages += 1
         # Small first: the merge often needs only the few chats active last; each chat read costs ~0.1 ms.
         size = ACTIVITY_PAGE * 4 ** (self.pages - 1)
-        cursor = self.search.store.chats.find(
-            {"workspace_id": {"$eq": self.user.workspace_id}}, _CHAT_FIELDS,
+        chats = await self.store.chats.find(
+            {"workspace_id": {"$eq": self.workspace_id}}, _CHAT_FIELDS,
             sort=[("last_message_at", -1)], skip=self.skip, limit=size,
-        )
-        chats = await cursor.to_list()
+        ).to_list()
         self.skip += len(chats)
-        if len(chats) < size:
+        scans = [scan for chat in chats if (scan := self._scan_of(chat)) is not None]
+        if len(chats) < size or len(self.scans) == len(self.mine):
             self.frontier = None
-        elif chats:
-            self.frontier = min(self.frontier or _FAR_FUTURE_MS, _ms(chats[-1].get("last_message_at")) or 0)
-        scans = [scan for chat in chats if (scan := self.scan_of(chat)) is not None]
-        if self.seen >= self.mine:
-            self.frontier = None
+        else:
+            self.frontier = _ms(chats[-1].get("last_message_at")) or 0
         return scans
 
 
@@ -224,10 +221,10 @@ class SearchService:
     async def search(self, user: Identity, query: SearchQuery) -> SearchOut:
         """The newest `limit` matches of the caller's chats (or one of them) after the cursor."""
         words = self._words(query.q)
-        if self.limiter is not None and self.limiter.enabled:
+        if self.limiter is not None:
             # Each request may read up to max_rows rows: bounded, but not to be asked without end.
-            await self.limiter.hit(f"searches:user:{user.user_id}", limit=self.limits.searches_per_minute_per_user,
-                                   window=60, what="searches")
+            await self.limiter.per_user("searches", user.user_id, limit=self.limits.searches_per_minute_per_user,
+                                        window=60, what="searches")
         digest = hashlib.sha256(msgspec.json.encode([words, query.chat_id])).hexdigest()[:16]
         resume = None
         if query.cursor is not None:
@@ -235,7 +232,7 @@ class SearchService:
             if resume.query != digest:
                 raise bad_cursor()
         started = _ms(utcnow())
-        chats, mine = await self._chats(user, query.chat_id, resume)
+        chats = await self._chats(user, query.chat_id, resume)
         last: Key | None = tuple(resume.last) if resume is not None else None
         found, top = await self._run(chats, words_pattern(words), query.limit, last)
 
@@ -249,12 +246,14 @@ class SearchService:
         # below every id).
         new_last = emitted[-1][0] if emitted else last if last is not None else (-(started or 0), "-", 0)
         # The cursor's states of chats this request did not reach still hold.
-        states: dict[str, _State] = {c: st for c, st in chats.states.items() if c not in chats.seen}
-        for scan in chats.touched.values():
-            states[scan.chat_id] = _State(max(scan.hi, 0), scan.bound, scan.exact)
+        states: dict[str, _State] = {c: st for c, st in chats.states.items() if c not in chats.scans}
+        for scan in chats.scans.values():
+            if scan.touched:
+                states[scan.chat_id] = _State(max(scan.hi, 0), scan.bound, scan.exact)
         for k, doc in reversed(leftover):  # oldest first, so each chat ends at its newest leftover
             states[doc["chat_id"]] = _State(doc["seq"], -k[0], True)
-        return SearchOut(messages=messages, next_cursor=self._cursor(digest, new_last, states, mine, chats.touched))
+        cursor = self._cursor(digest, new_last, states, chats.order, chats.scans)
+        return SearchOut(messages=messages, next_cursor=cursor)
 
     @staticmethod
     def _cursor(digest: str, last: Key, states: dict[str, _State], order: list[str], scans: dict[str, _Scan]) -> str:
@@ -306,8 +305,8 @@ class SearchService:
                            fields={"q": f"at most {self.max_chars} characters"})
         return list(dict.fromkeys(text.casefold().split()))[:MAX_WORDS]
 
-    async def _chats(self, user: Identity, chat_id: str | None, resume: _Cursor | None) -> tuple[_Chats, list[str]]:
-        """The caller's chats (only those: a cursor naming others changes nothing), sorted, and their source."""
+    async def _chats(self, user: Identity, chat_id: str | None, resume: _Cursor | None) -> _Chats:
+        """The caller's chats (only those: a cursor naming others changes nothing)."""
         if chat_id is not None:
             if not valid_id(chat_id) or not await membership.is_member(self.store, chat_id, user.user_id):
                 raise not_found("chat")
@@ -316,7 +315,7 @@ class SearchService:
             mine = sorted(await membership.user_chat_ids(self.store, user.user_id))
         floor = -resume.last[0] if resume is not None else _FAR_FUTURE_MS
         states = self._states(resume, mine) if resume is not None else {}
-        return _Chats(self, user, set(mine), floor, states), mine
+        return _Chats(self.store, user.workspace_id, mine, floor, states)
 
     async def _run(
         self, chats: _Chats, pattern: str, limit: int, last: Key | None
@@ -325,22 +324,15 @@ class SearchService:
 
         Returns the matches and the newest key still unread (None: every chat read to its first message).
         """
-        reads = rows = 0
-        if not chats.mine:
-            return [], None
-        if len(chats.mine) <= ACTIVITY_FROM:
-            initial = await chats.all()
-        else:
-            initial = await chats.page()
-        heap = [(scan.key(), n, scan) for n, scan in enumerate(initial) if scan.hi >= 1]
-        heapq.heapify(heap)
+        # A chat is in the heap at most once, so no two keys (which hold its id) tie.
+        heap: list[tuple[Key, _Scan]] = []
         found: list[tuple[Key, dict[str, Any]]] = []
         keys: list[Key] = []
-        serial = len(heap)
+        reads = rows = 0
         while True:
             unseen = chats.key()
             if heap and (unseen is None or heap[0][0] < unseen):
-                top, _, scan = heap[0]
+                top, scan = heap[0]
             elif unseen is not None:
                 top, scan = unseen, None
             else:
@@ -349,11 +341,10 @@ class SearchService:
             if newer >= limit or reads >= self.max_reads or rows >= self.max_rows:
                 return found, top
             if scan is None:
-                # Not a read of the budget's: at most ACTIVITY_PAGES + 1 of them, each finding chats to read.
-                for scan in await chats.page():
+                # Chat documents, not a read of the budget's: at most ACTIVITY_PAGES + 1 of them.
+                for scan in await chats.more():
                     if scan.hi >= 1:
-                        serial += 1
-                        heapq.heappush(heap, (scan.key(), serial, scan))
+                        heapq.heappush(heap, (scan.key(), scan))
                 continue
             heapq.heappop(heap)
             reads += 1
@@ -370,9 +361,7 @@ class SearchService:
                 self._advance(scan, await self._window(scan.chat_id, lo, scan.hi, pattern, wanted), wanted, last,
                               keys, found)
             if scan.hi >= 1:
-                serial += 1
-                heapq.heappush(heap, (scan.key(), serial, scan))
-            chats.touched[scan.chat_id] = scan
+                heapq.heappush(heap, (scan.key(), scan))
 
     @staticmethod
     def _advance(scan: _Scan, docs: list[dict[str, Any]], wanted: int, last: Key | None, keys: list[Key],

@@ -61,12 +61,10 @@ class FilesHandler(ApiHandler):
             raise APIError(400, "bad_request", f"invalid multipart body: {e}") from None
         return files
 
-    _admitted = False
-
     async def admit_body(self, identity: Identity) -> None:
         # On the headers, after the token and session: past the upload rate limit, the body is never read.
+        # Without a body prepare() asks nothing, and post() refuses it before upload (no file part).
         await self.services.files.admit(identity)
-        self._admitted = True
 
     # The token and session are checked on the headers (prepare), so no stranger's upload is ever read.
     @authenticated
@@ -83,8 +81,7 @@ class FilesHandler(ApiHandler):
             # It would be stored, and every download would then fail to set its Content-Type header.
             raise APIError(422, "validation_failed", "the file part's Content-Type must be an ASCII type/subtype",
                            fields={"file": "invalid content type"})
-        out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body,
-                                               admitted=self._admitted)
+        out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body)
         self.write_json(out, status=201)
 
 

@@ -172,7 +172,7 @@ class EventConsumer:
         if events.is_personal(event.type, event.chat_id):
             # One user's own event: their streams alone, whatever else the envelope names.
             return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data),
-                               subject=event.user_id, recipients=(event.user_id,) if event.user_id else None)
+                               recipients=(event.user_id,) if event.user_id else None)
         if event.type in events.USER_EVENTS:  # presence
             if self._stale_presence(event.user_id, data):
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody

@@ -168,12 +168,14 @@ class ReplayWindow:
     def covers(self, seq: int) -> bool:
         return self.floor is not None and self.floor <= seq <= self.last_seq
 
-    def _candidates(self, user_id: str, chats: Iterable[str], seq: int) -> Iterable[WindowEntry]:
-        """The held entries after `seq` that may be for `user_id` (whose chats, at any point of the
-        window, are `chats`), in stream order: the durable ones of those chats and naming the user, and
-        the few ephemeral ones. An entry both in a chat and naming the user comes twice, side by side."""
+    def _candidates(self, chats: Iterable[str], own: list[WindowEntry], seq: int) -> Iterable[WindowEntry]:
+        """The held entries after `seq` that may be for a user whose chats, at any point of the window,
+        are `chats` and whose own entries after `seq` are `own`, in stream order: the durable ones of
+        those chats, `own`, and the few ephemeral ones. An entry both in a chat and the user's own comes
+        twice, side by side."""
         by_key = self._by_key
-        tails = [by_key[key].tail(seq) for key in (*chats, ("u", user_id)) if key in by_key]
+        tails = [by_key[chat].tail(seq) for chat in chats if chat in by_key]
+        tails.append(own)
         tails.append(self._ephemeral.tail(seq))
         if sum(map(len, tails)) <= SORT_AT_MOST:
             # Each tail is in order: sorting their concatenation merges the runs, in C.
@@ -190,9 +192,10 @@ class ReplayWindow:
         With `max_bytes`, it stops after the frame that passes it: the caller sends a page and the
         client resumes from there.
         """
-        first_change: dict[str, bool] = {}
         mine = self._by_key.get(("u", user_id))
-        for entry in mine.tail(after_seq) if mine is not None else ():
+        own = mine.tail(after_seq) if mine is not None else []  # naming the user: changes, addressed
+        first_change: dict[str, bool] = {}
+        for entry in own:
             for user, chat, member_after in entry.changes:
                 if user == user_id and chat not in first_change:
                     first_change[chat] = not member_after
@@ -206,7 +209,7 @@ class ReplayWindow:
         frames: list[bytes] = []
         size = 0
         last = None
-        for entry in self._candidates(user_id, ever, after_seq):
+        for entry in self._candidates(ever, own, after_seq):
             if entry is last:
                 continue
             last = entry

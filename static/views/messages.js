@@ -1,7 +1,7 @@
 // The message list of the open chat: keyed rendering (live updates keep scroll and focus), date separators,
 // the "New messages" line with its jump pills, mentions, history status, edit in place.
 
-import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, icon, linkify, parseTime } from "../ui.js";
+import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, icon, linkify, parseTime, renderKeyed } from "../ui.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_TOP_PX = 120;
@@ -103,36 +103,17 @@ function listItems(store, messages, lineSeq) {
       breaks = true;
     }
     const compact = !breaks && !message.pending && !message.deleted && continues(prev, message);
-    items.push({ key: messageKey(message), version: messageVersion(store, message, compact), build: () => buildMessage(store, message, compact), message });
+    const key = messageKey(message);
+    items.push({
+      key,
+      version: messageVersion(store, message, compact),
+      build: () => buildMessage(store, message, compact),
+      // The message being edited in place keeps its editor, unless it was deleted meanwhile.
+      keep: key === store.editingId && !message.deleted,
+    });
     prev = message;
   }
   return items;
-}
-
-// Keyed render of the list's items; nodes being edited are left alone.
-function renderKeyed(listEl, items, { editingId = null } = {}) {
-  const existing = new Map();
-  for (const node of listEl.children) existing.set(node.dataset.renderKey, node);
-  let cursor = listEl.firstElementChild;
-  const keep = new Set();
-  for (const item of items) {
-    const { key, version } = item;
-    let node = existing.get(key);
-    if (!node || (node.dataset.version !== version && (key !== editingId || (item.message && item.message.deleted)))) {
-      const fresh = item.build();
-      fresh.dataset.version = version;
-      fresh.dataset.renderKey = key;
-      if (node) {
-        node.replaceWith(fresh);
-        if (cursor === node) cursor = fresh;
-      }
-      node = fresh;
-    }
-    keep.add(node);
-    if (node !== cursor) listEl.insertBefore(node, cursor);
-    else cursor = cursor.nextElementSibling;
-  }
-  for (const node of [...listEl.children]) if (!keep.has(node)) node.remove();
 }
 
 // Turns a message's content into a small editor; resolves with the new text or null.
@@ -207,7 +188,7 @@ export class MessageList {
     const timeline = store.timelines.get(chatId);
     const messages = timeline ? timeline.sorted() : [];
     const lineSeq = store.unreadLineSeq(chatId);
-    renderKeyed(this.list, listItems(store, [...messages, ...store.unsent(chatId)], lineSeq), { editingId: store.editingId });
+    renderKeyed(this.list, listItems(store, [...messages, ...store.unsent(chatId)], lineSeq));
     this.renderHistoryStatus();
     const line = store.unreadLine;
     let moved = false;

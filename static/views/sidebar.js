@@ -1,7 +1,7 @@
 // The sidebar: who we are, the connection badge, the notification prompt, and the chat list with its
 // unread and mention badges (muted chats quiet).
 
-import { byTestId, h, icon, presenceDot } from "../ui.js";
+import { byTestId, h, icon, presenceDot, renderKeyed } from "../ui.js";
 
 // What the badge says for each state the event stream reports.
 const CONNECTION_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", offline: "offline" };
@@ -19,48 +19,66 @@ function countText(n) {
   return n > 99 ? "99+" : String(n);
 }
 
-// A mention badge (red, "@") says someone asked for you; it stands in for the plain unread count,
-// which a muted chat does not show.
-function chatBadge(chat) {
-  const mentions = chat.mention_count || 0;
-  if (mentions > 0) {
-    const label = `${mentions} mention${mentions === 1 ? "" : "s"}`;
-    return h("span", { class: "badge mention-badge", dataset: { testid: "mention-badge" }, title: label, "aria-label": label, text: countText(mentions) });
+// What a chat's row shows, as plain values: its render version, and all chatItem draws from.
+function chatRow(store, chat) {
+  const peer = store.directPeer(chat);
+  return {
+    id: chat.id,
+    type: chat.type,
+    peer,
+    status: chat.type === "direct" ? store.status(peer) : null,
+    title: store.chatTitle(chat),
+    preview: chatPreview(store, chat),
+    unread: chat.unread_count,
+    mentions: chat.mention_count || 0,
+    muted: Boolean(chat.muted),
+    notify: store.notifyLevel(chat),
+    selected: chat.id === store.openChatId,
+  };
+}
+
+// Red says someone asked for you: a mention badge ("@"), or, as in Slack, the count of a direct
+// chat's unread messages. Other unread counts are quiet, and a muted chat shows mentions only.
+function chatBadge(row) {
+  const unread = row.unread > 0 && !row.muted;
+  if (unread && row.type === "direct") {
+    return h("span", { class: "badge direct-badge", dataset: { testid: "unread-badge" }, "aria-label": `${row.unread} unread`, text: countText(row.unread) });
   }
-  if (chat.unread_count > 0 && !chat.muted) {
-    return h("span", { class: "badge", dataset: { testid: "unread-badge" }, "aria-label": `${chat.unread_count} unread`, text: countText(chat.unread_count) });
+  if (row.mentions > 0) {
+    const label = `${row.mentions} mention${row.mentions === 1 ? "" : "s"}`;
+    return h("span", { class: "badge mention-badge", dataset: { testid: "mention-badge" }, title: label, "aria-label": label, text: countText(row.mentions) });
+  }
+  if (unread) {
+    return h("span", { class: "badge", dataset: { testid: "unread-badge" }, "aria-label": `${row.unread} unread`, text: countText(row.unread) });
   }
   return null;
 }
 
-function chatItem(store, chat) {
-  const peer = store.directPeer(chat);
-  const marker = chat.type === "direct"
-    ? presenceDot(peer, store.status(peer))
-    : h("span", { class: "chat-icon", title: chat.type.replace("_", " ") }, icon(TYPE_ICON[chat.type] || "hash"));
-  const badge = chatBadge(chat);
-  const unread = chat.unread_count > 0 && !chat.muted;
-  const selected = chat.id === store.openChatId;
+function chatItem(row) {
+  const marker = row.type === "direct"
+    ? presenceDot(row.peer, row.status)
+    : h("span", { class: "chat-icon", title: row.type.replace("_", " ") }, icon(TYPE_ICON[row.type] || "hash"));
+  const unread = (row.unread > 0 && !row.muted) || row.mentions > 0;
   return h(
     "li",
     {},
     h(
       "a",
       {
-        href: `#/chat/${encodeURIComponent(chat.id)}`,
-        class: `chat-item${unread || chat.mention_count ? " unread" : ""}${chat.muted ? " muted" : ""}${selected ? " selected" : ""}`,
-        "aria-current": selected ? "page" : null,
+        href: `#/chat/${encodeURIComponent(row.id)}`,
+        class: `chat-item${unread ? " unread" : ""}${row.muted ? " muted" : ""}${row.selected ? " selected" : ""}`,
+        "aria-current": row.selected ? "page" : null,
         dataset: {
-          testid: "chat-item", chatId: chat.id, chatType: chat.type, unread: String(chat.unread_count),
-          mentions: String(chat.mention_count || 0), muted: String(Boolean(chat.muted)), notify: store.notifyLevel(chat),
+          testid: "chat-item", chatId: row.id, chatType: row.type, unread: String(row.unread),
+          mentions: String(row.mentions), muted: String(row.muted), notify: row.notify,
         },
       },
       marker,
       h("span", { class: "chat-item-text" },
-        h("span", { class: "chat-item-title", dataset: { testid: "chat-item-title" }, text: store.chatTitle(chat) }),
-        h("span", { class: "chat-item-preview", text: chatPreview(store, chat) })),
-      chat.muted ? h("span", { class: "muted-icon", dataset: { testid: "muted-icon" }, title: "Muted", "aria-label": "muted" }, icon("bell-off")) : null,
-      badge,
+        h("span", { class: "chat-item-title", dataset: { testid: "chat-item-title" }, text: row.title }),
+        h("span", { class: "chat-item-preview", text: row.preview })),
+      row.muted ? h("span", { class: "muted-icon", dataset: { testid: "muted-icon" }, title: "Muted", "aria-label": "muted" }, icon("bell-off")) : null,
+      chatBadge(row),
     ),
   );
 }
@@ -83,24 +101,26 @@ export class Sidebar {
     byTestId("invite-people").hidden = !owner;
   }
 
-  // Keeps keyboard focus on the chat it was on, since the list is rebuilt.
+  // Keyed: a row is rebuilt only when what it shows changed, so a click on a row survives the
+  // re-renders every event brings. Keyboard focus stays on the chat it was on when its row is rebuilt.
   render() {
     const { list, store } = this;
     const focusedId = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.chatId : null;
-    const items = store.sortedChats().map((chat) => chatItem(store, chat));
-    list.replaceChildren(...items);
-    this.empty.hidden = items.length > 0;
-    if (focusedId) {
+    const rows = store.sortedChats().map((chat) => chatRow(store, chat));
+    renderKeyed(list, rows.map((row) => ({ key: row.id, version: JSON.stringify(row), build: () => chatItem(row) })));
+    this.empty.hidden = rows.length > 0;
+    if (focusedId && !list.contains(document.activeElement)) {
       const again = list.querySelector(`[data-chat-id="${CSS.escape(focusedId)}"]`);
       if (again) again.focus();
     }
     this.renderTitle();
   }
 
-  // "(2) Fechatter" counts mentions; "* Fechatter" says there is something unread.
+  // "(2) Fechatter" counts what asks for us (mentions, direct messages); "* Fechatter" says there is
+  // something unread.
   renderTitle() {
-    const mentions = this.store.mentionTotal();
-    document.title = mentions ? `(${mentions}) Fechatter` : this.store.unreadTotal() ? "* Fechatter" : "Fechatter";
+    const forMe = this.store.forMeTotal();
+    document.title = forMe ? `(${forMe}) Fechatter` : this.store.unreadTotal() ? "* Fechatter" : "Fechatter";
   }
 
   // permission: the Notification API's ("default" | "granted" | "denied"), or null without one.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator
 
 import msgspec
+from pymongo import monitoring
 
 from app import events
 from app.auth import Identity
@@ -16,6 +18,7 @@ from app.schemas.accounts import AuthOut, SignupIn
 from app.schemas.chats import ChatCreateIn, MembersAddIn
 from app.schemas.messages import MessageCreateIn, MessageUpdateIn
 from app.services import ApiServices, build_api_services
+from app.store import Store, make_client
 
 # The address the world's signups come from, as the api would see a local client.
 CLIENT_IP = "127.0.0.1"
@@ -24,6 +27,29 @@ CLIENT_IP = "127.0.0.1"
 def _body(type_: type, **fields: Any) -> Any:
     # Decoded as the api decodes a request, so the world holds only what the api would accept.
     return msgspec.convert(fields, type_)
+
+
+class StoreCommands(monitoring.CommandListener):
+    """The (command, collection) of every command a client sends, in order: what a path costs the store."""
+
+    def __init__(self) -> None:
+        self.names: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append((event.command_name, event.command.get(event.command_name)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def issued(self) -> list[tuple[str, Any]]:
+        """The commands since the last call, without the deletes of acknowledged outbox entries: the
+        outbox batches those in the background, they are no request's."""
+        names = [name for name in self.names if name != ("delete", "outbox")]
+        self.names.clear()
+        return names
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,23 @@ class World:
         other = World(self.deps, build_api_services(self.deps), self.owners)
         other._invites = self._invites
         return other
+
+    @contextlib.asynccontextmanager
+    async def counting(self) -> AsyncIterator[tuple["World", StoreCommands]]:
+        """This world (its users and documents) through a store client of its own whose commands are
+        recorded, started: for tests that pin how many store commands a path sends."""
+        commands = StoreCommands()
+        mongo = self.deps.config.mongo
+        client = make_client(mongo.uri, mongo.timeout_ms, event_listeners=[commands])
+        counted = World(replace(self.deps, store=Store(client, mongo.database)), owners=self.owners)
+        counted._invites = self._invites
+        try:
+            await counted.start()
+            commands.issued()
+            yield counted, commands
+        finally:
+            await counted.stop()
+            await client.close()
 
     async def drain(self) -> None:
         """Publish what waits in the outbox, as the drainer's next pass does."""
