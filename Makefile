@@ -34,9 +34,11 @@ run: venv
 
 # The import contracts of pyproject.toml [tool.importlinter] first: a broken layering fails the build.
 # pytest exits 5 when it collected no tests: say so plainly instead of failing.
+# Two workers (pytest-xdist), each with its own nats-server and MongoDB-wire server; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: venv-test /usr/bin/chromium
 	$(VENV)/bin/lint-imports
-	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 
@@ -51,4 +53,4 @@ bench: $(VENV)/.installed-bench
 # The fault scenarios alone (about 2 minutes; `make test` runs them too), with their counts printed;
 # the counts also land in test-artifacts/faults.json.
 faults: venv-test
-	$(VENV)/bin/pytest -m faults -s $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:xdist -m faults -s $(PYTEST_ARGS)

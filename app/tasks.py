@@ -36,17 +36,26 @@ class Periodic:
         """The next step runs now rather than at the end of the interval."""
         self._wake.set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        # A step whose library swallows the cancel would keep the loop alive: a task that is no longer ours
+        # ends at the next round, and the bounded wait keeps a shutdown from hanging on a stuck step.
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            self.log.warning("%s did not stop within %s s; left behind", self.name, timeout)
+        elif not task.cancelled() and task.exception() is not None:
+            self.log.warning("%s ended with %r", self.name, task.exception())
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+        while self._task is asyncio.current_task():
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that lands as the wait ends
+            # (the suite's teardown once hung on it), asyncio.timeout does not.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 again = await self.step()

@@ -110,14 +110,15 @@ def deps(io_loop, config):
             pass
         await built.client.close()
 
-    io_loop.run_sync(teardown)
+    # Bounded, so a teardown that hangs fails this test instead of stalling the suite.
+    io_loop.run_sync(teardown, timeout=60)
 
 
 def _running(io_loop, part):
     """Fixture body: `part` started before the test and stopped after it (an app, a World)."""
-    io_loop.run_sync(part.start)
+    io_loop.run_sync(part.start, timeout=30)
     yield part
-    io_loop.run_sync(part.stop)
+    io_loop.run_sync(part.stop, timeout=30)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -15,9 +16,12 @@ def record(scenario: str, **counts) -> None:
     print(f"\nFAULTS {scenario}: " + ", ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / "faults.json"
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):
-        results = {}
-    results[scenario] = {**counts, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    # The suite runs in several worker processes: the read-modify-write of one file goes under a lock.
+    with open(ARTIFACTS / "faults.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            results = {}
+        results[scenario] = {**counts, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
