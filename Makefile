@@ -27,7 +27,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-app
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
 /usr/bin/chromium:
 	$(SUDO) apt-get -q update
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y chromium fonts-noto-color-emoji
 
 run: venv
 	$(VENV)/bin/python main.py --role=all --seed-demo

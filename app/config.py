@@ -103,6 +103,8 @@ class LimitsConfig(Section):
     reads_per_minute_per_user: RateLimit
     chat_updates_per_minute_per_user: RateLimit
     searches_per_minute_per_user: RateLimit
+    reactions_per_minute_per_user: RateLimit
+    pins_per_minute_per_user: RateLimit
     upload_quota_bytes_per_user: int
     search_query_max_chars: int
 

@@ -44,5 +44,61 @@ def conflict(code: str, message: str) -> APIError:
     return APIError(409, code, message)
 
 
+# How a field is named to a person; any other is its name in words ("user_ids" → "User ids").
+FIELD_LABELS = {
+    "fullname": "Name",
+    "email": "Email",
+    "password": "Password",
+    "current_password": "Current password",
+    "new_password": "New password",
+    "username": "Username",
+    "status_text": "Status",
+    "status_emoji": "Status emoji",
+    "timezone": "Time zone",
+    "workspace": "Workspace name",
+    "invite_code": "Invite code",
+    "content": "Message",
+    "q": "Search",
+    "file": "File",
+    "files": "Files",
+    "body": "The request body",
+}
+
+
+def field_label(field: str) -> str:
+    """`settings.notify` is named by its last field, `members[2]` as "Members (item 3)": what a form shows."""
+    last = field.rsplit(".", 1)[-1]
+    name, _, index = last.partition("[")
+    name = name or field
+    label = FIELD_LABELS.get(name)
+    if label is None:
+        words = name.replace("_", " ").strip() or "value"
+        label = words[:1].upper() + words[1:]
+    if index[:-1].isdigit():
+        label = f"{label} (item {int(index[:-1]) + 1})"
+    return label
+
+
+def sentence(field: str, reason: str) -> str:
+    """One line a person can act on: a reason already written as a sentence is kept, a fragment
+    ("required", "at most 30 characters") is said of the field's label."""
+    reason = reason.strip().rstrip(".")
+    if not reason:
+        return f"{field_label(field)} is not valid"
+    if reason[0].isupper():
+        return reason
+    if reason == "required":
+        return f"{field_label(field)} is required"
+    if reason.startswith(("at most ", "at least ")):
+        return f"{field_label(field)} must be {reason}"
+    return f"{field_label(field)}: {reason}"
+
+
+def validation_failed(reasons: dict[str, str], code: str = "validation_failed") -> APIError:
+    """422 with one line per field, each a sentence; the message is those lines, never one twice."""
+    fields = {field: sentence(field, why) for field, why in reasons.items()}
+    return APIError(422, code, "; ".join(dict.fromkeys(fields.values())), fields=fields)
+
+
 def invalid(field: str, reason: str) -> APIError:
-    return APIError(422, "validation_failed", f"invalid body: {field}: {reason}", fields={field: reason})
+    return validation_failed({field: reason})

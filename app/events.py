@@ -28,12 +28,28 @@ CHAT_UPDATED = "chat.updated"
 CHAT_DELETED = "chat.deleted"
 MEMBER_JOINED = "member.joined"
 MEMBER_LEFT = "member.left"
+# A member's role changed: data {chat_id, user_id, role}, and for a transfer of ownership also
+# {owner_id, previous_owner_id} (the previous owner is an admin now).
+MEMBER_UPDATED = "member.updated"
+# A member added or removed one reaction: data {chat_id, message_id, emoji, user_id} (app.services.reactions).
+REACTION_ADDED = "reaction.added"
+REACTION_REMOVED = "reaction.removed"
+# A member pinned or unpinned a message: data {chat_id, message_id, user_id}.
+MESSAGE_PINNED = "message.pinned"
+MESSAGE_UNPINNED = "message.unpinned"
+# A thread's root changed by a reply sent or deleted: data {chat_id, message_id (the root), reply_count,
+# last_reply_at}, so a client keeps the root's "N replies" current without refetching it.
+THREAD_UPDATED = "thread.updated"
 TYPING = "typing"
 READ = "read"
 PRESENCE = "presence"
 # A user's access tokens issued before data.valid_after stop counting (logout-all): the notify
 # role closes those streams, the api forgets its cached instant. Never delivered as a frame.
 SESSIONS_REVOKED = "sessions.revoked"
+# A user's public payload changed (profile, username, avatar): data is the user. One event on the user's own
+# subject with `chat_ids` (their chats) and `recipients` [the user]: the members of those chats and the user's
+# own tabs get it, once each, however many chats they share; never one event per chat.
+USER_UPDATED = "user.updated"
 # A member changed their own settings of a chat (notify level, muted): data {chat_id, notify, muted}.
 CHAT_SETTINGS = "chat.settings"
 # Made by the notify role for one stream, never published.
@@ -49,11 +65,17 @@ CHAT_EVENTS = frozenset(
         CHAT_DELETED,
         MEMBER_JOINED,
         MEMBER_LEFT,
+        MEMBER_UPDATED,
+        REACTION_ADDED,
+        REACTION_REMOVED,
+        MESSAGE_PINNED,
+        MESSAGE_UNPINNED,
+        THREAD_UPDATED,
         TYPING,
         READ,
     }
 )
-USER_EVENTS = frozenset({PRESENCE, SESSIONS_REVOKED})
+USER_EVENTS = frozenset({PRESENCE, SESSIONS_REVOKED, USER_UPDATED})
 # A user's own events, for that user's streams alone (every tab of theirs, on every notify process), never
 # for a chat's members: the settings they changed, and the read mark a send of theirs moved (their other
 # tabs clear the badge; nobody else needs it). Made by `personal_event`: routed by `user_id` on a user

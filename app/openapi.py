@@ -39,6 +39,7 @@ _DESCRIPTIONS = {
     200: "OK",
     201: "Created",
     204: "No Content",
+    304: "Not Modified",
     400: "Malformed JSON",
     401: "Missing, invalid or expired token",
     403: "Not allowed",

@@ -114,6 +114,16 @@ class Store:
         self.rate_limits: AsyncCollection = self.db["rate_limits"]
         # One small document per direct mention of a member (app.services.mentions): GET /api/mentions.
         self.mentions: AsyncCollection = self.db["mentions"]
+        # One document per (message, emoji, member) reaction, and one per pinned message (app.services.reactions):
+        # documents of their own, never arrays of subdocuments in the message (they corrupt on nx-27017).
+        self.reactions: AsyncCollection = self.db["reactions"]
+        self.pins: AsyncCollection = self.db["pins"]
+        # Per message (_id = its id), what a page shows of those: its reactions as scalars and who pinned it.
+        self.message_marks: AsyncCollection = self.db["message_marks"]
+        # Edit history: one document per version an edit replaced (app.services.messages), never an array in the message.
+        self.message_versions: AsyncCollection = self.db["message_versions"]
+        # Re-encoded avatar PNGs (app.services.people), one document per (picture, size), read by _id alone.
+        self.avatars: AsyncCollection = self.db["avatars"]
         # GridFS bucket "files": app.services.files writes both collections itself; downloads use the bucket.
         self.files: AsyncCollection = self.db["files.files"]
         self.file_chunks: AsyncCollection = self.db["files.chunks"]
@@ -171,6 +181,12 @@ class Store:
             unique=True,
             partialFilterExpression={"idempotency_key": {"$exists": True}},
         )
+        # A thread's replies in seq order, and (thread_root_id null) the listing of roots and plain messages:
+        # both a range of seq, the field the index's name ends in (what nx-27017 serves from an index).
+        await self.messages.create_index(
+            [("chat_id", ASCENDING), ("thread_root_id", ASCENDING), ("seq", ASCENDING)])
+        # A message's earlier versions oldest first: {message_id: $eq, rev: $gte 0}, a range of the last field.
+        await self.message_versions.create_index([("message_id", ASCENDING), ("rev", ASCENDING)], unique=True)
         # Search reads (chat_id, seq) windows with a regex (app.services.search): the text index of
         # older versions only costs writes. nx-27017 cannot drop its FTS table over the wire (a no-op).
         try:
@@ -181,6 +197,15 @@ class Store:
         # leaving member's mentions deleted by a range of the second.
         await self.mentions.create_index([("user_id", ASCENDING), ("message_id", DESCENDING)])
         await self.mentions.create_index([("chat_id", ASCENDING), ("user_id", ASCENDING)])
+        # One reaction per (message, emoji, member): a second PUT's insert is refused, so it changes nothing.
+        # A page reads none of them: it reads message_marks by _id (app.services.reactions.MessageMarks).
+        await self.reactions.create_index(
+            [("message_id", ASCENDING), ("emoji", ASCENDING), ("user_id", ASCENDING)], unique=True
+        )
+        # A pin's _id is its message's id; one per message of a chat, and a chat's pins newest first as one
+        # range of `rank` (app.services.reactions.pin_rank).
+        await self.pins.create_index([("chat_id", ASCENDING), ("message_id", ASCENDING)], unique=True)
+        await self.pins.create_index([("chat_id", ASCENDING), ("rank", ASCENDING)])
         # A deleted chat's claims go with it: delete_many({chat_id: $eq}) reads this index, not every claim.
         await self.send_claims.create_index("chat_id")
         # Windows expire by a number the api role's purge deletes by range (RateLimiter.purge_once). Not a

@@ -18,11 +18,12 @@ from app import store
 from app.auth import Identity, InvalidToken, TokenVerifier
 from app.config import Config
 from app.deps import Deps
-from app.errors import APIError, DependencyUnavailable, not_found  # noqa: F401 - re-exported for handlers
+from app.errors import APIError, DependencyUnavailable, field_label, not_found, validation_failed  # noqa: F401
 from app.events import EventBus
 from app.logsafe import scrub_uri
 from app.metrics import Metrics
-from app.schemas.common import EMAIL_PATTERN, VISIBLE
+from app.schemas.accounts import USERNAME_CHARS
+from app.schemas.common import EMAIL_PATTERN, ID_PATTERN, ONE_LINE, VISIBLE
 
 log = logging.getLogger("fechatter.web")
 access_log = logging.getLogger("fechatter.access")
@@ -38,25 +39,85 @@ _MSGSPEC_FIELD = re.compile(r"field `([^`]+)`")
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F]")
 
 
-def validation_error(error: msgspec.ValidationError, where: str = "body") -> APIError:
-    """422 naming the field: msgspec says `Expected `str`, got `object` - at `$.content``."""
+_EXPECTED = re.compile(r"^Expected `([^`]+)`(?:, got `([^`]+)`)?(?: (of length )?(>=|<=|>|<) (-?[0-9.e+]+))?$")
+_MATCHING = re.compile(r"^Expected `str` matching regex (.+)$")
+_KIND_WORDS = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+               "array": "a list", "object": "an object", "null": "empty"}
+_COMPARISONS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
+
+
+# What each pattern of app.schemas asks, in words (msgspec names the regex itself).
+_PATTERN_RULES = {
+    repr(VISIBLE): "must contain a visible character",
+    repr(EMAIL_PATTERN): "must be an email address, like name@example.com",
+    repr(f"^[{USERNAME_CHARS}]+$"): "may only use letters, digits, '.', '_' and '-'",
+    repr(ID_PATTERN): "must be an id",
+    repr(ONE_LINE): "must be one line of text",
+}
+
+
+def _choices(schema: type | None, field: str) -> list[str]:
+    """The values a top-level Literal or Enum field of `schema` takes (for "must be one of ...")."""
+    if schema is None or "." in field or "[" in field:
+        return []
+    try:
+        info = msgspec.inspect.type_info(schema)
+    except Exception:  # noqa: BLE001 - not a Struct: no choices to name
+        return []
+    for f in getattr(info, "fields", ()):
+        if f.encode_name == field:
+            kind = f.type.type if isinstance(f.type, msgspec.inspect.Metadata) else f.type
+            kinds = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+            for k in kinds:
+                if isinstance(k, msgspec.inspect.LiteralType):
+                    return [str(v) for v in k.values]
+                if isinstance(k, msgspec.inspect.EnumType):
+                    return [str(member.value) for member in k.cls]
+    return []
+
+
+def plain_reason(reason: str, label: str, choices: list[str] | None = None) -> str:
+    """msgspec's `Expected `str` of length >= 8` as "Password must be at least 8 characters"."""
+    if reason.startswith("Object missing required field"):
+        return f"{label} is required"
+    if unknown := _MSGSPEC_FIELD.search(reason) if reason.startswith("Object contains unknown field") else None:
+        return f"This request takes no field named {unknown.group(1)}"
+    if reason.startswith("Invalid enum value"):
+        if choices:
+            return f"{label} must be {', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else \
+                f"{label} must be {choices[0]}"
+        return f"{label} is not one of the allowed values"
+    if matching := _MATCHING.match(reason):
+        return f"{label} {_PATTERN_RULES.get(matching.group(1), 'is not in the expected form')}"
+    expected = _EXPECTED.match(reason)
+    if expected is None:
+        return f"{label} is not valid: {reason.replace('`', '')}"
+    kind, _got, of_length, comparison, bound = expected.groups()
+    kind = kind.split(" | ")[0]
+    if comparison is None:
+        return f"{label} must be {_KIND_WORDS.get(kind, kind)}"
+    words = _COMPARISONS[comparison]
+    if of_length:
+        if kind == "str" and comparison == ">=" and bound == "1":
+            return f"{label} must not be empty"
+        if kind == "str":
+            return f"{label} must be {words} {bound} character{'' if bound == '1' else 's'}"
+        return f"{label} must have {words} {bound} item{'' if bound == '1' else 's'}"
+    return f"{label} must be {words} {bound}"
+
+
+def validation_error(error: msgspec.ValidationError, where: str = "body", schema: type | None = None) -> APIError:
+    """422 naming the field in a sentence: msgspec's `Expected `str` of length >= 8 - at `$.password``
+    is {"password": "Password must be at least 8 characters"}, the message that same line."""
     text = str(error)
     match = _MSGSPEC_PATH.search(text)
     reason = text[: match.start()] if match else text
-    if match and match.group(1):
-        field = match.group(1).lstrip(".")
-    else:
-        named = _MSGSPEC_FIELD.search(reason)
-        field = named.group(1) if named else where
-    # The invisible-character class would fill the message with characters that show nothing.
-    reason = reason.replace(f"matching regex {VISIBLE!r}", "with a visible character")
-    reason = reason.replace(f"`str` matching regex {EMAIL_PATTERN!r}", "an email address (name@domain, nothing invisible)")
-    reason = reason.replace("`", "")
-    if reason.startswith("Object missing required field"):
-        reason = "required"
-    elif reason.startswith("Object contains unknown field"):
-        reason = "unknown field"
-    return APIError(422, "validation_failed", f"invalid {where}: {field}: {reason}", fields={field: reason})
+    field = match.group(1).lstrip(".") if match and match.group(1) else ""
+    named = _MSGSPEC_FIELD.search(reason)
+    if named and reason.startswith("Object"):  # the field is named in the text, the path is its parent's
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    field = field or where
+    return validation_failed({field: plain_reason(reason, field_label(field), _choices(schema, field))})
 
 
 # An integer in a query: ASCII digits (re's \d would take any script's), bounded so int() stays cheap.
@@ -264,8 +325,7 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             if getattr(self, "path_kwargs", None) is None:  # Tornado decodes path arguments first
                 raise not_found((name or "resource").removesuffix("_id")) from None
             field = name or "query"
-            raise APIError(422, "validation_failed", f"invalid query: {field}: not UTF-8",
-                           fields={field: "not UTF-8"}) from None
+            raise validation_failed({field: f"{field_label(field)} is not valid UTF-8"}) from None
 
     def bearer_token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -337,10 +397,9 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         try:
             return msgspec.convert(body, schema)
         except msgspec.ValidationError as e:
-            raise validation_error(e) from None
+            raise validation_error(e, schema=schema) from None
         except RecursionError:
-            raise APIError(422, "validation_failed", "invalid body: nested too deeply",
-                           fields={"body": "nested too deeply"}) from None
+            raise validation_failed({"body": "The request body is nested too deeply"}) from None
 
     def parse_query(self, schema: type[T]) -> T:
         """Query arguments through a schema; 422 naming the argument for one given twice, or an int
@@ -349,20 +408,18 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         args: dict[str, Any] = {}
         for name, values in self.request.query_arguments.items():
             if len(values) > 1:
-                raise APIError(422, "validation_failed", f"invalid query: {name}: given more than once",
-                               fields={name: "given more than once"})
+                raise validation_failed({name: f"{field_label(name)} is given more than once"})
             value = self.get_query_argument(name)
             if name in ints:
                 if not _QUERY_INT.fullmatch(value):
-                    raise APIError(422, "validation_failed", f"invalid query: {name}: expected an integer",
-                                   fields={name: "expected an integer"})
+                    raise validation_failed({name: f"{field_label(name)} must be a whole number"})
                 args[name] = int(value)
             else:
                 args[name] = value
         try:
             return msgspec.convert(args, schema, strict=False)
         except msgspec.ValidationError as e:
-            raise validation_error(e, where="query") from None
+            raise validation_error(e, where="query", schema=schema) from None
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -386,7 +443,9 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         if isinstance(exc, APIError):
             error = {"code": exc.code, "message": exc.message}
             if exc.fields:
-                error["fields"] = exc.fields
+                # Whoever raised it, each field's reason is one sentence and the message is those sentences.
+                plain = validation_failed(exc.fields, exc.code)
+                error["fields"], error["message"] = plain.fields, plain.message
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif status_code == 503:

@@ -163,7 +163,9 @@ export class Api {
   // url: same-origin path or an absolute URL (the notify role).
   async send(method, url, body = undefined, { auth = true, retryOn401 = true } = {}) {
     const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // A FormData body (an upload) sets its own multipart Content-Type.
+    const form = typeof FormData !== "undefined" && body instanceof FormData;
+    if (body !== undefined && !form) headers["Content-Type"] = "application/json";
     let usedToken = null;
     if (auth) {
       usedToken = await this.freshToken();
@@ -174,7 +176,7 @@ export class Api {
       response = await fetch(url, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined || form ? body : JSON.stringify(body),
       });
     } catch {
       throw new ApiError(0, { error: { code: "network_error", message: "Cannot reach the server. Check your connection." } });
@@ -268,6 +270,24 @@ export class Api {
     return this.del(`/api/chats/${encodeURIComponent(chatId)}/members/${encodeURIComponent(userId)}`);
   }
 
+  // Channel administration (contract section 15): {name?, description?, topic?, default?}.
+  updateChat(chatId, changes) {
+    return this.patch(`/api/chats/${encodeURIComponent(chatId)}`, changes);
+  }
+
+  deleteChat(chatId) {
+    return this.del(`/api/chats/${encodeURIComponent(chatId)}`);
+  }
+
+  archiveChat(chatId, archived = true) {
+    return this.post(`/api/chats/${encodeURIComponent(chatId)}/${archived ? "archive" : "unarchive"}`);
+  }
+
+  // role: "admin" | "member" | "owner" (giving "owner" transfers the ownership).
+  setRole(chatId, userId, role) {
+    return this.patch(`/api/chats/${encodeURIComponent(chatId)}/members/${encodeURIComponent(userId)}`, { role });
+  }
+
   members(chatId) {
     return this.everyPage(`/api/chats/${encodeURIComponent(chatId)}/members`, "members");
   }
@@ -281,15 +301,54 @@ export class Api {
     return this.everyPage("/api/channels/public", "channels");
   }
 
-  messages(chatId, { before = null, after = null, limit = 50 } = {}) {
+  // threads: "roots" lists only roots and plain messages (replies live in their thread).
+  messages(chatId, { before = null, after = null, limit = 50, threads = null } = {}) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before !== null) query.set("before", String(before));
     if (after !== null) query.set("after", String(after));
+    if (threads) query.set("threads", threads);
     return this.get(`/api/chats/${encodeURIComponent(chatId)}/messages?${query}`);
   }
 
-  sendMessage(chatId, content, idempotencyKey) {
-    return this.post(`/api/chats/${encodeURIComponent(chatId)}/messages`, { content, idempotency_key: idempotencyKey });
+  // replyTo: a message of the chat; the reply goes in its thread (contract section 12).
+  sendMessage(chatId, content, idempotencyKey, replyTo = null) {
+    const body = { content, idempotency_key: idempotencyKey };
+    if (replyTo) body.reply_to = replyTo;
+    return this.post(`/api/chats/${encodeURIComponent(chatId)}/messages`, body);
+  }
+
+  // --- threads, reactions, pins, edit history (contract section 12) ---------------
+
+  replies(chatId, messageId, { after = 0, limit = 200 } = {}) {
+    const query = new URLSearchParams({ after: String(after), limit: String(limit) });
+    return this.get(`/api/chats/${encodeURIComponent(chatId)}/messages/${encodeURIComponent(messageId)}/replies?${query}`);
+  }
+
+  history(chatId, messageId) {
+    return this.get(`/api/chats/${encodeURIComponent(chatId)}/messages/${encodeURIComponent(messageId)}/history`);
+  }
+
+  react(chatId, messageId, emoji, on = true) {
+    const path = `/api/chats/${encodeURIComponent(chatId)}/messages/${encodeURIComponent(messageId)}/reactions/${encodeURIComponent(emoji)}`;
+    return this.send(on ? "PUT" : "DELETE", path);
+  }
+
+  pin(chatId, messageId, on = true) {
+    return this.send(on ? "PUT" : "DELETE", `/api/chats/${encodeURIComponent(chatId)}/pins/${encodeURIComponent(messageId)}`);
+  }
+
+  // Every pin of a chat, newest first (pages of 100, the route's largest).
+  async pins(chatId) {
+    const rows = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: "100" });
+      if (cursor) query.set("cursor", cursor);
+      const page = (await this.get(`/api/chats/${encodeURIComponent(chatId)}/pins?${query}`)) || {};
+      rows.push(...(page.pins || []));
+      cursor = (page.pins || []).length ? page.next_cursor : null;
+    } while (cursor && rows.length < 1000);
+    return rows;
   }
 
   editMessage(chatId, messageId, content) {
@@ -306,6 +365,44 @@ export class Api {
 
   typing(chatId) {
     return this.post(`/api/chats/${encodeURIComponent(chatId)}/typing`);
+  }
+
+  // --- people -------------------------------------------------------------
+
+  user(userId) {
+    return this.get(`/api/users/${encodeURIComponent(userId)}`);
+  }
+
+  updateMe(fields) {
+    return this.patch("/api/users/me", fields);
+  }
+
+  setAvatar(file) {
+    const form = new FormData();
+    form.append("file", file);
+    return this.send("PUT", "/api/users/me/avatar", form);
+  }
+
+  // Every other session ends; ours keeps its refresh token, traded at once for an access token
+  // issued after the change (the one we hold stopped working with it).
+  async changePassword(currentPassword, newPassword) {
+    const session = loadSession();
+    await this.post("/api/users/me/password", {
+      current_password: currentPassword,
+      new_password: newPassword,
+      refresh_token: session ? session.refresh_token : undefined,
+    });
+    return this.refresh();
+  }
+
+  async logoutAll() {
+    this.stopRefreshing();
+    try {
+      await this.send("POST", "/api/logout-all", undefined, { retryOn401: false });
+    } finally {
+      clearSession();
+      this.onSignedOut("logout");
+    }
   }
 
   onlineUsers(notifyUrl, chatId = null) {

@@ -89,7 +89,7 @@ export class MentionAutocomplete {
       ? [h("span", { class: "mention-option-at", "aria-hidden": "true", text: "@" }),
         h("span", { class: "mention-option-name", text: `@${option.username}` }),
         h("span", { class: "mention-option-handle", text: option.fullname })]
-      : [avatar(option.id, option.fullname),
+      : [avatar(option.id, option.fullname, this.store.avatarUrl(option.id)),
         h("span", { class: "mention-option-name", text: option.fullname }),
         presenceDot(option.id, store.status(option.id)),
         h("span", { class: "mention-option-handle", text: `@${option.username}` })]);

@@ -60,6 +60,7 @@ export class Chats {
     store.setPreview(null);
     store.editingId = null;
     store.unreadLine = null;
+    if (this.threads) this.threads.chatChanged(null);
     this.views.pane.showList();
     this.views.sidebar.render();
   }
@@ -75,8 +76,10 @@ export class Chats {
     if (switching) {
       views.messages.clear();
       this.composer.clear();
+      this.composer.restoreDraft(chatId);
       // Before anything marks it read: where the first unread message is.
       store.startUnreadLine(chatId);
+      if (this.threads) this.threads.chatChanged(chatId);
     }
     if (!store.chats.has(chatId)) {
       try {
@@ -99,6 +102,7 @@ export class Chats {
     // Phones would pop up the keyboard over the chat just opened.
     if (switching && window.matchMedia("(min-width: 721px)").matches && !store.preview) this.composer.focus();
     this.sync.loadMembers(chatId);
+    if (switching && this.marks) this.marks.chatOpened(chatId);
     const timeline = store.timelines.get(chatId);
     try {
       if (!timeline || !timeline.loaded) await this.sync.loadLatest(chatId);

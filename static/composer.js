@@ -8,6 +8,8 @@ const TYPING_SEND_INTERVAL_MS = 3000;
 const SEND_ATTEMPTS = 4;
 const MAX_LENGTH = 4000;
 const MAX_HEIGHT_PX = 200;
+// Drafts are kept per user and chat across reloads, as Slack keeps them.
+const DRAFT_PREFIX = "fechatter.draft.";
 
 export class Composer {
   constructor({ store, api, views, sync }) {
@@ -52,12 +54,42 @@ export class Composer {
     this.input.addEventListener("input", () => {
       this.autosize();
       this.sendTyping();
+      this.saveDraft();
     });
   }
 
   clear() {
     this.input.value = "";
     this.mentions.close();
+    this.autosize();
+  }
+
+  draftKey(chatId) {
+    const me = this.store.me;
+    return me && chatId ? `${DRAFT_PREFIX}${me.id}.${chatId}` : null;
+  }
+
+  saveDraft(chatId = this.store.openChatId) {
+    const key = this.draftKey(chatId);
+    if (!key) return;
+    try {
+      if (this.input.value.trim()) localStorage.setItem(key, this.input.value);
+      else localStorage.removeItem(key);
+    } catch {
+      // Storage full or refused: the draft lives as long as the page.
+    }
+  }
+
+  // Opening a chat: what we had typed in it before, in this tab or before a reload.
+  restoreDraft(chatId) {
+    const key = this.draftKey(chatId);
+    let text = "";
+    try {
+      text = (key && localStorage.getItem(key)) || "";
+    } catch {
+      text = "";
+    }
+    this.input.value = text;
     this.autosize();
   }
 
@@ -90,6 +122,7 @@ export class Composer {
     };
     store.pendingFor(chat.id).set(item.key, item);
     this.clear();
+    this.saveDraft(chat.id);
     store.typingSentAt.delete(chat.id);
     this.views.messages.render({ toBottom: true });
     await this.deliver(item);
@@ -149,7 +182,8 @@ export class Composer {
   async edit(message) {
     const { store, views } = this;
     if (store.editingId) return;
-    const editing = views.messages.edit(message);
+    // A message in the thread panel is edited there.
+    const editing = views.thread.edit(message) || views.messages.edit(message);
     if (!editing) return;
     store.editingId = message.id;
     const content = await editing;
@@ -164,10 +198,12 @@ export class Composer {
       }
     } else if (content !== null && !text) {
       views.messages.render();
+      views.thread.render();
       this.focus();
       return this.remove(message);
     }
     views.messages.render();
+    views.thread.render();
     this.focus();
   }
 
@@ -178,6 +214,7 @@ export class Composer {
       await this.api.deleteMessage(message.chat_id, message.id);
       this.store.applyDeleted({ id: message.id, chat_id: message.chat_id, seq: message.seq });
       this.views.messages.render();
+      this.views.thread.render();
       this.views.sidebar.render();
     } catch (error) {
       toast(error.message, { error: true });

@@ -10,9 +10,16 @@ export const EVENTS = Object.freeze({
   CHAT_SETTINGS: "chat.settings",
   MEMBER_JOINED: "member.joined",
   MEMBER_LEFT: "member.left",
+  MEMBER_UPDATED: "member.updated",
+  REACTION_ADDED: "reaction.added",
+  REACTION_REMOVED: "reaction.removed",
+  MESSAGE_PINNED: "message.pinned",
+  MESSAGE_UNPINNED: "message.unpinned",
+  THREAD_UPDATED: "thread.updated",
   TYPING: "typing",
   READ: "read",
   PRESENCE: "presence",
+  USER_UPDATED: "user.updated",
   RESYNC: "resync",
 });
 

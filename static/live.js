@@ -27,9 +27,16 @@ export class Live {
       [EVENTS.CHAT_SETTINGS]: (data) => settings.applyEvent(data),
       [EVENTS.MEMBER_JOINED]: (data) => this.memberJoined(data),
       [EVENTS.MEMBER_LEFT]: (data) => this.memberLeft(data),
+      [EVENTS.MEMBER_UPDATED]: (data) => this.memberUpdated(data),
+      [EVENTS.REACTION_ADDED]: (data) => this.marks && this.marks.applyReaction(data, true),
+      [EVENTS.REACTION_REMOVED]: (data) => this.marks && this.marks.applyReaction(data, false),
+      [EVENTS.MESSAGE_PINNED]: (data) => this.marks && this.marks.applyPinned(data, true),
+      [EVENTS.MESSAGE_UNPINNED]: (data) => this.marks && this.marks.applyPinned(data, false),
+      [EVENTS.THREAD_UPDATED]: (data) => this.threadUpdated(data),
       [EVENTS.TYPING]: (data) => this.typing(data),
       [EVENTS.READ]: (data) => this.read(data),
       [EVENTS.PRESENCE]: (data) => this.presence(data),
+      [EVENTS.USER_UPDATED]: (data) => this.userUpdated(data),
       [EVENTS.RESYNC]: () => sync.resync(),
     };
   }
@@ -94,6 +101,13 @@ export class Live {
 
   // --- what each event does ----------------------------------------------------------
 
+  // Someone's name, username, status or picture changed (ours, from another tab): every view shows them anew.
+  userUpdated(user) {
+    this.store.applyUser(user);
+    this.views.renderAll();
+    if (this.people) this.people.userChanged(user.id);
+  }
+
   // The loaded version of a message, if any.
   known(chatId, messageId) {
     const timeline = this.store.timelines.get(chatId);
@@ -108,8 +122,18 @@ export class Live {
     this.sync.reloadChatsSoon();
   }
 
-  messageUpdated(message) {
+  // A root's reply count and last reply time: under the root in the list, and atop its open panel.
+  threadUpdated(data) {
+    if (!data.chat_id || !data.message_id) return;
+    if (!this.store.applyThread(data)) return;
+    this.views.messages.renderIfOpen(data.chat_id);
+    this.views.thread.renderIfOpen(data.message_id);
+  }
+
+  messageUpdated(data) {
     const { store } = this;
+    // Reactions, pins and reply counts change by their own events; `me` in this payload is the editor's.
+    const message = store.withKnownReactions(data);
     const chat = store.chats.get(message.chat_id);
     const old = this.known(message.chat_id, message.id);
     const before = old && store.mentionsMe(old);
@@ -120,6 +144,8 @@ export class Live {
       this.recount(chat, message.seq, old ? before !== after : after || chat.mention_count > 0);
     }
     this.views.messages.renderIfOpen(message.chat_id);
+    if (message.thread_root_id) this.views.thread.renderIfOpen(message.thread_root_id);
+    else this.views.thread.renderIfOpen(message.id);
     this.views.sidebar.render();
   }
 
@@ -133,6 +159,8 @@ export class Live {
     }
     store.applyDeleted(data);
     this.views.messages.renderIfOpen(data.chat_id);
+    const thread = store.openThread();
+    if (thread && thread.chatId === data.chat_id) this.views.thread.render();
     this.views.sidebar.render();
   }
 
@@ -184,6 +212,15 @@ export class Live {
     if (!store.chats.has(chatId)) return;
     store.removeMember(chatId, userId);
     if (chatId === store.openChatId) views.renderMembership();
+    views.sidebar.render();
+  }
+
+  // A role changed, or the ownership moved: the header (settings, leave) and members panel follow.
+  memberUpdated(data) {
+    const { store, views } = this;
+    if (!store.chats.has(data.chat_id)) return;
+    store.applyRole(data);
+    if (data.chat_id === store.openChatId) views.renderMembership();
     views.sidebar.render();
   }
 

@@ -15,6 +15,33 @@ const MENTION_ALL = Object.freeze(["channel", "here", "everyone"]);
 // A chat's notification level when the server does not say (its default).
 const DEFAULT_LEVEL = "all";
 
+// One emoji's reactions after a member added or took theirs away; as many times as it comes, the same result.
+function toggled(reactions, emoji, userId, added, myId) {
+  const list = reactions.map((r) => ({ ...r, user_ids: [...(r.user_ids || [])] }));
+  const at = list.findIndex((r) => r.emoji === emoji);
+  const item = at >= 0 ? list[at] : null;
+  const isMe = Boolean(myId && userId === myId);
+  const listed = Boolean(item && (item.user_ids.includes(userId) || (isMe && item.me)));
+  if (added) {
+    if (listed) return reactions;
+    if (item) {
+      item.count += 1;
+      if (item.user_ids.length < 20) item.user_ids.push(userId);
+      item.me = item.me || isMe;
+    } else {
+      list.push({ emoji, count: 1, me: isMe, user_ids: [userId] });
+    }
+    return list;
+  }
+  // A reactor past the first 20 shown is not listed, but counted.
+  if (!item || (!listed && item.count <= item.user_ids.length)) return reactions;
+  item.count -= 1;
+  item.user_ids = item.user_ids.filter((id) => id !== userId);
+  if (isMe) item.me = false;
+  if (item.count <= 0) list.splice(at, 1);
+  return list;
+}
+
 function activity(chat) {
   return (chat.last_message && chat.last_message.created_at) || chat.updated_at || chat.created_at || "";
 }
@@ -36,6 +63,9 @@ export class Store {
     this.openChatId = null;
     this.preview = null; // a public channel opened by link that we are not a member of
     this.editingId = null; // the message being edited in place
+    this.threads = new Map(); // root message id -> {chatId, rootId, root, timeline, loaded, pending}
+    this.openThreadId = null; // the root whose thread the side panel shows
+    this.pins = new Map(); // chatId -> {ids: Set of pinned message ids, list: [{message, user_id, pinned_at}] | null}
     this.pending = new Map(); // chatId -> Map(key -> unsent message)
     this.readSent = new Map(); // chatId -> highest seq we told the server we read
     this.typingSentAt = new Map(); // chatId -> time of our last POST typing
@@ -47,6 +77,19 @@ export class Store {
 
   setUsers(list) {
     for (const user of list) this.users.set(user.id, { ...this.users.get(user.id), ...user });
+  }
+
+  // A user.updated event (or our own PATCH): the user's public payload, ours too when it is us.
+  applyUser(user) {
+    if (!user || !user.id) return;
+    this.users.set(user.id, { ...this.users.get(user.id), ...user });
+    if (this.me && this.me.id === user.id) this.me = { ...this.me, ...user };
+  }
+
+  // The user's avatar_url ("" until they are loaded); ui.avatarSrc adds the size.
+  avatarUrl(userId) {
+    const user = this.user(userId);
+    return (user && user.avatar_url) || "";
   }
 
   userName(userId) {
@@ -138,7 +181,7 @@ export class Store {
 
   // Should this message of another person ring (the chat's level, never when muted)?
   wantsNotification(chat, message) {
-    if (!chat || chat.muted || this.isMine(message) || message.deleted) return false;
+    if (!chat || chat.muted || this.isMine(message) || message.deleted || message.kind === "system") return false;
     const level = this.notifyLevel(chat);
     return level === "all" || (level === "mentions" && this.mentionsMe(message));
   }
@@ -175,6 +218,9 @@ export class Store {
     this.timelines.delete(chatId);
     this.typing.delete(chatId);
     this.members.delete(chatId);
+    this.pins.delete(chatId);
+    for (const [rootId, thread] of this.threads) if (thread.chatId === chatId) this.threads.delete(rootId);
+    if (this.openThreadId && !this.threads.has(this.openThreadId)) this.openThreadId = null;
   }
 
   // A chat we can see but are not in, shown read-only until we join. Its member list is not kept
@@ -257,6 +303,32 @@ export class Store {
     return Number(chat.member_count ?? (chat.memberIds || chat.members || []).length);
   }
 
+  // Our role in a chat: from its loaded members, else the owner_id the chat carries.
+  myRole(chat) {
+    if (!this.me || !chat) return null;
+    const members = this.members.get(chat.id);
+    const mine = members && members.find((m) => m.user_id === this.me.id);
+    if (mine && mine.role) return mine.role;
+    return chat.owner_id === this.me.id ? "owner" : "member";
+  }
+
+  managesChat(chat) {
+    const role = this.myRole(chat);
+    return role === "owner" || role === "admin";
+  }
+
+  // A member's role changed (member.updated); a transfer also names the new and the previous owner.
+  applyRole({ chat_id: chatId, user_id: userId, role, owner_id: ownerId, previous_owner_id: previousId }) {
+    const chat = this.chats.get(chatId);
+    if (chat && ownerId) chat.owner_id = ownerId;
+    const members = this.members.get(chatId);
+    if (!members) return;
+    for (const member of members) {
+      if (member.user_id === userId) member.role = role;
+      else if (previousId && member.user_id === previousId) member.role = "admin";
+    }
+  }
+
   otherMemberIds(chat) {
     return chat.memberIds.filter((id) => !this.me || id !== this.me.id);
   }
@@ -317,6 +389,13 @@ export class Store {
       }
     }
     const timeline = this.timelines.get(message.chat_id);
+    // A reply lives in its thread's panel, not in the timeline of roots (contract section 12).
+    if (message.thread_root_id) {
+      if (timeline && timeline.loaded) timeline.noteSeq(message.seq);
+      const thread = this.threads.get(message.thread_root_id);
+      const changed = Boolean(thread && thread.loaded && thread.timeline.upsert(message));
+      return { changed, fresh, gap: false, reply: true };
+    }
     if (!timeline || !timeline.loaded) return { changed: false, fresh, gap: false };
     const maxBefore = timeline.maxSeq;
     const gap = maxBefore > 0 && message.seq > maxBefore + 1 && !timeline.bySeq.has(message.seq);
@@ -330,8 +409,111 @@ export class Store {
     if (chat && chat.last_message && chat.last_message.id === data.id) {
       chat.last_message = { ...chat.last_message, deleted: true, content: "" };
     }
+    let changed = false;
+    for (const thread of this.threads.values()) {
+      if (thread.chatId !== data.chat_id) continue;
+      if (thread.timeline.byId.has(data.id)) changed = thread.timeline.markDeleted(data) || changed;
+      if (thread.root && thread.root.id === data.id) thread.root = { ...thread.root, deleted: true, content: "", content_html: "" };
+    }
     const timeline = this.timelines.get(data.chat_id);
-    return timeline ? timeline.markDeleted(data) : false;
+    return (timeline ? timeline.markDeleted(data) : false) || changed;
+  }
+
+  // --- threads, reactions, pins (contract section 12) --------------------------------------
+
+  openThread() {
+    return this.openThreadId ? this.threads.get(this.openThreadId) || null : null;
+  }
+
+  // The thread of a root, made empty (not loaded) the first time it is asked for.
+  ensureThread(chatId, rootId, root = null) {
+    let thread = this.threads.get(rootId);
+    if (!thread) {
+      thread = { chatId, rootId, root, timeline: new Timeline(), loaded: false, pending: new Map() };
+      thread.timeline.hasMore = false;
+      this.threads.set(rootId, thread);
+    }
+    if (root) thread.root = root;
+    return thread;
+  }
+
+  // The root as it is shown: the chat timeline's copy (kept current by events), else the thread's own.
+  threadRoot(thread) {
+    const timeline = this.timelines.get(thread.chatId);
+    return (timeline && timeline.byId.get(thread.rootId)) || thread.root;
+  }
+
+  // A message of a chat wherever it is loaded: its timeline, a thread's replies, a thread's root.
+  findMessage(chatId, messageId) {
+    const timeline = this.timelines.get(chatId);
+    if (timeline && timeline.byId.has(messageId)) return timeline.byId.get(messageId);
+    for (const thread of this.threads.values()) {
+      if (thread.chatId !== chatId) continue;
+      if (thread.timeline.byId.has(messageId)) return thread.timeline.byId.get(messageId);
+      if (thread.root && thread.root.id === messageId) return thread.root;
+    }
+    return null;
+  }
+
+  // Changes every loaded copy of a message: change(message) gives the new fields. Whether any changed.
+  patchMessage(chatId, messageId, change) {
+    let changed = false;
+    const timeline = this.timelines.get(chatId);
+    const copies = timeline && timeline.byId.has(messageId) ? [timeline] : [];
+    for (const thread of this.threads.values()) {
+      if (thread.chatId !== chatId) continue;
+      if (thread.timeline.byId.has(messageId)) copies.push(thread.timeline);
+      if (thread.root && thread.root.id === messageId) {
+        thread.root = { ...thread.root, ...change(thread.root) };
+        changed = true;
+      }
+    }
+    for (const holder of copies) changed = holder.upsert({ ...holder.byId.get(messageId), ...change(holder.byId.get(messageId)) }) || changed;
+    return changed;
+  }
+
+  // reaction.added / reaction.removed (or our own click, before the server's answer); idempotent.
+  applyReaction({ chat_id: chatId, message_id: messageId, emoji, user_id: userId }, added) {
+    const myId = this.me ? this.me.id : null;
+    return this.patchMessage(chatId, messageId, (message) => ({ reactions: toggled(message.reactions || [], emoji, userId, added, myId) }));
+  }
+
+  // An updated message from an event: its `me` flags are the editor's, ours come from what we knew.
+  withKnownReactions(message) {
+    const known = this.findMessage(message.chat_id, message.id);
+    if (!Array.isArray(message.reactions) || !this.me) return message;
+    const mine = new Set(((known && known.reactions) || []).filter((r) => r.me).map((r) => r.emoji));
+    const reactions = message.reactions.map((r) => ({ ...r, me: mine.has(r.emoji) || (r.user_ids || []).includes(this.me.id) }));
+    return { ...message, reactions };
+  }
+
+  applyPinned({ chat_id: chatId, message_id: messageId, user_id: userId }, pinned) {
+    const pins = this.pins.get(chatId);
+    if (pins) {
+      if (pinned) pins.ids.add(messageId);
+      else pins.ids.delete(messageId);
+      if (pins.list) {
+        pins.list = pins.list.filter((p) => p.message.id !== messageId);
+        const message = pinned && this.findMessage(chatId, messageId);
+        if (message) pins.list.unshift({ message: { ...message, pinned: true }, user_id: userId, pinned_at: new Date().toISOString() });
+        else if (pinned) pins.list = null; // not loaded here: the view loads the list again
+      }
+    }
+    return this.patchMessage(chatId, messageId, () => ({ pinned }));
+  }
+
+  setPins(chatId, list) {
+    this.pins.set(chatId, { ids: new Set(list.map((p) => p.message.id)), list });
+  }
+
+  pinCount(chatId) {
+    const pins = this.pins.get(chatId);
+    return pins ? pins.ids.size : 0;
+  }
+
+  // thread.updated: a root's reply count and last reply time.
+  applyThread({ chat_id: chatId, message_id: rootId, reply_count: count, last_reply_at: last }) {
+    return this.patchMessage(chatId, rootId, () => ({ reply_count: Number(count) || 0, last_reply_at: last || null }));
   }
 
   // --- the "New messages" line ------------------------------------------------------
@@ -353,7 +535,8 @@ export class Store {
     if (line.seq !== null) return line.seq;
     const timeline = this.timelines.get(chatId);
     if (!timeline || !timeline.loaded) return null;
-    const theirs = timeline.sorted().filter((m) => !this.isMine(m) && !m.deleted);
+    // System lines (joined, renamed…) are never unread.
+    const theirs = timeline.sorted().filter((m) => !this.isMine(m) && !m.deleted && m.kind !== "system");
     let first;
     if (line.afterSeq !== null) {
       first = theirs.find((m) => m.seq > line.afterSeq);
@@ -388,7 +571,7 @@ export class Store {
 
   // Our own message came over the stream before the POST answered: drop its placeholder.
   adoptPending(message) {
-    const map = this.pending.get(message.chat_id);
+    const map = message.thread_root_id ? this.threads.get(message.thread_root_id)?.pending : this.pending.get(message.chat_id);
     if (!map) return;
     for (const [key, item] of map) {
       if (item.content === message.content && item.pending === "sending") {

@@ -69,8 +69,11 @@ export class Sync {
 
   // The latest page of a chat; anything newer that arrived meanwhile is fetched after it.
   async loadLatest(chatId) {
-    const answer = await this.api.messages(chatId, { limit: PAGE_SIZE });
+    const known = (this.store.chats.get(chatId) || {}).maxSeq || 0;
+    const answer = await this.api.messages(chatId, { limit: PAGE_SIZE, threads: "roots" });
     const timeline = this.store.replaceTimeline(chatId, answer.messages || [], Boolean(answer.has_more));
+    // The latest roots cover every seq the chat had before we asked: what is not here is a reply.
+    timeline.noteSeq(known);
     if (chatId !== this.store.openChatId) return;
     this.views.messages.render({ toBottom: true });
     const chat = this.store.chats.get(chatId);
@@ -102,9 +105,11 @@ export class Sync {
     timeline.filling = true;
     try {
       for (let more = true; more;) {
-        const answer = await this.api.messages(chatId, { after: timeline.maxSeq, limit: GAP_PAGE_SIZE });
+        const known = (this.store.chats.get(chatId) || {}).maxSeq || 0;
+        const answer = await this.api.messages(chatId, { after: timeline.maxSeq, limit: GAP_PAGE_SIZE, threads: "roots" });
         for (const message of answer.messages || []) this.store.applyMessage(message);
         more = Boolean(answer.has_more) && (answer.messages || []).length > 0;
+        if (!more) timeline.noteSeq(known);
       }
     } finally {
       timeline.filling = false;
@@ -134,7 +139,7 @@ export class Sync {
 
   async loadOlderPage(chatId, timeline) {
     try {
-      const answer = await this.api.messages(chatId, { before: timeline.minSeq, limit: PAGE_SIZE });
+      const answer = await this.api.messages(chatId, { before: timeline.minSeq, limit: PAGE_SIZE, threads: "roots" });
       for (const message of answer.messages || []) timeline.upsert(message);
       timeline.hasMore = Boolean(answer.has_more) && (answer.messages || []).length > 0;
     } catch (error) {
@@ -176,12 +181,14 @@ export class Sync {
     store.stopTyping(message.chat_id, message.sender_id);
     if (store.isMine(message)) store.adoptPending(message);
     const { fresh, gap } = store.applyMessage(message);
-    if (fresh && !store.isMine(message) && !this.reads.inView(message.chat_id)) {
+    // System lines (joined, renamed…) are never unread, as the server counts them.
+    if (fresh && !store.isMine(message) && message.kind !== "system" && !this.reads.inView(message.chat_id)) {
       chat.unread_count += 1;
       if (store.mentionsMe(message)) chat.mention_count += 1;
     }
     // Sending marks the chat read up to our message (the server does so too, with a read event).
     if (fresh && store.isMine(message)) store.readUpTo(chat, message.seq);
+    if (message.thread_root_id) views.thread.renderIfOpen(message.thread_root_id, { arrived: fresh && !store.isMine(message) });
     if (message.chat_id === store.openChatId) {
       if (gap) this.fillGap(message.chat_id).catch(() => {});
       views.messages.render({ arrived: fresh && !store.isMine(message) });

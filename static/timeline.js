@@ -1,5 +1,11 @@
 // One chat's loaded messages: a contiguous seq range, deduplicated by id and by seq; no DOM here.
 
+// What else a message shows that changes without an edit: reactions, pin, thread counts, rendered text.
+function marks(message) {
+  const reactions = (message.reactions || []).map((r) => `${r.emoji}:${r.count}:${r.me ? 1 : 0}:${(r.user_ids || []).join(",")}`).join(";");
+  return [reactions, Boolean(message.pinned), message.reply_count || 0, message.last_reply_at || "", message.content_html || ""].join("|");
+}
+
 export class Timeline {
   constructor() {
     this.byId = new Map();
@@ -7,6 +13,13 @@ export class Timeline {
     this.hasMore = true;
     this.loaded = false;
     this.loadingOlder = false;
+    // The highest seq known to be covered by messages kept elsewhere (a roots-only listing skips its replies).
+    this.seenSeq = 0;
+  }
+
+  // A seq this timeline will never hold (a reply, shown in its thread) but has accounted for.
+  noteSeq(seq) {
+    if (Number.isInteger(seq) && seq > this.seenSeq) this.seenSeq = seq;
   }
 
   get minSeq() {
@@ -16,7 +29,7 @@ export class Timeline {
   }
 
   get maxSeq() {
-    let max = 0;
+    let max = this.seenSeq;
     for (const seq of this.bySeq.keys()) max = Math.max(max, seq);
     return max;
   }
@@ -30,7 +43,8 @@ export class Timeline {
       if (!message.deleted && existing.edited_at && (!message.edited_at || message.edited_at < existing.edited_at)) {
         return false; // an older version arriving late
       }
-      if (existing.content === message.content && existing.deleted === message.deleted && existing.edited_at === message.edited_at) {
+      if (existing.content === message.content && existing.deleted === message.deleted && existing.edited_at === message.edited_at
+        && marks(existing) === marks({ ...existing, ...message })) {
         return false;
       }
     }

@@ -177,9 +177,25 @@ function hue(id) {
   return ((n >>> 0) % HUES) * (360 / HUES);
 }
 
-export function avatar(userId, name) {
-  const el = h("span", { class: "avatar", "aria-hidden": "true", text: initials(name) });
+// avatar_url at a size the server renders (64 or 256): the small one for lists, the large one for cards.
+export function avatarSrc(url, size = 64) {
+  if (!url) return "";
+  return `${url}${url.includes("?") ? "&" : "?"}size=${size >= 128 ? 256 : 64}`;
+}
+
+// A person's picture: the server's image (their upload, or their initials drawn for them) over the
+// initials on the same colour, which show while it loads or if it cannot. `profile`: a click opens
+// their profile card (app.js "profile").
+export function avatar(userId, name, url = "", { size = 64, profile = false } = {}) {
+  const attrs = { class: "avatar", "aria-hidden": "true", text: initials(name), dataset: { userId } };
+  if (profile) Object.assign(attrs.dataset, { action: "profile" });
+  const el = h("span", attrs);
   el.style.setProperty("--hue", hue(userId));
+  if (url) {
+    const img = h("img", { class: "avatar-img", src: avatarSrc(url, size), alt: "", decoding: "async", dataset: { testid: "avatar-img" } });
+    img.addEventListener("error", () => img.remove(), { once: true });
+    el.append(img);
+  }
   return el;
 }
 
@@ -195,6 +211,11 @@ const ICON_PATHS = {
   check: "M5 12l5 5L20 7",
   "arrow-up": "M12 19V5M6 11l6-6 6 6",
   "arrow-down": "M12 5v14M6 13l6 6 6-6",
+  smile: "M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18zM8 14s1.5 2 4 2 4-2 4-2M9 9.5h.01M15 9.5h.01",
+  thread: "M21 12a8 8 0 0 1-11.6 7.1L4 20l1.1-4.6A8 8 0 1 1 21 12zM8 10h8M8 14h5",
+  pin: "M9 4h6l-1 5 3 3v2H7v-2l3-3zM12 14v6",
+  link: "M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1",
+  close: "M6 6l12 12M18 6 6 18",
 };
 
 export function icon(name) {
@@ -220,6 +241,7 @@ export function renderUserPicker(listEl, store, users, { multiple = true, filter
     .map((user) => h("li", {},
       h("label", { class: "user-option", dataset: { testid: "user-option", userId: user.id } },
         h("input", { type: multiple ? "checkbox" : "radio", name: "member", value: user.id, checked: selected.has(user.id) }),
+        avatar(user.id, user.fullname, user.avatar_url),
         presenceDot(user.id, store.status(user.id)),
         h("span", { class: "user-option-name", text: user.fullname || user.email }),
         h("span", { class: "user-option-email", text: user.email || "" }))));
@@ -239,14 +261,16 @@ export function toast(text, { error = false } = {}) {
   }, 4000);
 }
 
-// Shows the API's message, and per-field reasons when it sent them.
+// Shows the API's reasons, one line per field as the server wrote them (each a sentence), or its
+// message when it named no field; never the same line twice.
 export function showFormError(el, error) {
   if (!error) {
     el.textContent = "";
     return;
   }
-  const fields = error.fields ? Object.entries(error.fields).map(([name, why]) => `${name}: ${why}`) : [];
-  el.textContent = [error.message, ...fields].filter(Boolean).join(" · ");
+  const fields = error.fields ? Object.values(error.fields).filter(Boolean) : [];
+  const lines = [...new Set(fields.length ? fields : [error.message].filter(Boolean))];
+  el.replaceChildren(...lines.map((line) => h("span", { class: "form-error-line", dataset: { testid: "form-error-line" }, text: line })));
 }
 
 // A promise of true when the user confirms in the confirm dialog.

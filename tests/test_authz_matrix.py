@@ -22,6 +22,12 @@ BAD_TOKENS = (401, 401, 401)
 MATRIX = [
     (("api", "GET", "/api/users/me", None), 200, 200, 200, 200, 200, *BAD_TOKENS),
     (("api", "GET", "/api/users", None), 200, 200, 200, 200, 200, *BAD_TOKENS),
+    # People (contract section 10): anyone of the workspace sees anyone of it; another workspace nobody.
+    (("api", "GET", "/api/users/{extra}", None), 200, 200, 200, 200, 404, *BAD_TOKENS),
+    (("api", "GET", "/api/users/{extra}/avatar?size=64", None), 200, 200, 200, 200, 404, *BAD_TOKENS),
+    (("api", "PATCH", "/api/users/me", {"status_text": "{unique}"}), 200, 200, 200, 200, 200, *BAD_TOKENS),
+    (("api", "POST", "/api/users/me/password", {"current_password": "not the password", "new_password": "long enough"}),
+     422, 422, 422, 422, 422, *BAD_TOKENS),
     (("api", "GET", "/api/workspace", None), 200, 200, 200, 200, 200, *BAD_TOKENS),
     (("api", "POST", "/api/logout", {"refresh_token": "not-one-of-yours"}), 204, 204, 204, 204, 204, *BAD_TOKENS),
     (("api", "POST", "/api/logout-all", None), 204, 204, 204, 204, 204, *BAD_TOKENS),
@@ -36,6 +42,11 @@ MATRIX = [
     (("api", "POST", "/api/chats/{chat}/members", {"user_ids": ["{extra}"]}), 200, 200, 403, 404, 404, *BAD_TOKENS),
     (("api", "DELETE", "/api/chats/{chat}/members/{fresh_victim}", None), 204, 204, 403, 404, 404, *BAD_TOKENS),
     (("api", "POST", "/api/chats/{chat}/join", None), 200, 200, 200, 404, 404, *BAD_TOKENS),
+    # Channel administration (contract section 15): roles are the owner's, archiving the managers'.
+    (("api", "PATCH", "/api/chats/{chat}/members/{fresh_victim}", {"role": "admin"}),
+     200, 403, 403, 404, 404, *BAD_TOKENS),
+    (("api", "POST", "/api/chats/{fresh_chat}/archive", None), 200, 200, 403, 404, 404, *BAD_TOKENS),
+    (("api", "POST", "/api/chats/{fresh_chat}/unarchive", None), 200, 200, 403, 404, 404, *BAD_TOKENS),
     (("api", "GET", "/api/chats/{chat}/messages", None), 200, 200, 200, 404, 404, *BAD_TOKENS),
     (("api", "POST", "/api/chats/{chat}/messages", {"content": "hi"}), 201, 201, 201, 404, 404, *BAD_TOKENS),
     (("api", "PATCH", "/api/chats/{chat}/messages/{member_message}", {"content": "edited"}),

@@ -126,7 +126,7 @@ async def test_an_upload_with_a_non_ascii_content_type_is_422_and_stores_nothing
                   "a" * 300 + "/b"]:
         reply = await upload(api, t.owner, b"\x89PNG", filename="a.png", ctype=ctype)
         assert reply.status == 422, (ctype, reply.status, reply.body)
-        assert error_of(reply)["fields"] == {"file": "invalid content type"}
+        assert list(error_of(reply)["fields"]) == ["file"] and "type" in error_of(reply)["fields"]["file"]
     # A control character never gets past the multipart parser (a header value may not hold one).
     control = await upload(api, t.owner, b"\x89PNG", filename="a.png", ctype="image/png\x7f")
     assert control.status == 400 and error_of(control)["code"] == "bad_request"
@@ -183,7 +183,8 @@ async def test_query_ints_are_ascii_digits_and_bad_queries_are_422(api):
             assert reply.status == 422, (path, value, reply.status, reply.body)
             assert name in error_of(reply)["fields"], (path, value)
         repeated = await api.get(f"{path}{join}{name}=5&{name}=6", token=token)
-        assert repeated.status == 422 and error_of(repeated)["fields"] == {name: "given more than once"}
+        assert repeated.status == 422 and name in error_of(repeated)["fields"]
+        assert "more than once" in error_of(repeated)["fields"][name]
         for raw in ["%FF", "%C0%AF", "%ED%A0%80"]:  # not UTF-8, overlong, an encoded surrogate
             reply = await api.get(f"{path}{join}{name}={raw}", token=token)
             assert reply.status == 422, (path, raw, reply.body)

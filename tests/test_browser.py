@@ -189,7 +189,9 @@ def test_sign_up_with_a_new_workspace_join_by_invite_link_and_sign_in(open_page,
     ada.sign_up("Ada Lovelace", ada_email, PASSWORD, workspace=workspace)
     expect(ada.by("workspace-name")).to_have_text(workspace)
     expect(ada.by("current-user")).to_have_text("Ada Lovelace")
-    expect(ada.by("chat-list-empty")).to_be_visible()
+    # A new workspace is made with its #general (contract section 15), so the list is never empty.
+    expect(ada.chat_item_named("general")).to_be_visible()
+    expect(ada.by("chat-list-empty")).to_be_hidden()
 
     code, link = ada.invite()
     assert link == f"{stack.base_url}/?invite={code}"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.support.chats import count, create_chat, make_team
+from tests.support.api import wait_for
+from tests.support.chats import count, create_chat, make_team, outbox_empty
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 
@@ -47,7 +48,7 @@ async def test_create_each_type_and_its_rules(api):
 async def test_authorization_by_role_and_workspace(api):
     t = await make_team(api)
     private = await create_chat(api, t.owner, "private_channel", [t.member], name="secret")
-    public = await create_chat(api, t.owner, "public_channel", [t.member], name="general")
+    public = await create_chat(api, t.owner, "public_channel", [t.member], name="lobby")
     path = f"/api/chats/{private['id']}"
 
     assert (await api.get(path, token=t.owner["token"])).status == 200
@@ -159,6 +160,11 @@ async def test_members_add_remove_leave_and_join(api):
     assert public["id"] in [c["id"] for c in mine.body]
 
 
+async def listed(api, user):
+    """The user's chats but the workspace's #general (contract section 15), which every member is in."""
+    return [c for c in (await api.get("/api/chats", token=user["token"])).body if c["name"] != "general"]
+
+
 async def test_list_chats_with_unread_counts_and_recent_first(api):
     t = await make_team(api)
     quiet = await create_chat(api, t.owner, "group", [t.member, t.outsider])
@@ -166,13 +172,13 @@ async def test_list_chats_with_unread_counts_and_recent_first(api):
     for i in range(3):
         reply = await api.post(f"/api/chats/{busy['id']}/messages", {"content": f"hi {i}"}, token=t.member["token"])
         assert reply.status == 201
-    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    chats = await listed(api, t.owner)
     assert [c["id"] for c in chats] == [busy["id"], quiet["id"]]
     assert (chats[0]["unread_count"], chats[0]["last_read_seq"]) == (3, 0)
     own = await api.post(f"/api/chats/{busy['id']}/messages", {"content": "mine"}, token=t.owner["token"])
     assert own.status == 201
 
-    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    chats = await listed(api, t.owner)
     assert [c["id"] for c in chats] == [busy["id"], quiet["id"]]
     top = chats[0]
     assert (top["unread_count"], top["last_read_seq"]) == (0, 4)  # posting reads the chat up to one's message
@@ -188,21 +194,25 @@ async def test_list_chats_with_unread_counts_and_recent_first(api):
     sixth = (await api.get(f"/api/chats/{busy['id']}/messages", token=t.owner["token"])).body["messages"][5]
     assert (await api.delete(f"/api/chats/{busy['id']}/messages/{sixth['id']}", token=t.member["token"])).status == 204
     assert (await api.post(f"/api/chats/{busy['id']}/read", {"seq": 5}, token=t.owner["token"])).status == 204
-    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    chats = await listed(api, t.owner)
     assert chats[0]["unread_count"] == 1  # seq 6 deleted, seq 7 unread
 
     # Activity in the quiet chat moves it to the top.
     assert (await api.post(f"/api/chats/{quiet['id']}/messages", {"content": "wake"},
                            token=t.outsider["token"])).status == 201
-    chats = (await api.get("/api/chats", token=t.owner["token"])).body
+    chats = await listed(api, t.owner)
     assert [c["id"] for c in chats] == [quiet["id"], busy["id"]]
-    assert (await api.get("/api/chats", token=t.stranger["token"])).body == []
+    # A workspace is made with its #general: the only chat of one who made nothing else.
+    assert [c["name"] for c in (await api.get("/api/chats", token=t.stranger["token"])).body] == ["general"]
     assert (await api.get("/api/chats")).status == 401
 
 
 async def test_bad_input_is_refused_and_writes_nothing(api, deps):
     t = await make_team(api)
     token = t.owner["token"]
+    # What the signups wrote (each workspace's #general, its memberships): the bad bodies add nothing to it.
+    before = [await count(collection, {}) for collection in (deps.store.chats, deps.store.members)]
+    await wait_for(lambda: outbox_empty(deps.store), message="the signups' events published")
     long_name = "n" * 81
     bodies = [
         {"type": {"$gt": ""}, "members": []},
@@ -225,8 +235,7 @@ async def test_bad_input_is_refused_and_writes_nothing(api, deps):
     for raw in (b"{", b"", b"\xff"):
         reply = await api.call("POST", "/api/chats", raw=raw, token=token)
         assert reply.status == 400, (raw, reply.body)
-    assert await count(deps.store.chats, {}) == 0
-    assert await count(deps.store.members, {}) == 0
+    assert [await count(collection, {}) for collection in (deps.store.chats, deps.store.members)] == before
     assert await count(deps.store.outbox, {}) == 0
 
     chat = await create_chat(api, t.owner, "public_channel", [t.member], name="c1")
@@ -237,7 +246,7 @@ async def test_bad_input_is_refused_and_writes_nothing(api, deps):
         reply = await api.post(f"/api/chats/{chat['id']}/members", body, token=token)
         assert reply.status == 422, (body, reply.body)
     stored = await deps.store.chats.find_one({"_id": chat["id"]})
-    assert stored["name"] == "c1" and await count(deps.store.members, {}) == 2
+    assert stored["name"] == "c1" and await count(deps.store.members, {"chat_id": chat["id"]}) == 2
     for path in ("/api/chats/%7B%24gt%7D", "/api/chats/a.b", "/api/chats/" + "x" * 65, "/api/chats/x/nope"):
         assert (await api.get(path, token=token)).status == 404, path
 
@@ -250,7 +259,9 @@ async def test_openapi_documents_every_chat_route(api):
         "/api/channels/public": {"get"},
         "/api/chats/{chat_id}": {"get", "patch", "delete"},
         "/api/chats/{chat_id}/members": {"get", "post"},
-        "/api/chats/{chat_id}/members/{user_id}": {"delete"},
+        "/api/chats/{chat_id}/members/{user_id}": {"delete", "patch"},
+        "/api/chats/{chat_id}/archive": {"post"},
+        "/api/chats/{chat_id}/unarchive": {"post"},
         "/api/chats/{chat_id}/join": {"post"},
         "/api/chats/{chat_id}/settings": {"patch"},
         "/api/chats/{chat_id}/messages": {"get", "post"},

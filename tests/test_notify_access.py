@@ -56,7 +56,9 @@ async def test_expired_token_ends_the_stream(world, sse):
 
 async def test_presence_online_offline_to_those_sharing_a_chat(world, sse, notify_app):
     ws = await world.workspace()
-    ada, bob, cy = await world.user(ws), await world.user(ws), await world.user(ws)
+    ada, bob = await world.user(ws), await world.user(ws)
+    # Cy in another workspace: in this one everybody shares its #general (contract section 15).
+    cy = await world.user(await world.workspace())
     await world.chat(ada, bob)
     ada_stream, cy_stream = await sse(ada.token), await sse(cy.token)
     bob1 = await sse(bob.token)
@@ -86,8 +88,9 @@ async def test_online_users_is_scoped_to_what_the_caller_may_see(world, sse, not
 
     in_chat = await notify_api.get(f"/api/online-users?chat_id={chat}", token=ada.token)
     assert in_chat.status == 200 and in_chat.body == {"users": [{"id": bob.id, "fullname": "Bob"}]}
+    # Everyone who shares a chat with Ada: Bob, and through the workspace's #general Cy too.
     mine = await notify_api.get("/api/online-users", token=ada.token)
-    assert mine.body == {"users": [{"id": bob.id, "fullname": "Bob"}]}
+    assert [u["fullname"] for u in mine.body["users"]] == ["Bob", "Cy"]
     workspace = await notify_api.get(f"/api/online-users?workspace_id={ws}", token=ada.token)
     assert [u["fullname"] for u in workspace.body["users"]] == ["Bob", "Cy"]
     # Outsiders: a chat they are not in, another workspace, an unknown chat all look the same.
@@ -97,7 +100,8 @@ async def test_online_users_is_scoped_to_what_the_caller_may_see(world, sse, not
     assert (await notify_api.get(f"/api/online-users?chat_id={chat}", token=eve.token)).status == 404
     assert (await notify_api.get("/api/online-users")).status == 401
     eve_view = await notify_api.get("/api/online-users", token=eve.token)
-    assert eve_view.body == {"users": []}
+    # Only her own workspace's #general: herself, nobody of Ada's workspace.
+    assert eve_view.body == {"users": [{"id": eve.id, "fullname": "Eve"}]}
 
 
 async def test_sse_health_and_metrics(world, sse, notify_api):
@@ -107,7 +111,7 @@ async def test_sse_health_and_metrics(world, sse, notify_api):
     bob_stream = await sse(bob.token)
     health = await notify_api.get("/api/sse/health")
     assert health.body == {"status": "healthy", "service": "notify", "transport": "sse",
-                           "connected_users": 2, "connections": 3, "active_chats": 1}
+                           "connected_users": 2, "connections": 3, "active_chats": 2}  # and their #general
     await world.send(chat, ada, "counted")
     await bob_stream.wait_count(1, events.MESSAGE_CREATED)
     metrics = (await notify_api.get("/metrics")).body.decode()

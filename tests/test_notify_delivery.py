@@ -15,12 +15,14 @@ async def test_every_tab_of_every_member_and_no_one_else(world, sse, notify_app)
     ada, bob, cy = [await world.user(ws, name) for name in ("Ada", "Bob", "Cy")]
     outsider = await world.user(other_ws, "Eve")
     chat = await world.chat(ada, bob, cy)
+    # Everyone signs up first: each signup's "joined #general" line goes to the members of #general.
+    dan = await world.user(ws, "Dan")
+    bystander = await world.user(ws, "Bystander")
     ada1, ada2 = await sse(ada.token), await sse(ada.token, token_in_query=True)
     bob1 = await sse(bob.token)
-    cy_nonmember_chat = await world.chat(cy, await world.user(ws, "Dan"))  # cy's other chat
+    cy_nonmember_chat = await world.chat(cy, dan)  # cy's other chat
     eve = await sse(outsider.token)
     # Cy is a member but has no stream; a second user of the workspace outside the chat has one.
-    bystander = await world.user(ws, "Bystander")
     by = await sse(bystander.token)
     assert ada1.status == ada2.status == bob1.status == eve.status == by.status == 200
     assert ada1.retry_ms == notify_app.settings["config"].notify.retry_ms
@@ -77,8 +79,10 @@ async def test_membership_changes_on_open_streams(world, sse):
     joined = await cy_stream.wait_count(1, events.MEMBER_JOINED)
     assert joined[0].data == {"chat_id": chat, "user_id": cy.id, "role": "member"}
     after_join = await world.send(chat, ada, "cy is in")
-    await cy_stream.wait_count(1, events.MESSAGE_CREATED)
-    assert [f.data for f in cy_stream.of(events.MESSAGE_CREATED)] == [after_join]
+    await cy_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == after_join)
+    # The "added" line first (contract section 15), then the message.
+    assert [f.data["kind"] for f in cy_stream.of(events.MESSAGE_CREATED)] == ["system", "user"]
+    assert [f.data for f in cy_stream.of(events.MESSAGE_CREATED)][-1:] == [after_join]
 
     await world.remove(chat, bob, ada)
     left = await bob_stream.wait_count(1, events.MEMBER_LEFT)
@@ -86,7 +90,8 @@ async def test_membership_changes_on_open_streams(world, sse):
     after_leave = await world.send(chat, ada, "bob is out")
     await cy_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED)[-1].data == after_leave)
     # Bob heard of his removal and of nothing after it.
-    assert [f.data["content"] for f in bob_stream.of(events.MESSAGE_CREATED)] == ["before cy", "cy is in"]
+    assert [f.data["content"] for f in bob_stream.of(events.MESSAGE_CREATED) if f.data["kind"] == "user"] == [
+        "before cy", "cy is in"]
     assert bob_stream.events[-1].event == events.MEMBER_LEFT
 
     # A chat created with open members is theirs at once; a deleted one stops at once.

@@ -19,7 +19,8 @@ async def people(api):
 
 
 def contents(client):
-    return [f.data["content"] for f in client.of(events.MESSAGE_CREATED)]
+    """What people wrote: not the system lines (joined, added…, contract section 15)."""
+    return [f.data["content"] for f in client.of(events.MESSAGE_CREATED) if f.data.get("kind") != "system"]
 
 
 async def test_chat_lifecycle_through_the_api(api, sse):

@@ -7,17 +7,20 @@ import base64
 import datetime
 import random
 import zlib
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.auth import Identity
+from app.auth import Identity, TokenIssuer
 from app.schemas.accounts import UsersQuery
 from app.schemas.common import PageQuery
 from app.services import paging
 from app.services.accounts import AccountService, backfill_user_name_keys
 from app.services.chats import ChatService
 from app.services.membership import ChatAccess
+from app.services.people import PeopleService
 from tests.support.chats import create_chat
 from tests.support.plans import Statement, reads, traced_database
 
@@ -252,14 +255,16 @@ async def test_each_page_is_one_index_range():
              "role": "member", "joined_at": now} for c in range(0, 6, 2) for u in range(0, 600, 2)
         ])
         caller = Identity(user_id="u0000", workspace_id="w0", expires_at=0)
-        accounts = AccountService(store, None, None, None, None, None)  # type: ignore[arg-type]
+        issuer = TokenIssuer(Ed25519PrivateKey.generate(),
+                             SimpleNamespace(issuer="t", audience="t", access_token_ttl_seconds=60))  # type: ignore[arg-type]
+        people = PeopleService(store, None, AccountService(store, issuer, None, None, None, None))  # type: ignore[arg-type]
         chats = ChatService(store, None, ChatAccess(store), limiter=None, limits=None, mentions=None)  # type: ignore[arg-type]
         with server.trace(name) as trace:
             page = await chats._member_page("c000", PageQuery(limit=100))
             await chats._member_page("c000", PageQuery(limit=100, cursor=page.next_cursor))
-            users = await accounts.users("w0", UsersQuery(limit=50))
-            await accounts.users("w0", UsersQuery(limit=50, cursor=users.next_cursor))
-            await accounts.users("w0", UsersQuery(limit=20, q="n1"))
+            users = await people.users(caller, UsersQuery(limit=50))
+            await people.users(caller, UsersQuery(limit=50, cursor=users.next_cursor))
+            await people.users(caller, UsersQuery(limit=20, q="n1"))
             await chats.list_public(caller, PageQuery(limit=20))
         assert len(page.items) == 100 and len(users.items) == 50
         checked = 0

@@ -8,10 +8,12 @@ No list of shapes to keep up to date: whatever the code issues is what is checke
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 
 import pytest
+from PIL import Image
 
 from app.services import membership
 from app.services.migrations import migrate
@@ -50,6 +52,12 @@ def _multipart(data: bytes, filename: str = "notes.txt", ctype: str = "text/plai
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
             f"Content-Type: {ctype}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (10, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
 
 
 async def _ok(reply, *statuses):
@@ -113,6 +121,20 @@ class Workload:
         await self.call("POST", "/api/logout-all", who=self.team[11])
         await self.call("GET", "/api/users/me", who=ada)
         await self.call("GET", "/api/users", who=ada)
+        # People (issue 16): a user, the directory by prefix, a profile change, a picture, a password change.
+        await self.call("GET", "/api/users?q=bo&limit=5", who=ada)
+        await self.call("GET", f"/api/users/{self.team[1]['id']}", who=ada)
+        await self.call("PATCH", "/api/users/me", {"status_text": "tracing", "username": "ada.trace"}, who=ada)
+        body, header = _multipart(_png(), "me.png", "image/png")
+        me = await self.call("PUT", "/api/users/me/avatar", raw=body, headers={"Content-Type": header}, who=ada)
+        await _ok(await api.get(me["avatar_url"] + "&size=64"))
+        await self.call("GET", f"/api/users/{self.team[2]['id']}/avatar?size=64", who=ada)
+        lou = self.team[10]
+        await self.call("POST", "/api/users/me/password", {"current_password": lou["password"],
+                                                          "new_password": "another long one"}, who=lou)
+        lou["password"] = "another long one"
+        lou["token"] = (await _ok(await api.post("/api/signin", {"email": lou["user"]["email"],
+                                                                 "password": lou["password"]})))["access_token"]
         await self.call("GET", "/api/workspace", who=ada)
         await self.call("GET", "/api/workspace", who=self.team[3])
 
@@ -123,11 +145,11 @@ class Workload:
         await call("POST", "/api/chats", {"type": "direct", "members": [ada["id"]]}, who=bob)  # exists: 200
         self.group = (await call("POST", "/api/chats", {"type": "group", "members": [bob["id"], cy["id"], dee["id"]]},
                                  who=ada))["id"]
-        self.public = (await call("POST", "/api/chats", {"type": "public_channel", "name": "general",
+        self.public = (await call("POST", "/api/chats", {"type": "public_channel", "name": "lobby",
                                                           "members": [p["id"] for p in self.team[1:8]]}, who=ada))["id"]
         self.private = (await call("POST", "/api/chats", {"type": "private_channel", "name": "secret",
                                                            "members": [bob["id"]]}, who=ada))["id"]
-        await call("POST", "/api/chats", {"type": "public_channel", "name": "general", "members": []}, who=bob,
+        await call("POST", "/api/chats", {"type": "public_channel", "name": "lobby", "members": []}, who=bob,
                    expect=(409,))
         self.spare = (await call("POST", "/api/chats", {"type": "public_channel", "name": "spare", "members": []},
                                  who=cy))["id"]

@@ -190,4 +190,4 @@ def test_undecodable_query_is_422(live_api):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 422
-    assert json.loads(refused.value.read())["error"]["fields"] == {"q": "not UTF-8"}
+    assert json.loads(refused.value.read())["error"]["fields"] == {"q": "Search is not valid UTF-8"}

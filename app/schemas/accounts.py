@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 import msgspec
 
+from app.auth import UrlSigner
 from app.schemas.common import VISIBLE, Email, Id, PageQuery, Password, PersonName, Request, Response, Timestamp
 from app.store import isoformat
 
@@ -49,6 +51,14 @@ class UserOut(Response):
     username: str
     fullname: str
     email: str
+    # A signed URL an <img> loads without a header (add `&size=64` for the small one); it changes with the picture.
+    avatar_url: str
+    status_text: str
+    status_emoji: str
+    # IANA zone ("Europe/Paris"), "" when not set: the profile card's local time.
+    timezone: str
+    is_bot: bool
+    deactivated: bool
 
 
 class MeOut(UserOut):
@@ -73,19 +83,46 @@ class AuthOut(Response):
     workspace: WorkspaceOut
 
 
-def user_out(doc: dict[str, Any]) -> UserOut:
-    return UserOut(id=doc["_id"], username=doc.get("username", ""), fullname=doc["fullname"], email=doc["email"])
+# The user fields a user payload is made of: the projection of every read that serializes users.
+USER_FIELDS = {"fullname": 1, "email": 1, "username": 1, "avatar_id": 1, "status_text": 1, "status_emoji": 1,
+               "timezone": 1, "is_bot": 1, "deactivated": 1}
+AVATAR_URLS = "avatar"
 
 
-def me_out(doc: dict[str, Any]) -> MeOut:
-    return MeOut(
-        id=doc["_id"],
-        username=doc.get("username", ""),
-        fullname=doc["fullname"],
-        email=doc["email"],
-        workspace_id=doc["workspace_id"],
-        created_at=isoformat(doc["created_at"]),
-    )
+def avatar_version(doc: dict[str, Any]) -> str:
+    """What an avatar's URL and ETag name: the uploaded picture's id, else the initials image of the name."""
+    if doc.get("avatar_id"):
+        return str(doc["avatar_id"])
+    return "i" + hashlib.sha256(str(doc.get("fullname", "")).encode()).hexdigest()[:12]
+
+
+def avatar_url(doc: dict[str, Any], signer: UrlSigner) -> str:
+    version = avatar_version(doc)
+    return f"/api/users/{doc['_id']}/avatar?v={version}&sig={signer.sign(doc['_id'], version)}"
+
+
+def _user_fields(doc: dict[str, Any], signer: UrlSigner) -> dict[str, Any]:
+    return {
+        "id": doc["_id"],
+        "username": doc.get("username", ""),
+        "fullname": doc["fullname"],
+        "email": doc["email"],
+        "avatar_url": avatar_url(doc, signer),
+        "status_text": doc.get("status_text") or "",
+        "status_emoji": doc.get("status_emoji") or "",
+        "timezone": doc.get("timezone") or "",
+        "is_bot": bool(doc.get("is_bot")),
+        "deactivated": bool(doc.get("deactivated")),
+    }
+
+
+def user_out(doc: dict[str, Any], signer: UrlSigner) -> UserOut:
+    return UserOut(**_user_fields(doc, signer))
+
+
+def me_out(doc: dict[str, Any], signer: UrlSigner) -> MeOut:
+    return MeOut(**_user_fields(doc, signer), workspace_id=doc["workspace_id"],
+                 created_at=isoformat(doc["created_at"]))
 
 
 def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
@@ -100,7 +137,7 @@ def workspace_out(doc: dict[str, Any], viewer_id: str) -> WorkspaceOut:
 
 
 class UsersQuery(PageQuery):
-    q: Annotated[str, msgspec.Meta(max_length=100, description="A prefix of the fullname, any case")] | None = None
+    q: Annotated[str, msgspec.Meta(max_length=100, description="A prefix of the username or fullname, any case")] | None = None
 
 
 class UsersPage(Response):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.schemas.common import VISIBLE, Id, Request, Response, Timestamp
-from app.schemas.messages import MessageOut
+from app.schemas.messages import USER_KIND, MessageOut, system_out
 from app.store import isoformat
 
 ChatType = Literal["direct", "group", "private_channel", "public_channel"]
@@ -19,6 +19,8 @@ OWNER, ADMIN, MEMBER = "owner", "admin", "member"
 MANAGERS = (OWNER, ADMIN)
 ChatName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=VISIBLE)]
 Description = Annotated[str, msgspec.Meta(max_length=1000)]
+# A channel's topic: the one line its header shows (Slack's limit is 250 too).
+Topic = Annotated[str, msgspec.Meta(max_length=250)]
 UserIds = Annotated[list[Id], msgspec.Meta(max_length=1000)]
 
 
@@ -33,6 +35,14 @@ class ChatCreateIn(Request):
 class ChatUpdateIn(Request):
     name: ChatName | None = None
     description: Description | None = None
+    topic: Topic | None = None
+    # A default channel of the workspace: every user who joins the workspace joins it (workspace owner only).
+    default: bool | None = None
+
+
+class MemberRoleIn(Request):
+    # "owner" transfers the ownership: the chat's owner becomes an admin.
+    role: MemberRole
 
 
 class MembersAddIn(Request):
@@ -52,13 +62,18 @@ class ChatOut(Response):
     member_count: int
     created_at: Timestamp
     updated_at: Timestamp
+    topic: str = ""
+    # Read-only: nothing can be sent, edited or reacted to (403 chat_archived); listed last.
+    archived: bool = False
+    # One of the workspace's default channels, which every user joining the workspace joins.
+    default: bool = False
 
 
 NotifyLevel = Literal["all", "mentions", "none"]
 NOTIFY_ALL = "all"
 
 
-class ChatSummaryOut(ChatOut):
+class ChatSummaryOut(ChatOut, kw_only=True):
     unread_count: int
     last_message: MessageOut | None
     # Unread messages that mention the caller directly or through @channel/@here/@everyone.
@@ -107,6 +122,10 @@ def chat_out(doc: dict[str, Any], member_ids: list[str], member_count: int | Non
         member_count=member_count,
         created_at=isoformat(doc["created_at"]),
         updated_at=isoformat(doc["updated_at"]),
+        topic=doc.get("topic") or "",
+        # bool(): the embedded server gives a bool set by $set back as 0/1.
+        archived=bool(doc.get("archived")),
+        default=bool(doc.get("default")),
     )
 
 
@@ -128,6 +147,8 @@ def last_message_out(chat: dict[str, Any]) -> MessageOut | None:
         deleted=bool(stored.get("deleted")),  # the embedded server may give a bool set by $set back as 0/1
         mentions=list(stored.get("mentions") or []),
         mentions_all=bool(stored.get("mentions_all")),
+        kind=stored.get("kind") or USER_KIND,
+        system=system_out(stored.get("system")),
     )
 
 

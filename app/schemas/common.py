@@ -32,6 +32,8 @@ _INVISIBLE = (
 )
 # One character outside that set: the pattern of every name (people, workspaces, chats).
 VISIBLE = f"[^{_INVISIBLE}]"
+# A line of text without control characters ("" allowed).
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=VISIBLE)]
 # No invisible character anywhere in an address: `ada\u200b@example.com` would show as Ada's own in every
 # list of users, a different account that looks the same. (Sign-in takes any string: nothing to refuse there.)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -36,6 +36,34 @@ class MessageUpdateIn(Request):
     content: Content
 
 
+MessageKind = Literal["user", "system"]
+USER_KIND, SYSTEM_KIND = "user", "system"
+SystemType = Literal["joined", "left", "added", "removed", "renamed", "topic", "archived", "unarchived"]
+
+
+class SystemOut(Response):
+    """What a system message says happened: `type`, the people it was done to, a channel's new name or topic."""
+
+    type: SystemType
+    user_ids: list[Id] = []
+    name: str | None = None
+
+
+def system_out(stored: Any) -> SystemOut | None:
+    if not isinstance(stored, dict) or not stored.get("type"):
+        return None
+    return SystemOut(type=stored["type"], user_ids=list(stored.get("user_ids") or []), name=stored.get("name"))
+
+
+class ReactionOut(Response):
+    """One emoji's reactions on a message: how many members, whether the caller is one, the first 20 of them."""
+
+    emoji: str
+    count: int
+    me: bool
+    user_ids: list[Id]
+
+
 class MessageOut(Response):
     id: Id
     chat_id: Id
@@ -52,6 +80,20 @@ class MessageOut(Response):
     # it has @channel, @here or @everyone (app.services.mentions).
     mentions: list[Id] = []
     mentions_all: bool = False
+    # "system": a line the server wrote about the chat (joined, renamed…), never unread; `system` says what.
+    kind: MessageKind = USER_KIND
+    system: SystemOut | None = None
+    # Read per page at read time (app.services.reactions.MessageMarks), never stored in the message: by first
+    # reaction time, at most 20 distinct emoji; and whether the message is pinned in its chat.
+    reactions: list[ReactionOut] = []
+    pinned: bool = False
+    # `content` as safe HTML (CommonMark, no raw HTML, mentions as spans), rendered once when written (app.richtext).
+    content_html: str = ""
+    # A reply's thread (its reply_to's root, or reply_to itself); null for a root or a plain message.
+    thread_root_id: Id | None = None
+    # A root's replies not deleted, and when its latest reply was sent (kept when that reply is deleted).
+    reply_count: int = 0
+    last_reply_at: Timestamp | None = None
 
 
 def message_out(doc: dict[str, Any]) -> MessageOut:
@@ -68,6 +110,14 @@ def message_out(doc: dict[str, Any]) -> MessageOut:
         deleted=bool(doc.get("deleted")),
         mentions=list(doc.get("mentions") or []),
         mentions_all=bool(doc.get("mentions_all")),
+        kind=doc.get("kind") or USER_KIND,
+        system=system_out(doc.get("system")),
+        # Stored by every write since rich text; the start-up backfill (app.services.rich_backfill) gives it to
+        # older messages before the api serves: never rendered at read.
+        content_html=doc.get("content_html") or "",
+        thread_root_id=doc.get("thread_root_id"),
+        reply_count=max(0, int(doc.get("reply_count") or 0)),
+        last_reply_at=isoformat(doc.get("last_reply_at")),
     )
 
 
@@ -80,10 +130,54 @@ def stored_message(doc: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
+class PinOut(Response):
+    message: MessageOut
+    # Who pinned it, and when.
+    user_id: Id
+    pinned_at: Timestamp
+
+
+class PinsQuery(msgspec.Struct, kw_only=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    cursor: Cursor | None = None
+
+
+class PinsPage(Response):
+    # Newest pin first; `next_cursor` is the `cursor` of the next page, null on the last one.
+    pins: list[PinOut]
+    next_cursor: str | None = None
+
+
 class MessageListQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
     before: Seq | None = None
     after: Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None
+    threads: Annotated[Literal["roots"], msgspec.Meta(description=(
+        "roots: only messages that are not a reply in a thread (roots and plain messages), still in seq order"
+    ))] | None = None
+
+
+class RepliesQuery(msgspec.Struct, kw_only=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+    after: Annotated[int, msgspec.Meta(ge=0, le=2**53, description="Replies with a seq above this one")] = 0
+
+
+class MessageVersionOut(Response):
+    """One version of a message's text: `edited_at` is when it was written (the message's created_at for the
+    original)."""
+
+    content: str
+    content_html: str
+    edited_at: Timestamp
+
+
+class ThreadUpdatedOut(Response):
+    """The data of a `thread.updated` event: the root's counters after a reply was sent or deleted."""
+
+    chat_id: Id
+    message_id: Id
+    reply_count: int
+    last_reply_at: Timestamp | None
 
 
 class MessagePage(Response):
@@ -107,16 +201,50 @@ class MentionsPage(Response):
     next_cursor: str | None = None
 
 
+SearchHas = Literal["file", "link", "mention"]
+# An instant of the `after`/`before` filters: parsed by app.services.search (422 when it is none).
+SearchInstant = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=10, max_length=40, examples=["2026-11-22", "2026-11-22T15:30:00+01:00"],
+        description="An ISO 8601 date (midnight UTC) or date-time (without an offset: UTC), to the millisecond",
+    ),
+]
+
+
 class SearchQuery(msgspec.Struct, kw_only=True):
-    # The upper bound is config limits.search_query_max_chars, checked by the service.
-    q: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, description="Words that must all appear, any case")]
+    # The upper bound is config limits.search_query_max_chars, checked by the service. Empty (or only
+    # spaces) is allowed when a filter is given; else 422.
+    q: Annotated[str, msgspec.Meta(max_length=1000, description=(
+        "Words that must all appear, any case; may be empty when from, has, after or before is given"))] = ""
     chat_id: Id | None = None
+    from_: Annotated[Id, msgspec.Meta(description="Only messages sent by this user id")] | None = msgspec.field(
+        default=None, name="from")
+    has: Annotated[SearchHas, msgspec.Meta(description=(
+        "Only messages with a file attached, a link (http://, https:// or www.) or a mention "
+        "(@username of a member, or @channel/@here/@everyone)"))] | None = None
+    after: Annotated[SearchInstant, msgspec.Meta(description="Sent at or after this instant (a date: from the "
+                                                 "start of that day, inclusive)")] | None = None
+    before: Annotated[SearchInstant, msgspec.Meta(description="Sent before this instant (a date: before the "
+                                                  "start of that day, exclusive)")] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     cursor: Cursor | None = None
 
 
+Highlight = Annotated[list[int], msgspec.Meta(min_length=2, max_length=2)]
+
+
+class SearchHitOut(MessageOut):
+    """A message found by search, with where its words are in `content`."""
+
+    highlights: Annotated[list[Highlight], msgspec.Meta(description=(
+        "[start, end) offsets into `content` of every occurrence of each word of q, any case, merged where "
+        "they overlap or touch, in order. Offsets count Unicode code points (Python str indices), not UTF-16 "
+        "code units: a JavaScript client converts them, e.g. by slicing Array.from(content)"))] = []
+
+
 class SearchOut(Response):
-    messages: list[MessageOut]
+    messages: list[SearchHitOut]
     # Null when every match was returned; a page may be short (even empty) when the scan budget ran out.
     next_cursor: str | None = None
 

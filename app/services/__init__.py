@@ -7,16 +7,20 @@ from dataclasses import dataclass
 from app.auth import PasswordHashing
 from app.deps import Deps
 from app.outbox import Outbox
+from app.richtext import Renderer
 from app.services.accounts import AccountService
 from app.services.chats import ChatService
 from app.services.files import FileService
 from app.services.membership import ChatAccess
 from app.services.mentions import MentionService
+from app.services.people import PeopleService
 from app.services.messages import MessageService
 from app.services.ratelimit import RateLimiter
+from app.services.reactions import MessageMarks, PinService, ReactionService
 from app.services.search import SearchService
 from app.services.sequence import ChatSequence
 from app.services.sessions import SessionCutoffs
+from app.services.system import SystemMessages
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,13 @@ class ApiServices:
     files: FileService
     messages: MessageService
     mentions: MentionService
+    people: PeopleService
     search: SearchService
     sessions: SessionCutoffs
+    # A page's reactions and pins (MessageMarks.decorate), and the routes that change them.
+    marks: MessageMarks
+    reactions: ReactionService
+    pins: PinService
 
 
 def build_api_services(deps: Deps) -> ApiServices:
@@ -45,21 +54,30 @@ def build_api_services(deps: Deps) -> ApiServices:
     access = ChatAccess(store)
     files = FileService(store, config.files.max_bytes, limiter=limiter, limits=config.limits)
     sessions = SessionCutoffs(store, config.auth.session_cache_seconds, bus=deps.bus)
-    mentions = MentionService(store)
+    marks = MessageMarks(store)
+    mentions = MentionService(store, marks)
+    chats = ChatService(store, outbox, access, limiter=limiter, limits=config.limits, mentions=mentions,
+                        system=SystemMessages(store, outbox, sequence))
+    accounts = AccountService(
+        store, deps.require_issuer(),
+        PasswordHashing(config.auth.password_hash_concurrency, config.auth.password_hash_parallelism),
+        config.auth, config.limits, limiter, outbox=outbox, sessions=sessions, on_signup=chats.workspace_joined,
+    )
     return ApiServices(
         limiter=limiter,
         outbox=outbox,
         access=access,
         sequence=sequence,
-        accounts=AccountService(
-            store, deps.require_issuer(),
-            PasswordHashing(config.auth.password_hash_concurrency, config.auth.password_hash_parallelism),
-            config.auth, config.limits, limiter, outbox=outbox, sessions=sessions,
-        ),
-        chats=ChatService(store, outbox, access, limiter=limiter, limits=config.limits, mentions=mentions),
+        accounts=accounts,
+        chats=chats,
         files=files,
-        messages=MessageService(store, outbox, access, sequence, files, limiter, config, mentions=mentions),
+        messages=MessageService(store, outbox, access, sequence, files, limiter, config, mentions=mentions,
+                                renderer=Renderer(), marks=marks),
         mentions=mentions,
-        search=SearchService(store, config, limiter=limiter),
+        people=PeopleService(store, outbox, accounts),
+        search=SearchService(store, config, limiter=limiter, marks=marks),
         sessions=sessions,
+        marks=marks,
+        reactions=ReactionService(store, outbox, access, limiter, config.limits, marks),
+        pins=PinService(store, outbox, access, limiter, config.limits, marks),
     )

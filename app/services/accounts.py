@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pymongo.errors import DuplicateKeyError
 
@@ -17,20 +17,18 @@ from app.auth import PasswordHashing, TokenIssuer
 from app.config import AuthConfig, LimitsConfig
 from app.errors import APIError, conflict, invalid, not_found
 from app.schemas.accounts import (
+    AVATAR_URLS,
     USERNAME_CHARS,
     USERNAME_MAX,
     AuthOut,
     MeOut,
     SignupIn,
-    UserOut,
-    UsersQuery,
     WorkspaceOut,
     me_out,
-    user_out,
     workspace_out,
 )
 from app.services.mentions import ALL_NAMES
-from app.services.paging import Page, key_page, prefix_range, sort_key
+from app.services.paging import sort_key
 from app.outbox import Check, Outbox
 from app.services.ratelimit import RateLimiter
 from app.services.sessions import VALID_AFTER_FIELD, SessionCutoffs
@@ -144,11 +142,16 @@ class AccountService:
         *,
         outbox: Outbox | None = None,
         sessions: SessionCutoffs | None = None,
+        on_signup: Callable[[dict[str, Any], dict[str, Any], bool], Awaitable[None]] | None = None,
     ):
+        # (user, workspace, workspace_created) after a signup: ChatService.workspace_joined, the default channels.
+        self.on_signup = on_signup
         self.outbox = outbox
         self.sessions = sessions
         self.store = store
         self.issuer = issuer
+        # Signs avatar_url in every user payload (app.services.people serves what it names).
+        self.avatars = issuer.url_signer(AVATAR_URLS)
         self.passwords = passwords
         self.config = config
         self.limits = limits
@@ -163,7 +166,7 @@ class AccountService:
                 422,
                 "validation_failed",
                 "give either a new workspace name or an invite code",
-                fields={"workspace": "give workspace or invite_code, not both"},
+                fields={"workspace": "Give either a new workspace name or an invite code"},
             )
         email = normalize_email(body.email)
         now = utcnow()
@@ -171,7 +174,7 @@ class AccountService:
         if body.invite_code is not None:
             workspace = await self.store.workspaces.find_one({"invite_code": {"$eq": body.invite_code}})
             if workspace is None:
-                raise invalid("invite_code", "no workspace has this invite code")
+                raise invalid("invite_code", "No workspace has this invite code")
         else:
             workspace = {
                 "_id": new_id(),
@@ -180,12 +183,15 @@ class AccountService:
                 "owner_id": user_id,
                 "invite_code": new_secret(9),
                 "created_at": now,
+                # Its default channels (ChatService.workspace_joined); the array exists from the start, as the
+                # embedded server's $addToSet on a missing field does nothing.
+                "default_chat_ids": [],
             }
             if await self.store.workspaces.find_one({"name_key": {"$eq": workspace["name_key"]}}, {"_id": 1}):
                 raise conflict("workspace_taken", "a workspace with this name exists")
         given = normalize_username(body.username) if body.username is not None else None
         if given in ALL_NAMES:
-            raise invalid("username", f"@{given} mentions everyone in a chat: choose another username")
+            raise invalid("username", f"@{given} would mention everyone in a chat: choose another username")
         user = {
             "_id": user_id,
             "workspace_id": workspace["_id"],
@@ -218,6 +224,8 @@ class AccountService:
             except BaseException:
                 await self.store.users.delete_one({"_id": user_id})
                 raise
+        if self.on_signup is not None:
+            await self.on_signup(user, workspace, body.invite_code is None)
         return await self._session(user, workspace)
 
     async def signin(self, email: str, password: str, client_ip: str) -> AuthOut:
@@ -282,17 +290,21 @@ class AccountService:
         api process (their cached instant) and open streams on every notify process (the event)."""
         await self.end_sessions(user_id)
 
-    async def end_sessions(self, user_id: str) -> float:
-        """Refresh tokens deleted, then "tokens valid after" = now, published as `sessions.revoked`.
+    async def end_sessions(self, user_id: str, keep_refresh_token: str | None = None) -> float:
+        """Refresh tokens deleted (but `keep_refresh_token`, the caller's own, on a password change), then
+        "tokens valid after" = now, published as `sessions.revoked`.
 
-        Also what a password change must call. The instant is a number (the embedded server would
+        Also what a password change calls. The instant is a number (the embedded server would
         store a `$set` datetime as a string), and `$max` so two calls racing never move it back.
         """
         # Whole milliseconds, as tokens carry `iat`: a sign-in in the same millisecond still counts.
         valid_after = math.floor(time.time() * 1000) / 1000
 
         async def change() -> None:
-            await self.store.refresh_tokens.delete_many({"user_id": {"$eq": user_id}})
+            revoked: dict[str, Any] = {"user_id": {"$eq": user_id}}
+            if keep_refresh_token is not None:
+                revoked["_id"] = {"$ne": _token_key(keep_refresh_token)}
+            await self.store.refresh_tokens.delete_many(revoked)
             await self.store.users.update_one({"_id": user_id}, {"$max": {VALID_AFTER_FIELD: valid_after}})
 
         if self.outbox is None:
@@ -322,7 +334,7 @@ class AccountService:
             refresh_token=refresh_token,
             token_type="Bearer",
             expires_in=self.issuer.ttl,
-            user=me_out(user),
+            user=me_out(user, self.avatars),
             workspace=workspace_out(workspace, user["_id"]),
         )
 
@@ -330,16 +342,7 @@ class AccountService:
         user = await self.store.users.find_one({"_id": user_id})
         if user is None:
             raise not_found("user")
-        return me_out(user)
-
-    async def users(self, workspace_id: str, query: UsersQuery) -> Page[UserOut]:
-        """A page by name_key (one index range, `q` its prefix); unpaged, today's order by fullname then id."""
-        prefix = prefix_range(query.q.lstrip()) if query.q else None
-        lo, hi = prefix if prefix is not None else ("", None)
-        page = await key_page(self.store.users, "users", query, {"workspace_id": workspace_id}, "name_key", lo=lo,
-                              hi=hi, projection={"fullname": 1, "email": 1, "name_key": 1, "username": 1})
-        docs = page.items if query.paged else sorted(page.items, key=lambda doc: (doc["fullname"], doc["_id"]))
-        return Page([user_out(doc) for doc in docs], page.next_cursor)
+        return me_out(user, self.avatars)
 
     async def workspace(self, workspace_id: str, viewer_id: str) -> WorkspaceOut:
         doc = await self.store.workspaces.find_one({"_id": workspace_id})

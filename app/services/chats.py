@@ -19,6 +19,7 @@ from app.config import LimitsConfig
 from app.errors import APIError, conflict, forbidden, invalid, not_found
 from app.outbox import Check, Outbox
 from app.schemas.chats import (
+    ADMIN,
     CHANNELS,
     DIRECT,
     GROUP,
@@ -35,6 +36,7 @@ from app.schemas.chats import (
     ChatSummaryOut,
     ChatUpdateIn,
     MemberOut,
+    MemberRoleIn,
     MembersAddIn,
     chat_out,
     chat_settings_out,
@@ -43,11 +45,12 @@ from app.schemas.chats import (
 )
 from app.schemas.common import Id, PageQuery, valid_id
 from app.services import membership
-from app.services.membership import MEMBERSHIPS_BATCH, ChatAccess
+from app.services.membership import MEMBERSHIPS_BATCH, ChatAccess, writable
 from app.services.mentions import MentionService, mention_count
 from app.services.paging import Page, cursor_after, encode_cursor, key_page, key_range, page_size
 from app.services.ratelimit import RateLimiter
 from app.services.sequence import count_unread, new_chat_counters, new_member_counters, unread_count
+from app.services.system import ADDED, ARCHIVED, JOINED, LEFT, REMOVED, RENAMED, TOPIC, UNARCHIVED, SystemMessages
 from app.store import Store, isoformat, new_id, utcnow
 
 # The chats whose documents list their members (member_ids): the small ones, shown by their people.
@@ -104,6 +107,8 @@ def member_doc(
         # The member's own settings of the chat, written here so the boolean stays typed.
         "notify": NOTIFY_ALL,
         "muted": False,
+        # A copy of the chat's own flag (ChatService.set_archived keeps both): a send reads only the membership.
+        "archived": False,
         **new_member_counters(),
     }
 
@@ -112,7 +117,8 @@ class ChatService:
     """Who may do what to a chat and its members; what a caller may see is ChatAccess's answer."""
 
     def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, *, limiter: RateLimiter,
-                 limits: LimitsConfig, mentions: MentionService):
+                 limits: LimitsConfig, mentions: MentionService, system: SystemMessages | None = None):
+        self.system = system
         self.store = store
         self.outbox = outbox
         self.access = access
@@ -273,7 +279,8 @@ class ChatService:
                     ),
                 )
             )
-        summaries.sort(key=lambda pair: (pair[0], pair[1].id), reverse=True)
+        # Archived chats last (read-only, kept for reference), each part by recent activity.
+        summaries.sort(key=lambda pair: (not pair[1].archived, pair[0], pair[1].id), reverse=True)
         return [summary for _, summary in summaries]
 
     async def list_public(self, user: Identity, query: PageQuery) -> Page[ChatOut]:
@@ -302,14 +309,32 @@ class ChatService:
         return Page(items, encode_cursor("channels", channels[-1]["name_key"]) if more and channels else None)
 
     async def update(self, user: Identity, chat_id: str, body: ChatUpdateIn) -> ChatOut:
-        chat, member = await self.access.require_member(user, chat_id)
-        if member["role"] not in MANAGERS:
-            raise forbidden("only the chat's owner or an admin may change it")
+        """Name, description and topic (owner or admin); `default` (the workspace's owner, public channels).
+
+        A rename or a new topic adds a system message after the chat.updated event.
+        """
+        only_default = body.default is not None and body.name is None and body.description is None \
+            and body.topic is None
+        if only_default:
+            # The workspace's owner chooses its default channels, member of them or not.
+            chat, member = await self.access.access(user, chat_id)
+        else:
+            chat, member = await self.access.require_member(user, chat_id)
+            if member["role"] not in MANAGERS:
+                raise forbidden("only the chat's owner or an admin may change it")
         if chat["type"] == DIRECT:
             raise APIError(422, "validation_failed", "a direct chat has no name or description",
                            fields={"name": "a direct chat cannot be changed"})
-        if body.name is None and body.description is None:
-            raise invalid("name", "give a name or a description to change")
+        if body.name is None and body.description is None and body.topic is None and body.default is None:
+            raise invalid("name", "Give a name, a description, a topic or default to change")
+        if not only_default or body.default:
+            writable(chat)
+        if body.default is not None:
+            if chat["type"] != PUBLIC_CHANNEL:
+                raise invalid("default", "Only a public channel can be a default channel")
+            workspace = await self.store.workspaces.find_one({"_id": chat["workspace_id"]}, {"owner_id": 1})
+            if workspace is None or workspace.get("owner_id") != user.user_id:
+                raise forbidden("only the workspace's owner may choose its default channels")
         await self._per_minute(user, "chat_updates", self.limits.chat_updates_per_minute_per_user, "chat changes")
         changes: dict[str, Any] = {}
         if body.name is not None:
@@ -326,6 +351,10 @@ class ChatService:
                     raise conflict("chat_name_taken", "a channel with this name exists in your workspace")
         if body.description is not None:
             changes["description"] = body.description
+        if body.topic is not None:
+            changes["topic"] = body.topic.strip()
+        if body.default is not None:
+            changes["default"] = body.default
         now = utcnow()
         out = chat_out({**chat, **changes, "updated_at": now}, await self._members_of(chat))
         event = events.make_event(
@@ -340,12 +369,113 @@ class ChatService:
             )
             if result.matched_count == 0:
                 raise not_found("chat")  # deleted meanwhile
+            if body.default is not None:
+                # The workspace's list is what a joining user's signup reads: one document, no query of chats.
+                await self.store.workspaces.update_one(
+                    {"_id": chat["workspace_id"]},
+                    {"$addToSet" if body.default else "$pull": {"default_chat_ids": chat_id}},
+                )
 
         try:
             await self.outbox.apply(event, Check("chats", chat_id, "eq", "version", event.id), change)
         except DuplicateKeyError:
             raise conflict("chat_name_taken", "a channel with this name exists in your workspace") from None
+        actor = member["_id"] if member is not None else None
+        if "name" in changes and changes["name"] != chat.get("name"):
+            await self._say(chat, user.user_id, RENAMED, name=changes["name"], actor_member_id=actor)
+        if "topic" in changes and changes["topic"] != (chat.get("topic") or ""):
+            await self._say(chat, user.user_id, TOPIC, name=changes["topic"], actor_member_id=actor)
         return out
+
+    async def _say(self, chat: dict[str, Any], actor_id: str, type_: str, **fields: Any) -> None:
+        """A system message about the change just made (none for a direct chat, or without SystemMessages)."""
+        if self.system is None or chat.get("type") == DIRECT:
+            return
+        try:
+            await self.system.post(chat, actor_id, type_, **fields)
+        except APIError as error:
+            if error.status_code != 404:
+                raise  # 404: the chat was deleted meanwhile, and the line with it
+
+
+    async def set_archived(self, user: Identity, chat_id: str, archived: bool) -> ChatOut:
+        """Archive (read-only, listed last) or unarchive; owner or admin; a system message says so."""
+        chat, member = await self.access.require_member(user, chat_id)
+        if member["role"] not in MANAGERS:
+            raise forbidden("only the chat's owner or an admin may archive or unarchive it")
+        if chat["type"] == DIRECT:
+            raise invalid("chat_id", "A direct chat cannot be archived")
+        members = await self._members_of(chat)
+        if bool(chat.get("archived")) == archived:
+            return chat_out(chat, members)  # already so: nothing changes, no event
+        await self._per_minute(user, "chat_updates", self.limits.chat_updates_per_minute_per_user, "chat changes")
+        out = chat_out({**chat, "archived": archived, "updated_at": utcnow()}, members)
+        event = events.make_event(
+            events.CHAT_UPDATED, msgspec.to_builtins(out),
+            chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
+        )
+
+        async def change() -> None:
+            result = await self.store.chats.update_one(
+                {"_id": chat_id}, {"$set": {"archived": archived, "version": event.id},
+                                   "$currentDate": {"updated_at": True}},
+            )
+            if result.matched_count == 0:
+                raise not_found("chat")
+            # Each membership carries the flag for the write paths (membership.writable); one update, O(members),
+            # only on this rare change. A member joining meanwhile looks again after its insert (_add_member).
+            await self.store.members.update_many({"chat_id": {"$eq": chat_id}}, {"$set": {"archived": archived}})
+
+        await self.outbox.apply(event, Check("chats", chat_id, "eq", "version", event.id), change)
+        await self._say(chat, user.user_id, ARCHIVED if archived else UNARCHIVED, actor_member_id=member["_id"])
+        return out
+
+    async def set_role(self, user: Identity, chat_id: str, user_id: str, body: MemberRoleIn) -> MemberOut:
+        """The owner makes a member an admin or a member, or gives them the ownership (becoming an admin)."""
+        chat, me = await self.access.require_member(user, chat_id)
+        if not valid_id(user_id):
+            raise not_found("member")
+        target = me if user_id == user.user_id else await self.store.members.find_one(
+            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}}
+        )
+        if target is None:
+            raise not_found("member")
+        if chat["type"] == DIRECT:
+            raise invalid("role", "A direct chat has no roles")
+        if me["role"] != OWNER:
+            raise forbidden("only the chat's owner may change roles")
+        if target["role"] == body.role:
+            return member_out(target)
+        if target is me:
+            raise conflict("owner_must_transfer", "give the ownership to another member first")
+        await self._per_minute(user, "chat_updates", self.limits.chat_updates_per_minute_per_user, "chat changes")
+        data: dict[str, Any] = {"chat_id": chat_id, "user_id": user_id, "role": body.role}
+        if body.role == OWNER:
+            data.update(owner_id=user_id, previous_owner_id=user.user_id)
+        event = events.make_event(
+            events.MEMBER_UPDATED, data, chat_id=chat_id, workspace_id=chat["workspace_id"], actor_id=user.user_id,
+        )
+
+        async def change() -> None:
+            if body.role == OWNER:
+                # The chat's owner_id is the commit point: of two transfers racing, one moves it.
+                moved = await self.store.chats.update_one(
+                    {"_id": chat_id, "owner_id": {"$eq": user.user_id}},
+                    {"$set": {"owner_id": user_id}, "$currentDate": {"updated_at": True}},
+                )
+                if moved.matched_count == 0:
+                    raise conflict("owner_changed", "the ownership changed meanwhile; reload and retry")
+                await self.store.members.update_one({"_id": target["_id"]}, {"$set": {"role": OWNER}})
+                await self.store.members.update_one({"_id": me["_id"]}, {"$set": {"role": ADMIN}})
+            else:
+                await self.store.members.update_one(
+                    {"_id": target["_id"], "role": {"$ne": OWNER}}, {"$set": {"role": body.role}}
+                )
+
+        check = Check("chats", chat_id, "eq", "owner_id", user_id) if body.role == OWNER else \
+            Check("members", target["_id"], "eq", "role", body.role)
+        await self.outbox.apply(event, check, change)
+        return member_out({**target, "role": body.role})
 
     async def delete(self, user: Identity, chat_id: str) -> None:
         chat, member = await self.access.require_member(user, chat_id)
@@ -361,6 +491,9 @@ class ChatService:
             await self.store.chats.delete_one({"_id": chat_id})
 
         await self.outbox.apply(event, Check("chats", chat_id, "absent"), change)
+        if chat.get("default"):
+            await self.store.workspaces.update_one({"_id": chat["workspace_id"]},
+                                                   {"$pull": {"default_chat_ids": chat_id}})
         # The chat is gone (the commit point); what hangs off it is invisible and cleaned up here.
         await self.store.members.delete_many({"chat_id": {"$eq": chat_id}})
         await self.store.messages.delete_many({"chat_id": {"$eq": chat_id}})
@@ -370,8 +503,12 @@ class ChatService:
     # -- members -----------------------------------------------------------------------------
 
     async def members(self, user: Identity, chat_id: str, query: PageQuery) -> Page[MemberOut]:
-        await self.access.access(user, chat_id)
-        return await self._member_page(chat_id, query)
+        chat, _ = await self.access.access(user, chat_id)
+        page = await self._member_page(chat_id, query)
+        if chat["type"] == DIRECT:
+            # Two people alike: a direct chat shows no owner (its creator keeps the stored role, unused).
+            page = Page([msgspec.structs.replace(m, role=MEMBER) for m in page.items], page.next_cursor)
+        return page
 
     async def _member_list(self, chat_id: str) -> list[MemberOut]:
         """The unpaged members (at most UNPAGED_MAX), in join order."""
@@ -391,6 +528,7 @@ class ChatService:
             raise invalid("user_ids", "a direct chat is always between the same 2 people")
         if chat["type"] == PRIVATE_CHANNEL and member["role"] not in MANAGERS:
             raise forbidden("only the channel's owner or an admin may invite to a private channel")
+        writable(chat)
         user_ids = list(dict.fromkeys(body.user_ids))
         await self._check_users(chat["workspace_id"], user_ids, "user_ids")
         present = {
@@ -401,17 +539,22 @@ class ChatService:
         }
         if any(uid not in present for uid in user_ids):  # counted once per request that adds someone
             await self._per_minute(user, "member_adds", self.limits.member_adds_per_minute_per_user, "members added")
-        for uid in user_ids:
-            if uid not in present:
-                await self._add_member(chat, uid, MEMBER, actor_id=user.user_id)
+        added = [uid for uid in user_ids if uid not in present
+                 and await self._add_member(chat, uid, MEMBER, actor_id=user.user_id) is not None]
+        if added:
+            await self._say(chat, user.user_id, ADDED, user_ids=added, actor_member_id=member["_id"])
         return await self._member_list(chat_id)
 
-    async def _add_member(self, chat: dict[str, Any], user_id: str, role: str, *, actor_id: str) -> bool:
+    async def _add_member(self, chat: dict[str, Any], user_id: str, role: str, *,
+                          actor_id: str) -> dict[str, Any] | None:
+        """The new membership, or None when a concurrent request added it first."""
         doc = member_doc(chat["_id"], user_id, chat["workspace_id"], role)
         if chat.get("last_seq", 0) > 0:
             # Someone coming back: their messages from before never count as unread for them.
             cursor = self.store.messages.find(
-                {"chat_id": {"$eq": chat["_id"]}, "sender_id": {"$eq": user_id}, "deleted": {"$eq": False}},
+                # Not their system lines (joined, left…): those never count, so are never subtracted.
+                {"chat_id": {"$eq": chat["_id"]}, "sender_id": {"$eq": user_id}, "deleted": {"$eq": False},
+                 "system": {"$exists": False}},
                 {"seq": 1, "_id": 0},
             )
             doc["own_seqs"] = sorted([own["seq"] async for own in cursor])
@@ -427,16 +570,21 @@ class ChatService:
         try:
             await self.outbox.apply(event, Check("members", doc["_id"]), change)
         except DuplicateKeyError:
-            return False  # joined by a concurrent request, which published the event
+            return None  # joined by a concurrent request, which published the event
         await self._count_member(chat, user_id, 1)
-        return True
+        return doc
 
     async def _count_member(self, chat: dict[str, Any], user_id: str, delta: int) -> None:
         """After the membership's insert or delete (the one that happened): the chat's member counters."""
         update: dict[str, Any] = {"$inc": {"member_count": delta}}
         if chat["type"] in LISTED_MEMBERS:
             update["$addToSet" if delta > 0 else "$pull"] = {"member_ids": user_id}
-        await self.store.chats.update_one({"_id": chat["_id"]}, update)
+        after = await self.store.chats.find_one_and_update({"_id": chat["_id"]}, update, projection={"archived": 1})
+        if delta > 0 and after is not None and after.get("archived"):
+            # Archived after this member's chat was read, before its membership landed (set_archived's
+            # update_many missed it): the membership takes the flag too.
+            await self.store.members.update_one(
+                {"chat_id": {"$eq": chat["_id"]}, "user_id": {"$eq": user_id}}, {"$set": {"archived": True}})
 
     async def remove_member(self, user: Identity, chat_id: str, user_id: str) -> None:
         chat, me = await self.access.require_member(user, chat_id)
@@ -455,7 +603,8 @@ class ChatService:
             if target["role"] == OWNER:
                 raise forbidden("the owner cannot be removed")
         elif me["role"] == OWNER:
-            raise conflict("owner_cannot_leave", "the owner cannot leave the chat; delete it instead")
+            raise conflict("owner_must_transfer",
+                           "the owner cannot leave: give the ownership to another member first, or delete the chat")
         remaining = [uid for uid in await self.member_ids(chat_id) if uid != user_id]
         event = events.make_event(
             events.MEMBER_LEFT, {"chat_id": chat_id, "user_id": user_id, "role": target["role"]},
@@ -469,6 +618,10 @@ class ChatService:
         if await self.outbox.apply(event, Check("members", target["_id"], "absent"), change):
             await self._count_member(chat, user_id, -1)
             await self.mentions.left(chat_id, user_id)
+            if target is me:
+                await self._say(chat, user.user_id, LEFT, user_ids=[user_id])
+            else:
+                await self._say(chat, user.user_id, REMOVED, user_ids=[user_id], actor_member_id=me["_id"])
 
     # -- the caller's own settings of a chat -------------------------------------------------
 
@@ -520,8 +673,99 @@ class ChatService:
     async def join(self, user: Identity, chat_id: str) -> ChatOut:
         chat, member = await self.access.access(user, chat_id)
         if member is None:
+            writable(chat)
             # Joining counts as adding a member (a join-leave loop is two events a turn).
             await self._per_minute(user, "member_adds", self.limits.member_adds_per_minute_per_user, "members added")
-            if await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id):
+            joined = await self._add_member(chat, user.user_id, MEMBER, actor_id=user.user_id)
+            if joined is not None:
                 chat = {**chat, "member_count": chat.get("member_count", 0) + 1}
+                # A first-time joiner starts caught up, as in Slack: their mark moves to the line saying they
+                # joined, the history there to read. Someone coming back (their own messages are there) keeps
+                # the mark at 0 and sees what they missed, mentions included.
+                fresh = not joined.get("own_seqs")
+                await self._say(chat, user.user_id, JOINED, user_ids=[user.user_id],
+                                actor_member_id=joined["_id"] if fresh else None)
         return chat_out(chat, await self.member_ids(chat_id))
+
+    # -- the workspace's default channels ----------------------------------------------------
+
+    async def workspace_joined(self, user: dict[str, Any], workspace: dict[str, Any], created: bool) -> None:
+        """AccountService's signup hook: a new workspace gets its #general; a user joining one joins its
+        default channels (each with its `joined` line, the joiner's mark on it)."""
+        if created:
+            await self.create_general(workspace, user["_id"])
+            return
+        for chat_id in workspace.get("default_chat_ids") or ():
+            chat = await self.store.chats.find_one({"_id": chat_id, "workspace_id": {"$eq": workspace["_id"]}})
+            if chat is None or chat["type"] != PUBLIC_CHANNEL or chat.get("archived"):
+                continue
+            joined = await self._add_member(chat, user["_id"], MEMBER, actor_id=user["_id"])
+            if joined is not None:
+                await self._say(chat, user["_id"], JOINED, user_ids=[user["_id"]], actor_member_id=joined["_id"])
+
+    async def create_general(self, workspace: dict[str, Any], owner_id: str) -> ChatOut:
+        """The #general every workspace is made with: a public default channel of its owner; chat.created."""
+        doc, members = general_docs(workspace["_id"], owner_id, [owner_id])
+        out = chat_out(doc, [m["user_id"] for m in members])
+        event = events.make_event(events.CHAT_CREATED, msgspec.to_builtins(out), chat_id=doc["_id"],
+                                  workspace_id=workspace["_id"], actor_id=owner_id)
+        doc["version"] = event.id
+
+        async def change() -> None:
+            await self.store.members.insert_many(members)
+            await self.store.chats.insert_one(doc)  # the commit point, as in create
+            await self.store.workspaces.update_one({"_id": workspace["_id"]},
+                                                   {"$addToSet": {"default_chat_ids": doc["_id"]}})
+
+        await self.outbox.apply(event, Check("chats", doc["_id"]), change)
+        return out
+
+
+GENERAL = "general"
+GENERAL_DESCRIPTION = "Everyone in the workspace: announcements and anything for all"
+
+
+def general_docs(workspace_id: str, owner_id: str, user_ids: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A workspace's #general (a default public channel of `owner_id`) and the memberships of `user_ids`."""
+    now = utcnow()
+    ids = list(dict.fromkeys([owner_id, *user_ids]))
+    doc = chat_doc(workspace_id, owner_id, PUBLIC_CHANNEL, ids, name=GENERAL, description=GENERAL_DESCRIPTION,
+                   now=now)
+    doc["default"] = True
+    members = [member_doc(doc["_id"], uid, workspace_id, OWNER if uid == owner_id else MEMBER, now) for uid in ids]
+    return doc, members
+
+
+async def ensure_default_channels(store: Store) -> int:
+    """Start-up migration: every workspace made before default channels gets one, its #general (an existing
+    public #general becomes the default; else one is made with every user of the workspace in it); how many
+    workspaces it did. Idempotent: only workspaces without `default_chat_ids`, which is written last."""
+    done = 0
+    async for workspace in store.workspaces.find({"default_chat_ids": {"$exists": False}}, {"owner_id": 1}):
+        wid = workspace["_id"]
+        found = await store.chats.find_one({"workspace_id": {"$eq": wid}, "name_key": {"$eq": GENERAL}},
+                                           {"type": 1})
+        if found is None:
+            # A range of the (workspace_id, name_key) index, which serves workspace_id on the embedded server too.
+            cursor = store.users.find({"workspace_id": {"$eq": wid}, "name_key": {"$gte": ""}}, {"_id": 1})
+            user_ids = [u["_id"] async for u in cursor]
+            owner_id = workspace.get("owner_id") or (user_ids[0] if user_ids else None)
+            if owner_id is None:
+                continue
+            doc, members = general_docs(wid, owner_id, user_ids)
+            doc["version"] = new_id()
+            await store.members.insert_many(members)
+            try:
+                await store.chats.insert_one(doc)
+                found = doc
+            except DuplicateKeyError:  # another process's migration made it meanwhile
+                await store.members.delete_many({"chat_id": {"$eq": doc["_id"]}})
+                found = await store.chats.find_one({"workspace_id": {"$eq": wid}, "name_key": {"$eq": GENERAL}},
+                                                   {"type": 1})
+        defaults = [found["_id"]] if found is not None and found["type"] == PUBLIC_CHANNEL else []
+        if defaults:
+            await store.chats.update_one({"_id": defaults[0]}, {"$set": {"default": True}})
+        result = await store.workspaces.update_one(
+            {"_id": wid, "default_chat_ids": {"$exists": False}}, {"$set": {"default_chat_ids": defaults}})
+        done += result.modified_count
+    return done

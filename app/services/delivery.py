@@ -29,7 +29,8 @@ class Routing(Protocol):
 def recipients(event: Routing, members_of: MembersOf) -> Collection[str]:
     """The users `event` is for, given each chat's members. Read-only: it may be members_of's own set.
 
-    A user-scoped event (presence) goes to the members of the user's chats but not to the user; a chat
+    A user-scoped event (presence) goes to the members of the user's chats but not to the user (unless it
+    names them in `recipients`: user.updated reaches their own tabs too); a chat
     event to the chat's members and to its explicit `recipients` (a removed member, a deleted chat's); a
     personal event (app.events.PERSONAL_EVENTS: no chat, its user the only recipient) to that user alone.
     """
@@ -38,6 +39,8 @@ def recipients(event: Routing, members_of: MembersOf) -> Collection[str]:
         for chat_id in event.chat_ids:
             users.update(members_of(chat_id))
         users.discard(event.subject)  # type: ignore[arg-type]
+        if event.recipients:
+            users.update(event.recipients)
         return users
     members = members_of(event.chat_id)
     if event.recipients:

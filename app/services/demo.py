@@ -6,8 +6,9 @@ import time
 
 from app.auth import Identity
 from app.schemas.accounts import SignupIn
-from app.schemas.chats import ChatCreateIn
+from app.schemas.chats import ChatCreateIn, ChatUpdateIn
 from app.schemas.messages import MessageCreateIn
+from app.schemas.people import ProfileIn
 from app.services import ApiServices
 
 DEMO_PASSWORD = "fechatter-demo"
@@ -40,13 +41,17 @@ async def seed_demo(services: ApiServices) -> list[tuple[str, str]]:
     alice, bob, carol = (
         Identity(user_id=p.user.id, workspace_id=p.workspace.id, expires_at=time.time() + 60) for p in people
     )
-    general, _ = await services.chats.create(
-        alice,
-        ChatCreateIn(
-            type="public_channel", name="general", description="Everyone in the demo workspace",
-            members=[bob.user_id, carol.user_id],
-        ),
-    )
+    # Something for their profile cards: a status and a time zone each (the card shows the local time there).
+    profiles = (("🚀", "Shipping the demo", "Europe/London"), ("☕", "Coffee first", "America/New_York"),
+                ("🌏", "Working from Tokyo", "Asia/Tokyo"))
+    for who, (emoji, status, zone) in zip((alice, bob, carol), profiles):
+        await services.people.update_me(who, ProfileIn(status_emoji=emoji, status_text=status, timezone=zone))
+    # The workspace's #general, which Bob and Carol joined with their invites (a default channel).
+    found = await services.accounts.store.chats.find_one(
+        {"workspace_id": {"$eq": alice.workspace_id}, "name_key": {"$eq": "general"}}, {"_id": 1})
+    general = await services.chats.update(
+        alice, found["_id"], ChatUpdateIn(description="Everyone in the demo workspace",
+                                          topic="Say hello, and try a second browser as Bob"))
     await services.messages.send(
         alice, general.id, MessageCreateIn(content="Welcome to Fechatter! Open a second browser as Bob to chat live.")
     )

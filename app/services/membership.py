@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Iterable
 
 from app.auth import Identity
-from app.errors import forbidden, not_found
+from app.errors import APIError, forbidden, not_found
 from app.schemas.chats import PUBLIC_CHANNEL
 from app.schemas.common import valid_id
 from app.store import Store
@@ -75,6 +75,18 @@ async def members_among(store: Store, chat_ids: Iterable[str], user_ids: Iterabl
     return found
 
 
+def chat_archived() -> APIError:
+    return APIError(403, "chat_archived", "this chat is archived and read-only; unarchive it to write in it")
+
+
+def writable(doc: dict[str, Any]) -> None:
+    """The rule of archived chats, for every write into one (send, edit, delete, react, typing, members, changes):
+    403 `chat_archived`. `doc` is the chat or the caller's membership, which carries the chat's `archived`
+    (ChatService.set_archived keeps both), so a send's path reads nothing more for it."""
+    if doc.get("archived"):
+        raise chat_archived()
+
+
 class ChatAccess:
     """A caller sees chats they belong to and the public channels of their workspace; nothing else exists.
 
@@ -115,8 +127,15 @@ class ChatAccess:
             raise not_found("chat")
         # Only what a send needs: less for MongoDB to encode and the driver to decode.
         member = await self.store.members.find_one(
-            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user.user_id}}, {"workspace_id": 1, "role": 1}
+            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user.user_id}},
+            {"workspace_id": 1, "role": 1, "archived": 1},
         )
         if member is None or member.get("workspace_id") != user.workspace_id:
             _, member = await self.require_member(user, chat_id)
+        return member
+
+    async def writable(self, user: Identity, chat_id: str) -> dict[str, Any]:
+        """`membership`, and 403 `chat_archived` when the chat is archived: every write into a chat calls this."""
+        member = await self.membership(user, chat_id)
+        writable(member)
         return member

@@ -16,6 +16,7 @@ from app.auth import Identity
 from app.schemas.accounts import USERNAME_CHARS, USERNAME_MAX
 from app.schemas.messages import MentionsPage, MentionsQuery, message_out
 from app.services.membership import MEMBERSHIPS_BATCH, user_chat_ids
+from app.services.reactions import MessageMarks
 from app.store import Store
 
 # The names that mention every member of the chat; never a username.
@@ -64,6 +65,8 @@ class Mentioned:
     user_ids: tuple[str, ...] = ()
     member_ids: tuple[str, ...] = ()
     all: bool = False
+    # (name as typed, lower-cased; user id) of each member mentioned: what content_html makes a span. Not stored.
+    names: tuple[tuple[str, str], ...] = ()
 
     def fields(self) -> dict[str, Any]:
         """What a message document stores of it."""
@@ -119,8 +122,10 @@ class MentionService:
     per distinct name (the user by (workspace_id, username), then the membership), never a read of the members.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, marks: MessageMarks | None = None):
         self.store = store
+        # The page's reactions and pins: one read of them per page.
+        self.marks = marks or MessageMarks(store)
 
     # -- parsing a message ---------------------------------------------------------------------
 
@@ -142,14 +147,19 @@ class MentionService:
         ))
         member_of = {uid: member["_id"] for uid, member in zip(candidates, members) if member is not None}
         found: dict[str, str] = {}
+        spans: dict[str, str] = {}
         for names_of_one in mentions:
             # The first candidate that is a member: "@bob." is bob. when there is one, else bob.
-            uid = next((user_of[n] for n in names_of_one if user_of.get(n) in member_of), None)
+            name = next((n for n in names_of_one if user_of.get(n) in member_of), None)
+            uid = user_of[name] if name is not None else None
             if uid is not None and uid not in found:
                 found[uid] = member_of[uid]
                 if len(found) >= MENTIONS_MAX:
+                    spans[name] = uid
                     break
-        return Mentioned(tuple(found), tuple(found.values()), everyone)
+            if name is not None and uid in found:
+                spans[name] = uid
+        return Mentioned(tuple(found), tuple(found.values()), everyone, tuple(spans.items()))
 
     # -- the counters and documents of a message's mentions -------------------------------------
 
@@ -304,7 +314,9 @@ class MentionService:
             next_cursor = cursor  # the candidate budget ran out: a short page, and where to go on
         else:
             next_cursor = None
-        return MentionsPage(messages=[message_out(doc) for doc in found], next_cursor=next_cursor)
+        messages = [message_out(doc) for doc in found]
+        await self.marks.decorate(messages, user.user_id)
+        return MentionsPage(messages=messages, next_cursor=next_cursor)
 
     @staticmethod
     def _for(doc: dict[str, Any], user_id: str, chats: Iterable[str]) -> bool:

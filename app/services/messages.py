@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import msgspec
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from app import events
 from app.auth import Identity
@@ -23,20 +25,30 @@ from app.outbox import Check, Outbox
 from app.schemas.chats import MANAGERS
 from app.schemas.common import valid_id
 from app.schemas.messages import (
+    SYSTEM_KIND,
     MessageCreateIn,
     MessageListQuery,
     MessageOut,
     MessagePage,
     MessageUpdateIn,
+    MessageVersionOut,
+    RepliesQuery,
+    ThreadUpdatedOut,
     message_out,
     stored_message,
 )
 from app.services.files import FileService
 from app.services.membership import ChatAccess
+from app.richtext import Renderer, mention_targets, plain
 from app.services.mentions import NOBODY, Mentioned, MentionService
 from app.services.ratelimit import RateLimiter
+from app.services.reactions import MessageMarks
+from app.services.search_flags import flagged
 from app.services.sequence import ChatSequence, Draft, by_sender, repair_info
-from app.store import Store, new_id, utcnow
+from app.store import Store, isoformat, new_id, utcnow
+
+# GET .../history answers at most this many versions (the newest), oldest first.
+HISTORY_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -55,8 +67,13 @@ class MessageDraft:
 def message_doc(
     chat_id: str, sender_id: str, content: str, *, files: Sequence[str] = (), reply_to: str | None = None,
     created_at: datetime.datetime | None = None, idempotency_key: str | None = None,
+    content_html: str | None = None, thread_root_id: str | None = None,
 ) -> dict[str, Any]:
-    """A message document as a send writes it, without `seq` and `ord` (its take gives them) or `version`."""
+    """A message document as a send writes it, without `seq` and `ord` (its take gives them) or `version`.
+
+    `content_html` is the rendering of `content` (MessageService.rendered); without it the escaped text (a
+    system line). `thread_root_id` makes it a reply in that root's thread; null (indexed) for every other message.
+    """
     doc: dict[str, Any] = {
         "_id": new_id(),
         "chat_id": chat_id,
@@ -64,6 +81,9 @@ def message_doc(
         "content": content,
         "files": list(dict.fromkeys(files)),
         "reply_to": reply_to,
+        "thread_root_id": thread_root_id,
+        "reply_count": 0,  # a root's, by $inc (MessageService._thread_changed); edits' replaces are guarded on it
+        "content_html": content_html if content_html is not None else (plain(content) if content else ""),
         "created_at": created_at or utcnow(),
         "edited_at": None,
         "deleted": False,
@@ -71,7 +91,7 @@ def message_doc(
     }
     if idempotency_key is not None:
         doc["idempotency_key"] = idempotency_key
-    return doc
+    return flagged(doc)  # search's has_* booleans and created_ms; set again by whoever changes what they derive from
 
 
 class _NoChange(Exception):
@@ -89,6 +109,9 @@ class MessageService:
         limiter: RateLimiter,
         config: Config,
         mentions: MentionService,
+        *,
+        renderer: Renderer,
+        marks: MessageMarks,
     ):
         self.store = store
         self.outbox = outbox
@@ -98,14 +121,28 @@ class MessageService:
         self.limiter = limiter
         self.config = config
         self.mentions = mentions
+        # Built once by the composition (app.services.build_api_services): rendering happens per write.
+        self.renderer = renderer
+        self.marks = marks
+
+    def rendered(self, content: str, mentioned: Mentioned = NOBODY) -> str:
+        """The `content_html` a write stores: mentions of resolved members (and @all when it counts) as spans."""
+        return self.renderer.render(content, mention_targets(dict(mentioned.names), mentioned.all))
+
+    async def payloads(self, docs: Sequence[dict[str, Any]], caller_id: str | None) -> list[MessageOut]:
+        """The one page hook: stored messages → payloads, decorated per page (reactions, pins) with one
+        store command whatever the page holds (none for an empty page)."""
+        outs = [message_out(doc) for doc in docs]
+        await self.marks.decorate(outs, caller_id)
+        return outs
 
     # -- send --------------------------------------------------------------------------------
 
     async def send(self, user: Identity, chat_id: str, body: MessageCreateIn) -> tuple[MessageOut, bool]:
         """(message, created); a retry with the same idempotency key gets the first message and False."""
         # The membership alone authorizes (it carries the chat's workspace); the chat is not read:
-        # the seq's $inc, filtered on that workspace, tells a chat deleted meanwhile.
-        member = await self.access.membership(user, chat_id)
+        # the seq's $inc, filtered on that workspace, tells a chat deleted meanwhile. Archived: 403 chat_archived.
+        member = await self.access.writable(user, chat_id)
         chat = {"_id": chat_id, "workspace_id": member["workspace_id"]}
         key = body.idempotency_key
         if key is not None:
@@ -114,19 +151,22 @@ class MessageService:
                 return message_out(first), False
         await self.limiter.per_user("messages", user.user_id, limit=self.config.limits.messages_per_minute_per_user,
                                     window=60, what="messages")
-        await self._check_references(user, chat_id, body)
+        root_id = await self._check_references(user, chat_id, body)
         # No read at all for a message without an "@"; else two point reads per distinct name.
         mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
         # Built before the seq is taken: the take sets it as the chat's last message.
         draft = Draft(
-            message_doc(chat_id, user.user_id, body.content, files=body.files, reply_to=body.reply_to,
-                        idempotency_key=key) | mentioned.fields(),
+            flagged(message_doc(chat_id, user.user_id, body.content, files=body.files, reply_to=body.reply_to,
+                                idempotency_key=key, content_html=self.rendered(body.content, mentioned),
+                                thread_root_id=root_id) | mentioned.fields()),
             version=new_id(),
         )
         out, created = await self.sequence.send(
             chat_id, chat["workspace_id"], user.user_id, key,
             lambda seq: self._insert(user, chat, draft, seq, member["_id"], mentioned), draft,
         )
+        if created and root_id is not None:
+            await self._thread_changed(user.user_id, chat, root_id, +1)
         return out, created
 
     async def _insert(self, user: Identity, chat: dict[str, Any], draft: Draft, seq: int, member_id: str,
@@ -175,10 +215,12 @@ class MessageService:
         if not drafts:
             return []
         docs = [
-            message_doc(chat["_id"], d.sender_id, d.content, files=d.files, reply_to=d.reply_to,
-                        created_at=d.created_at, idempotency_key=d.idempotency_key) | d.extra
+            flagged(message_doc(chat["_id"], d.sender_id, d.content, files=d.files, reply_to=d.reply_to,
+                                created_at=d.created_at, idempotency_key=d.idempotency_key,
+                                content_html=self.rendered(d.content)) | d.extra)
             for d in drafts
         ]
+        outside = await self._bulk_threads(chat["_id"], docs)
         versions = [new_id() for _ in docs]
         last = Draft(docs[-1], versions[-1])
         taken = await self.sequence.take_many(chat["_id"], chat["workspace_id"], len(docs), last)
@@ -193,17 +235,81 @@ class MessageService:
                 await self.sequence.fill_gap(chat["_id"], doc["seq"])
             raise
         await self.sequence.senders_saw(chat["_id"], by_sender(docs))
+        for root_id, n in outside.items():
+            await self.store.messages.update_one(
+                {"_id": root_id}, {"$inc": {"reply_count": n}, "$currentDate": {"last_reply_at": True}})
         return [message_out(doc) for doc in docs]
 
-    async def _check_references(self, user: Identity, chat_id: str, body: MessageCreateIn) -> None:
+    async def _bulk_threads(self, chat_id: str, docs: list[dict[str, Any]]) -> dict[str, int]:
+        """Threads of a batch's replies: a root in the batch gets its counters in its document; the replies to
+        earlier messages are counted per root, returned for one update each after the insert."""
+        by_id = {doc["_id"]: doc for doc in docs}  # a draft's `extra` may give its _id, for replies in the batch
+        wanted = list({d["reply_to"] for d in docs if d.get("reply_to") and d["reply_to"] not in by_id})
+        earlier: dict[str, str] = {}
+        if wanted:  # one $in per batch (a scan on nx-27017): seeding and imports, never a request path
+            async for found in self.store.messages.find(
+                {"_id": {"$in": wanted}, "chat_id": {"$eq": chat_id}}, {"thread_root_id": 1}
+            ):
+                earlier[found["_id"]] = found.get("thread_root_id") or found["_id"]
+        outside: dict[str, int] = {}
+        for doc in docs:
+            target = doc.get("reply_to")
+            if not target:
+                continue
+            if target in by_id:
+                root_id = by_id[target].get("thread_root_id") or target
+            elif target in earlier:
+                root_id = earlier[target]
+            else:
+                continue  # not in this chat: stays a plain message
+            doc["thread_root_id"] = root_id
+            if root_id in by_id:
+                root = by_id[root_id]
+                root["reply_count"] = root.get("reply_count", 0) + 1
+                root["last_reply_at"] = max(root.get("last_reply_at") or doc["created_at"], doc["created_at"])
+            else:
+                outside[root_id] = outside.get(root_id, 0) + 1
+        return outside
+
+    async def _check_references(self, user: Identity, chat_id: str, body: MessageCreateIn) -> str | None:
+        """The thread root of a reply (a reply to a reply joins the same thread), None for a plain message."""
+        root_id = None
         if body.reply_to is not None:
             target = await self.store.messages.find_one(
-                {"_id": body.reply_to, "chat_id": {"$eq": chat_id}}, {"_id": 1}
+                {"_id": body.reply_to, "chat_id": {"$eq": chat_id}}, {"_id": 1, "thread_root_id": 1, "gap": 1}
             )
-            if target is None:
-                raise invalid("reply_to", "no such message in this chat")
+            if target is None or target.get("gap"):
+                raise invalid("reply_to", "No such message in this chat")
+            root_id = target.get("thread_root_id") or target["_id"]
         if body.files:
             await self.files.check_ids(user.workspace_id, list(dict.fromkeys(body.files)))
+        return root_id
+
+    async def _thread_changed(self, actor_id: str, chat: dict[str, Any], root_id: str, delta: int) -> None:
+        """The root's counters after a reply was sent (+1) or deleted (-1), and `thread.updated` with them.
+
+        An $inc (and $currentDate: a `$set` of a datetime is a string on nx-27017) returning the root after
+        it, so concurrent replies each publish the count they made. The event goes through the outbox after
+        the change: its data is the change's result; a crash between the two leaves the count right and
+        the event unsent (a client sees it at its next read of the root)."""
+        update: dict[str, Any] = {"$inc": {"reply_count": delta}}
+        if delta > 0:
+            update["$currentDate"] = {"last_reply_at": True}
+        root = await self.store.messages.find_one_and_update(
+            {"_id": root_id, **({"reply_count": {"$gt": 0}} if delta < 0 else {})}, update,
+            projection={"reply_count": 1, "last_reply_at": 1}, return_document=ReturnDocument.AFTER,
+        )
+        if root is None:
+            return
+        data = ThreadUpdatedOut(chat_id=chat["_id"], message_id=root_id, reply_count=max(0, root.get("reply_count", 0)),
+                                last_reply_at=isoformat(root.get("last_reply_at")))
+        event = events.make_event(events.THREAD_UPDATED, msgspec.to_builtins(data), chat_id=chat["_id"],
+                                  workspace_id=chat["workspace_id"], actor_id=actor_id)
+
+        async def done() -> None:
+            return None
+
+        await self.outbox.apply(event, Check("messages", root_id), done)
 
     # -- list --------------------------------------------------------------------------------
 
@@ -213,6 +319,8 @@ class MessageService:
         if query.before is not None and query.after is not None:
             raise APIError(422, "validation_failed", "give before or after, not both",
                            fields={"before": "give before or after, not both"})
+        if query.threads == "roots":
+            return await self._roots(user, chat, query)
         last = chat.get("last_seq", 0)
         if query.after is not None:
             lo = query.after + 1
@@ -227,7 +335,49 @@ class MessageService:
         docs = await self._range(chat_id, lo, hi)
         if len(docs) < hi - lo + 1 and await self.sequence.repair_gaps(chat, docs, lo, hi):
             docs = await self._range(chat_id, lo, hi)
-        return MessagePage(messages=[message_out(doc) for doc in docs], has_more=has_more)
+        return MessagePage(messages=await self.payloads(docs, user.user_id), has_more=has_more)
+
+    async def _roots(self, user: Identity, chat: dict[str, Any], query: MessageListQuery) -> MessagePage:
+        """Roots and plain messages (thread_root_id null): not a seq range, so one indexed read of limit + 1
+        over (chat_id, thread_root_id, seq), the extra one telling has_more; no gap repair (gaps are none's)."""
+        flt: dict[str, Any] = {"chat_id": {"$eq": chat["_id"]}, "thread_root_id": {"$eq": None}}
+        if query.after is not None:
+            flt["seq"] = {"$gt": query.after}
+            order = 1
+        else:
+            flt["seq"] = {"$lt": query.before} if query.before is not None else {"$gte": 1}
+            order = -1
+        docs = await self.store.messages.find(flt).sort([("seq", order)]).limit(query.limit + 1).to_list()
+        has_more = len(docs) > query.limit
+        docs = sorted(docs[:query.limit], key=lambda doc: doc["seq"])
+        return MessagePage(messages=await self.payloads(docs, user.user_id), has_more=has_more)
+
+    async def replies(self, user: Identity, chat_id: str, message_id: str, query: RepliesQuery) -> MessagePage:
+        """A thread's replies in seq order after `after`; a reply's id gives its thread too."""
+        await self.access.access(user, chat_id)
+        doc = await self._message(chat_id, message_id)
+        root_id = doc.get("thread_root_id") or doc["_id"]
+        docs = await self.store.messages.find(
+            {"chat_id": {"$eq": chat_id}, "thread_root_id": {"$eq": root_id}, "seq": {"$gt": query.after}}
+        ).sort([("seq", 1)]).limit(query.limit + 1).to_list()
+        has_more = len(docs) > query.limit
+        return MessagePage(messages=await self.payloads(docs[:query.limit], user.user_id), has_more=has_more)
+
+    async def history(self, user: Identity, chat_id: str, message_id: str) -> list[MessageVersionOut]:
+        """Every version of a message's text, oldest first: the original, each edit's, the current last
+        (just the current one for a message never edited); 404 for a deleted message."""
+        await self.access.access(user, chat_id)
+        doc = await self._message(chat_id, message_id)
+        if doc.get("deleted"):
+            raise not_found("message")
+        older = await self.store.message_versions.find(
+            {"message_id": {"$eq": message_id}, "rev": {"$gte": 0}}
+        ).sort([("rev", -1)]).limit(HISTORY_MAX - 1).to_list()
+        versions = [MessageVersionOut(content=v["content"], content_html=v.get("content_html") or plain(v["content"]),
+                                      edited_at=isoformat(v["edited_at"])) for v in reversed(older)]
+        versions.append(MessageVersionOut(content=doc.get("content", ""), content_html=message_out(doc).content_html,
+                                          edited_at=isoformat(doc.get("edited_at") or doc["created_at"])))
+        return versions
 
     async def _range(self, chat_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
         cursor = self.store.messages.find({"chat_id": {"$eq": chat_id}, "seq": {"$gte": lo, "$lte": hi}})
@@ -249,9 +399,11 @@ class MessageService:
         await self.limiter.per_user(kind, user.user_id, limit=limit, window=60, what=what)
 
     async def edit(self, user: Identity, chat_id: str, message_id: str, body: MessageUpdateIn) -> MessageOut:
-        member = await self.access.membership(user, chat_id)
+        member = await self.access.writable(user, chat_id)
         await self._per_minute(user, "edits", self.config.limits.edits_per_minute_per_user, "message edits")
         doc = await self._message(chat_id, message_id)
+        if doc.get("kind") == SYSTEM_KIND:
+            raise forbidden("a system message cannot be changed")
         if doc["sender_id"] != user.user_id:
             raise forbidden("only the sender may edit a message")
         if doc.get("deleted"):
@@ -259,15 +411,15 @@ class MessageService:
         mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
         event_id = new_id()
         rev = doc.get("rev", 0) + 1
-        edited = {**doc, "content": body.content, "edited_at": utcnow(), "version": event_id, "rev": rev,
-                  **mentioned.fields()}
-        out = message_out(edited)
+        edited = flagged({**doc, "content": body.content, "edited_at": utcnow(), "version": event_id, "rev": rev,
+                          "content_html": self.rendered(body.content, mentioned), **mentioned.fields()})
+        [out] = await self.payloads([edited], user.user_id)
         event = events.make_event(
             events.MESSAGE_UPDATED, msgspec.to_builtins(out),
             chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
         )
         await self.outbox.apply(
-            event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, edited)
+            event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, edited, keep=True)
         )
         await self.sequence.set_last_message(chat_id, stored_message(edited), message_id, rev, replacing=message_id)
         # Only the winner of the version-guarded replace gets here: what the edit added counts, what it removed not.
@@ -275,17 +427,19 @@ class MessageService:
         return out
 
     async def delete(self, user: Identity, chat_id: str, message_id: str) -> None:
-        member = await self.access.membership(user, chat_id)
+        member = await self.access.writable(user, chat_id)
         await self._per_minute(user, "deletes", self.config.limits.deletes_per_minute_per_user, "message deletions")
         doc = await self._message(chat_id, message_id)
+        if doc.get("kind") == SYSTEM_KIND:
+            raise forbidden("a system message cannot be changed")
         if doc["sender_id"] != user.user_id and member["role"] not in MANAGERS:
             raise forbidden("only the sender or the chat's owner or admins may delete a message")
         if doc.get("deleted"):
             return
         event_id = new_id()
         rev = doc.get("rev", 0) + 1
-        tombstone = {**doc, "content": "", "files": [], "deleted": True, "version": event_id, "rev": rev,
-                     **NOBODY.fields()}
+        tombstone = flagged({**doc, "content": "", "content_html": "", "files": [], "deleted": True,
+                             "version": event_id, "rev": rev, **NOBODY.fields()})
         event = events.make_event(
             events.MESSAGE_DELETED, {"id": message_id, "chat_id": chat_id, "seq": doc["seq"]},
             chat_id=chat_id, workspace_id=member["workspace_id"], actor_id=user.user_id, event_id=event_id,
@@ -294,19 +448,42 @@ class MessageService:
             event, Check("messages", message_id, "eq", "version", event_id), self._replace(doc, tombstone)
         )
         # Only the winner of the version-guarded replace gets here, so the deletion counts once.
+        if doc.get("thread_root_id"):
+            await self._thread_changed(user.user_id, {"_id": chat_id, "workspace_id": member["workspace_id"]},
+                                       doc["thread_root_id"], -1)
+        # A deleted message's earlier texts go with it (the history route is 404 for it).
+        await self.store.message_versions.delete_many({"message_id": {"$eq": message_id}, "rev": {"$gte": 0}})
         counters = await self.sequence.count_deleted(chat_id, doc["seq"])
         if counters is None or counters.get("last_message_id") == message_id:
             await self.sequence.set_last_message(chat_id, stored_message(tombstone), message_id, rev,
                                                  replacing=message_id)
         await self.mentions.deleted(doc)
 
-    def _replace(self, old: dict[str, Any], new: dict[str, Any]):
+    def _replace(self, old: dict[str, Any], new: dict[str, Any], *, keep: bool = False):
+        """`keep`: an edit, which keeps the replaced text as a version of its own (message_versions)."""
+        guard: dict[str, Any] = {"_id": old["_id"], "version": old.get("version")}
+        if "reply_count" in old:
+            # A root's counters move by $inc (a reply), not by version: the replace must not undo one.
+            guard["reply_count"] = old["reply_count"]
+
         async def change() -> None:
             # The whole document, so booleans and datetimes stay typed; the version guards against
             # a concurrent edit or delete being overwritten.
-            result = await self.store.messages.replace_one({"_id": old["_id"], "version": old.get("version")}, new)
+            result = await self.store.messages.replace_one(guard, new)
             if result.matched_count == 0:
                 raise conflict("message_changed", "the message changed meanwhile; reload and retry")
+            if keep:
+                # After the replace, so only its winner keeps a version; the _id makes a retry insert it once.
+                rev = old.get("rev", 0)
+                try:
+                    await self.store.message_versions.insert_one({
+                        "_id": f"{old['_id']}:{rev}", "message_id": old["_id"], "chat_id": old["chat_id"],
+                        "rev": rev, "content": old.get("content", ""),
+                        "content_html": message_out(old).content_html,
+                        "edited_at": old.get("edited_at") or old["created_at"],
+                    })
+                except DuplicateKeyError:
+                    pass
 
         return change
 
@@ -346,7 +523,7 @@ class MessageService:
             pass
 
     async def typing(self, user: Identity, chat_id: str) -> None:
-        member = await self.access.membership(user, chat_id)
+        member = await self.access.writable(user, chat_id)
         # Fire-and-forget for the client (the web UI ignores the answer), but past the limit it is
         # told so: 429 with Retry-After, and nothing goes to anyone's stream.
         await self.limiter.per_user("typing", user.user_id, limit=self.config.limits.typing_per_10_seconds_per_user,

@@ -1,20 +1,24 @@
-"""Start-up migrations: counters of chats and memberships written before they were kept (issues 12, 14), usernames."""
+"""Start-up migrations: counters of chats and memberships written before they were kept (issues 12, 14), usernames, search flags."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from app.richtext import Renderer
 from app.schemas.chats import DIRECT, GROUP
 from app.schemas.messages import stored_message
 from app.services.accounts import backfill_user_name_keys, backfill_usernames
+from app.services.chats import ensure_default_channels
+from app.services.rich_backfill import backfill_rich_text
+from app.services.search_flags import backfill_search_flags
 from app.services.sequence import DELETED_SEQS_MAX
 from app.store import Store
 
 log = logging.getLogger("fechatter.migrations")
 
 
-async def migrate(store: Store) -> dict[str, int]:
+async def migrate(store: Store, renderer: Renderer | None = None) -> dict[str, int]:
     """Idempotent, and safe to run from several processes at once: every write is conditional on
     the field it adds being absent. Run before the api serves (old processes stopped first: their
     sends would not keep the counters). O(documents of the chats without counters), once."""
@@ -41,6 +45,20 @@ async def migrate(store: Store) -> dict[str, int]:
         {"mention_all_seqs": {"$exists": False}}, {"$set": {"mention_all_seqs": [], "mention_all_ids": []}})
     mentions = members_done.modified_count + chats_done.modified_count
     usernames = await backfill_usernames(store)
+    # Workspaces made before default channels get their #general (issue 16). Logged, not returned: callers
+    # compare the counters' dict.
+    workspaces = await ensure_default_channels(store)
+    if workspaces:
+        log.info("default channels for %d workspaces", workspaces)
+    # Search's `has` booleans of messages written before them (issue 17). Logged, not returned, as above.
+    flags = await backfill_search_flags(store)
+    if flags:
+        log.info("search flags set on %d messages", flags)
+    # content_html and thread fields of messages from before rich text and threads (issue 15). The renderer
+    # is the caller's, else one built for this run (its build costs ~50 ms once).
+    rich = await backfill_rich_text(store, renderer or Renderer())
+    if rich:
+        log.info("content_html rendered for %d messages", rich)
     if chats or members or users or mentions or usernames:
         log.info("counters built for %d chats and %d further memberships; %d users keyed; mention counters for "
                  "%d documents; %d usernames", chats, members, users, mentions, usernames)

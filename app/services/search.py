@@ -14,6 +14,15 @@ time, only while a chat not seen yet could still hold a newer match (`_Chats`).
 its newest unread message, which assumes created_at grows with seq inside a chat; concurrent sends
 to one chat can break that by the few ms between taking a seq and stamping the message, and so can
 the chat's last_message_at (taken with the seq) used as the first bound: the order is exact to those ms.
+
+Filters are conditions of the same window reads, never another query: `from` is `sender_id $eq`, `has` one
+of the booleans every write sets (app.services.search_flags; no array operator, which the embedded store
+gets wrong), `after`/`before` a range of the `created_ms` int every write sets beside created_at (a range
+of a datetime makes nx-27017 copy the collection first), as a row condition inside the seq range. The time
+range also prunes: `before` caps every bound (the floor), a chat whose newest message is older than `after`
+is never read, and the merge stops once every unread part is older than `after`. A `before` far back in a busy chat still walks its newer windows (they match nothing), within
+the budget and with a cursor. q may then be empty. System lines ("joined"…) are never hits. Each hit
+carries `highlights`, code-point offsets of its words in its content.
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ from app.auth import Identity
 from app.config import Config
 from app.errors import APIError, invalid, not_found
 from app.schemas.common import Id, valid_id
-from app.schemas.messages import SearchOut, SearchQuery, message_out
+from app.schemas.messages import SYSTEM_KIND, SearchHitOut, SearchOut, SearchQuery, message_out
 from app.services import membership
 from app.services.paging import bad_cursor, decode_cursor, encode_cursor
 from app.services.ratelimit import RateLimiter
+from app.services.search_flags import FLAGS, created_ms
+from app.services.reactions import MessageMarks
 from app.store import Store, utcnow
 
 # The first window of a chat covers this many seqs; a window that finds too little makes the next 4x wider.
@@ -94,6 +105,47 @@ def _key(doc: dict[str, Any]) -> Key:
     return (-(_ms(doc.get("created_at")) or 0), doc["chat_id"], -doc["seq"])
 
 
+def highlights(content: str, words: list[str]) -> list[list[int]]:
+    """[start, end) code-point offsets of every occurrence of each word in `content`, any case (as the store's
+    `(?i)` regex matches), overlapping occurrences too ("aa" in "aaa"), merged where they overlap or touch."""
+    spans = sorted(
+        (m.start(1), m.end(1))
+        for word in words
+        for m in re.finditer(f"(?=({re.escape(word)}))", content, re.IGNORECASE)
+    )
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+def _instant(value: str | None, field: str) -> datetime.datetime | None:
+    """An ISO date (midnight UTC) or date-time (naive: UTC) of a filter, in UTC; else 422."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        raise invalid(field, "an ISO 8601 date (YYYY-MM-DD) or date-time") from None
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """What a message must be beside live and in the window: the words and the filters, as row conditions."""
+
+    words: list[str]
+    conditions: dict[str, Any]
+    after_ms: int | None
+    before_ms: int | None
+    digest: str
+
+
 def words_pattern(words: list[str]) -> str:
     """Every word, in any order and case: lookaheads from the start, inline flags only (never $options)."""
     if len(words) == 1:
@@ -112,7 +164,7 @@ class _State(msgspec.Struct, array_like=True):
 class _Cursor(msgspec.Struct, array_like=True):
     """Chats by their position among the caller's chat ids, sorted: a few bytes each, not an id each."""
 
-    query: str  # digest of the words and chat_id: a cursor of another search is refused
+    query: str  # digest of the words, chat_id and filters: a cursor of another search is refused
     last: tuple[int, Id, int]  # the key of the last message handed out (or the instant the search began)
     chats: str  # digest of the sorted chat ids the positions refer to; another set: no states
     done: str  # base64 bitmap of the positions of chats read to their first message
@@ -149,8 +201,10 @@ class _Chats:
     misses its matches, which a search started after the send finds.
     """
 
-    def __init__(self, store: Store, workspace_id: str, order: list[str], floor: int, states: dict[str, _State]):
+    def __init__(self, store: Store, workspace_id: str, order: list[str], floor: int, states: dict[str, _State],
+                 after_ms: int | None = None):
         self.store = store
+        self.after_ms = after_ms  # a chat whose bound is older holds no match: never read
         self.workspace_id = workspace_id
         self.order = order  # the caller's chat ids, sorted: what the cursor's positions refer to
         self.mine = set(order)
@@ -175,6 +229,8 @@ class _Chats:
             hint, exact = _newest(chat)
             bound = min(hint, self.floor) if hint is not None else self.floor
             scan = _Scan(chat_id, top, bound, exact and hint <= self.floor, top=top)
+        if self.after_ms is not None and scan.bound < self.after_ms:
+            scan.hi = 0
         self.scans[chat_id] = scan
         return scan
 
@@ -205,13 +261,17 @@ class _Chats:
             self.frontier = None
         else:
             self.frontier = _ms(chats[-1].get("last_message_at")) or 0
+            if self.after_ms is not None and self.frontier < self.after_ms:
+                self.frontier = None  # every chat not seen yet is older than `after`
         return scans
 
 
 class SearchService:
     def __init__(self, store: Store, config: Config, *, max_reads: int = MAX_READS, max_rows: int = MAX_ROWS,
-                 limiter: RateLimiter | None = None):
+                 limiter: RateLimiter | None = None, marks: MessageMarks | None = None):
         self.store = store
+        # The page's reactions and pins: one read of them per page.
+        self.marks = marks or MessageMarks(store)
         self.limits = config.limits
         self.limiter = limiter
         self.max_chars = config.limits.search_query_max_chars
@@ -220,25 +280,30 @@ class SearchService:
 
     async def search(self, user: Identity, query: SearchQuery) -> SearchOut:
         """The newest `limit` matches of the caller's chats (or one of them) after the cursor."""
-        words = self._words(query.q)
+        filters = self._filters(query)
         if self.limiter is not None:
             # Each request may read up to max_rows rows: bounded, but not to be asked without end.
             await self.limiter.per_user("searches", user.user_id, limit=self.limits.searches_per_minute_per_user,
                                         window=60, what="searches")
-        digest = hashlib.sha256(msgspec.json.encode([words, query.chat_id])).hexdigest()[:16]
+        digest = filters.digest
         resume = None
         if query.cursor is not None:
             resume = decode_cursor(_CURSOR_KIND, query.cursor, _Cursor)
             if resume.query != digest:
                 raise bad_cursor()
         started = _ms(utcnow())
-        chats = await self._chats(user, query.chat_id, resume)
+        chats = await self._chats(user, query.chat_id, resume, filters)
         last: Key | None = tuple(resume.last) if resume is not None else None
-        found, top = await self._run(chats, words_pattern(words), query.limit, last)
+        found, top = await self._run(chats, filters, query.limit, last)
 
         emitted = [(k, doc) for k, doc in found[: query.limit] if top is None or k < top]
         leftover = found[len(emitted):]
-        messages = [message_out(doc) for _, doc in emitted]
+        messages = [
+            SearchHitOut(**msgspec.structs.asdict(message_out(doc)),
+                         highlights=highlights(doc.get("content") or "", filters.words))
+            for _, doc in emitted
+        ]
+        await self.marks.decorate(messages, user.user_id)
         if top is None and not leftover:
             return SearchOut(messages=messages, next_cursor=None)
         # A first page cut before it could hand anything out still fixes the moment the search looks back
@@ -296,16 +361,38 @@ class SearchService:
             states[order[n]] = _State(hi, last_ms - delta, exact)
         return states
 
+    def _filters(self, query: SearchQuery) -> _Filters:
+        """The words and filters as the window's row conditions; 422 for neither words nor a filter."""
+        words = self._words(query.q)
+        after, before = _instant(query.after, "after"), _instant(query.before, "before")
+        if not words and query.from_ is None and query.has is None and after is None and before is None:
+            raise invalid("q", "required")
+        conditions: dict[str, Any] = {}
+        if words:
+            conditions["content"] = {"$regex": words_pattern(words)}
+        if query.from_ is not None:
+            conditions["sender_id"] = {"$eq": query.from_}
+        if query.has is not None:
+            conditions[FLAGS[query.has]] = {"$eq": True}
+        after_ms, before_ms = created_ms(after), created_ms(before)
+        if after_ms is not None or before_ms is not None:
+            conditions["created_ms"] = {
+                **({"$gte": after_ms} if after_ms is not None else {}),
+                **({"$lt": before_ms} if before_ms is not None else {}),
+            }
+        # A cursor of another search (other words, chat or filters) is refused.
+        digest = hashlib.sha256(msgspec.json.encode(
+            [words, query.chat_id, query.from_, query.has, after_ms, before_ms])).hexdigest()[:16]
+        return _Filters(words, conditions, after_ms, before_ms, digest)
+
     def _words(self, q: str) -> list[str]:
         text = q.replace("\x00", "").strip()
-        if not text:
-            raise invalid("q", "required")
         if len(text) > self.max_chars:
             raise APIError(422, "validation_failed", f"the search query is longer than {self.max_chars} characters",
                            fields={"q": f"at most {self.max_chars} characters"})
         return list(dict.fromkeys(text.casefold().split()))[:MAX_WORDS]
 
-    async def _chats(self, user: Identity, chat_id: str | None, resume: _Cursor | None) -> _Chats:
+    async def _chats(self, user: Identity, chat_id: str | None, resume: _Cursor | None, filters: _Filters) -> _Chats:
         """The caller's chats (only those: a cursor naming others changes nothing)."""
         if chat_id is not None:
             if not valid_id(chat_id) or not await membership.is_member(self.store, chat_id, user.user_id):
@@ -314,11 +401,13 @@ class SearchService:
         else:
             mine = sorted(await membership.user_chat_ids(self.store, user.user_id))
         floor = -resume.last[0] if resume is not None else _FAR_FUTURE_MS
+        if filters.before_ms is not None:
+            floor = min(floor, filters.before_ms - 1)  # no match is newer: every bound starts there
         states = self._states(resume, mine) if resume is not None else {}
-        return _Chats(self.store, user.workspace_id, mine, floor, states)
+        return _Chats(self.store, user.workspace_id, mine, floor, states, filters.after_ms)
 
     async def _run(
-        self, chats: _Chats, pattern: str, limit: int, last: Key | None
+        self, chats: _Chats, filters: _Filters, limit: int, last: Key | None
     ) -> tuple[list[tuple[Key, dict[str, Any]]], Key | None]:
         """Read windows, newest unread part first, until `limit` matches beat every unread part or the budget ends.
 
@@ -337,6 +426,8 @@ class SearchService:
                 top, scan = unseen, None
             else:
                 return found, None
+            if filters.after_ms is not None and -top[0] < filters.after_ms:
+                return found, None  # every unread part is older than `after`: read out
             newer = bisect.bisect_left(keys, top)
             if newer >= limit or reads >= self.max_reads or rows >= self.max_rows:
                 return found, top
@@ -358,8 +449,8 @@ class SearchService:
                 lo = max(1, scan.hi - scan.window + 1)
                 rows += scan.hi - lo + 1
                 wanted = limit - newer
-                self._advance(scan, await self._window(scan.chat_id, lo, scan.hi, pattern, wanted), wanted, last,
-                              keys, found)
+                self._advance(scan, await self._window(scan.chat_id, lo, scan.hi, filters.conditions, wanted),
+                              wanted, last, keys, found)
             if scan.hi >= 1:
                 heapq.heappush(heap, (scan.key(), scan))
 
@@ -368,6 +459,8 @@ class SearchService:
                  found: list[tuple[Key, dict[str, Any]]]) -> None:
         """Take a window's matches; the scan moves below what it covered (or below its oldest match)."""
         for doc in docs:
+            if doc.get("kind") == SYSTEM_KIND:
+                continue  # "joined", "renamed"…: lines about the chat, not messages to find (they still move scans)
             k = _key(doc)
             if last is None or k > last:
                 at = bisect.bisect_left(keys, k)
@@ -399,13 +492,9 @@ class SearchService:
         scan.bound = min(scan.bound, _ms(doc.get("created_at")) or scan.bound)
         scan.exact = True
 
-    async def _window(self, chat_id: str, lo: int, hi: int, pattern: str, limit: int) -> list[dict[str, Any]]:
+    async def _window(self, chat_id: str, lo: int, hi: int, conditions: dict[str, Any],
+                      limit: int) -> list[dict[str, Any]]:
         cursor = self.store.messages.find(
-            {
-                "chat_id": {"$eq": chat_id},
-                "seq": {"$gte": lo, "$lte": hi},
-                "deleted": {"$eq": False},
-                "content": {"$regex": pattern},
-            }
+            {"chat_id": {"$eq": chat_id}, "seq": {"$gte": lo, "$lte": hi}, "deleted": {"$eq": False}, **conditions}
         )
         return await cursor.sort([("seq", -1)]).limit(limit).to_list()

@@ -118,6 +118,9 @@ async def count_unread(store: Store, chat: dict[str, Any], member: dict[str, Any
             "seq": {"$gt": member.get("last_read_seq", 0), "$lte": chat.get("last_seq", 0)},
             "deleted": {"$eq": False},
             "sender_id": {"$ne": user_id},
+            # System lines are never unread; only they have `system` (a $ne on `kind` misses the messages that
+            # have no kind on the embedded server, where a missing field is never "not equal").
+            "system": {"$exists": False},
         },
     )
     return int(reply.get("n", 0))
@@ -216,13 +219,15 @@ class ChatSequence:
         """The chat's next seq; 404 when the chat is gone (or not of that workspace)."""
         return (await self.take_many(chat_id, workspace_id, 1)).seq
 
-    async def take_many(self, chat_id: str, workspace_id: str, n: int, last: Draft | None = None) -> Taken:
+    async def take_many(self, chat_id: str, workspace_id: str, n: int, last: Draft | None = None, *,
+                        countable: bool = True) -> Taken:
         """n consecutive seqs (the last one is returned) and n countable messages, in one $inc.
 
-        `last`, the message that gets the last of them, becomes the chat's last message.
+        `last`, the message that gets the last of them, becomes the chat's last message. Not `countable`
+        (system messages, never unread): the seqs are taken and msg_count stays, so no unread count moves.
         """
         update: dict[str, Any] = {
-            "$inc": {"last_seq": n, "msg_count": n}, "$currentDate": {"last_message_at": True},
+            "$inc": {"last_seq": n, "msg_count": n if countable else 0}, "$currentDate": {"last_message_at": True},
         }
         if last is not None:
             update["$set"] = {
@@ -383,7 +388,7 @@ class ChatSequence:
 
     # -- gap repair --------------------------------------------------------------------------
 
-    async def fill_gap(self, chat_id: str, seq: int) -> bool:
+    async def fill_gap(self, chat_id: str, seq: int, countable: bool = True) -> bool:
         """Put a tombstone at a seq that has no message; False if a message holds it already."""
         tombstone = {
             "_id": new_id(),
@@ -403,8 +408,9 @@ class ChatSequence:
             await self.store.messages.insert_one(tombstone)
         except DuplicateKeyError:
             return False
-        # The send that died took its seq as a countable message: it counts as deleted.
-        await self.count_deleted(chat_id, seq)
+        # The send that died took its seq as a countable message: it counts as deleted (a system one did not).
+        if countable:
+            await self.count_deleted(chat_id, seq)
         await self.set_last_message(chat_id, stored_message(tombstone), tombstone["_id"], 0, at_seq=seq)
         return True
 
@@ -431,7 +437,7 @@ class ChatSequence:
         seq = entry.repair.get("seq")
         if entry.event_type != events.MESSAGE_CREATED or entry.chat_id is None or not isinstance(seq, int):
             return False
-        return not await self.fill_gap(entry.chat_id, seq)
+        return not await self.fill_gap(entry.chat_id, seq, countable=entry.repair.get("countable", 1) != 0)
 
 
 def by_sender(docs: Iterable[dict[str, Any]]) -> dict[str, Taken]:

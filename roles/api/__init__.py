@@ -9,7 +9,7 @@ from app.deps import Deps
 from app.openapi import build_openapi
 from app.services import build_api_services
 from app.web import BaseHandler, RoleApp, route
-from roles.api import accounts, chats, files, messages
+from roles.api import accounts, chats, files, messages, people, reactions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -65,7 +65,7 @@ class ApiApp(RoleApp):
 
 def make_app(deps: Deps, **settings) -> ApiApp:
     services = build_api_services(deps)
-    api_routes = [*accounts.routes, *chats.routes, *messages.routes, *files.routes]
+    api_routes = [*accounts.routes, *people.routes, *chats.routes, *messages.routes, *reactions.routes, *files.routes]
     routes = [
         route("/", IndexHandler),
         route("/api/openapi.json", OpenAPIHandler),

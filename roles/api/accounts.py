@@ -14,6 +14,7 @@ from app.schemas.accounts import (
     UsersQuery,
     WorkspaceOut,
 )
+from app.schemas.people import ProfileIn
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
 
@@ -82,17 +83,29 @@ class LogoutAllHandler(ApiHandler):
 
 
 class MeHandler(ApiHandler):
-    api_doc = {"get": Operation("The caller", responses={200: MeOut}, tags=("users",))}
+    api_doc = {
+        "get": Operation("The caller", responses={200: MeOut}, tags=("users",)),
+        "patch": Operation(
+            "Change the caller's profile (only the fields given); 409 when the username is taken",
+            body=ProfileIn, responses={200: MeOut}, errors=(409, 429), tags=("users",),
+        ),
+    }
 
     @authenticated
     async def get(self) -> None:
         self.write_json(await self.services.accounts.me(self.current_user.user_id))
 
+    @authenticated
+    async def patch(self) -> None:
+        body = self.parse_body(ProfileIn)
+        self.write_json(await self.services.people.update_me(self.current_user, body))
+
 
 class UsersHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "Users of the caller's workspace, q a fullname prefix; with limit or cursor a page {users, next_cursor} "
+            "Users of the caller's workspace, q a username or fullname prefix; with limit or cursor a page "
+            "{users, next_cursor} "
             "by name, else the array (at most 1,000, a Link header to the rest)",
             query=UsersQuery, responses={200: list[UserOut] | UsersPage}, tags=("users",),
         )
@@ -101,7 +114,7 @@ class UsersHandler(ApiHandler):
     @authenticated
     async def get(self) -> None:
         query = self.parse_query(UsersQuery)
-        page = await self.services.accounts.users(self.current_user.workspace_id, query)
+        page = await self.services.people.users(self.current_user, query)
         self.write_page(query, page, UsersPage(users=page.items, next_cursor=page.next_cursor))
 
 

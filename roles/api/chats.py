@@ -12,6 +12,7 @@ from app.schemas.chats import (
     ChatSummaryOut,
     ChatUpdateIn,
     MemberOut,
+    MemberRoleIn,
     MembersAddIn,
     MembersPage,
 )
@@ -66,8 +67,10 @@ class ChatHandler(ApiHandler):
     api_doc = {
         "get": Operation("A chat the caller belongs to, or a public channel of their workspace",
                          responses={200: ChatOut}, errors=(404,), tags=TAGS),
-        "patch": Operation("Rename or describe a chat; owner or admin only", body=ChatUpdateIn,
-                           responses={200: ChatOut}, errors=(403, 404, 409, 429), tags=TAGS),
+        "patch": Operation(
+            "Rename a chat, or change its description or topic (owner or admin; 403 chat_archived when archived); "
+            "`default` makes a public channel one every user joining the workspace joins (workspace owner only)",
+            body=ChatUpdateIn, responses={200: ChatOut}, errors=(403, 404, 409, 429), tags=TAGS),
         "delete": Operation("Delete a chat with its messages; owner only", responses={204: None},
                             errors=(403, 404), tags=TAGS),
     }
@@ -115,10 +118,21 @@ class MembersHandler(ApiHandler):
 class MemberHandler(ApiHandler):
     api_doc = {
         "delete": Operation(
-            "Remove a member (owner or admin), or leave (your own user id); the owner cannot leave",
+            "Remove a member (owner or admin), or leave (your own user id); the owner leaves only after giving "
+            "the ownership to another member (409 owner_must_transfer)",
             responses={204: None}, errors=(403, 404, 409), tags=TAGS,
-        )
+        ),
+        "patch": Operation(
+            "Change a member's role (the owner only); role owner transfers the ownership, the owner becoming an "
+            "admin; every member hears member.updated",
+            body=MemberRoleIn, responses={200: MemberOut}, errors=(403, 404, 409, 422, 429), tags=TAGS,
+        ),
     }
+
+    @authenticated
+    async def patch(self, chat_id: str, user_id: str) -> None:
+        body = self.parse_body(MemberRoleIn)
+        self.write_json(await self.services.chats.set_role(self.current_user, chat_id, user_id, body))
 
     @authenticated
     async def delete(self, chat_id: str, user_id: str) -> None:
@@ -141,6 +155,28 @@ class ChatSettingsHandler(ApiHandler):
         self.write_json(await self.services.chats.update_settings(self.current_user, chat_id, body))
 
 
+class ArchiveHandler(ApiHandler):
+    archived = True
+    api_doc = {
+        "post": Operation(
+            "Archive a chat (owner or admin): read-only (403 chat_archived on writes) and listed last",
+            responses={200: ChatOut}, errors=(403, 404, 422, 429), tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def post(self, chat_id: str) -> None:
+        self.write_json(await self.services.chats.set_archived(self.current_user, chat_id, self.archived))
+
+
+class UnarchiveHandler(ArchiveHandler):
+    archived = False
+    api_doc = {
+        "post": Operation("Unarchive a chat (owner or admin)", responses={200: ChatOut}, errors=(403, 404, 422, 429),
+                          tags=TAGS)
+    }
+
+
 class JoinHandler(ApiHandler):
     api_doc = {
         "post": Operation("Join a public channel of your workspace", responses={200: ChatOut},
@@ -159,5 +195,7 @@ routes = [
     route("/api/chats/{chat_id}/members", MembersHandler),
     route("/api/chats/{chat_id}/members/{user_id}", MemberHandler),
     route("/api/chats/{chat_id}/join", JoinHandler),
+    route("/api/chats/{chat_id}/archive", ArchiveHandler),
+    route("/api/chats/{chat_id}/unarchive", UnarchiveHandler),
     route("/api/chats/{chat_id}/settings", ChatSettingsHandler),
 ]

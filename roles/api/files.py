@@ -73,14 +73,14 @@ class FilesHandler(ApiHandler):
         parts = files.get("file")
         if not parts:
             raise APIError(422, "validation_failed", "a multipart/form-data body with a `file` part is required",
-                           fields={"file": "required"})
+                           fields={"file": "Choose a file to upload"})
         if len(parts) > 1 or len(files) > 1:
-            raise APIError(422, "validation_failed", "send one file per request", fields={"file": "one file"})
+            raise APIError(422, "validation_failed", "send one file per request", fields={"file": "Send one file per upload"})
         part = parts[0]
         if not valid_media_type(part.content_type):
             # It would be stored, and every download would then fail to set its Content-Type header.
             raise APIError(422, "validation_failed", "the file part's Content-Type must be an ASCII type/subtype",
-                           fields={"file": "invalid content type"})
+                           fields={"file": "The file's type must be an ASCII type/subtype, like image/png"})
         out = await self.services.files.upload(self.current_user, part.filename or "", part.content_type, part.body)
         self.write_json(out, status=201)
 

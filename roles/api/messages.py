@@ -11,7 +11,9 @@ from app.schemas.messages import (
     MessageOut,
     MessagePage,
     MessageUpdateIn,
+    MessageVersionOut,
     ReadIn,
+    RepliesQuery,
     SearchOut,
     SearchQuery,
 )
@@ -24,7 +26,8 @@ TAGS = ("messages",)
 class MessagesHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "A page of messages in ascending seq: the latest, or before / after a seq",
+            "A page of messages in ascending seq: the latest, or before / after a seq; with threads=roots only "
+            "the messages that are not replies in a thread (roots carry reply_count and last_reply_at)",
             query=MessageListQuery, responses={200: MessagePage}, errors=(404,), tags=TAGS,
         ),
         "post": Operation(
@@ -65,6 +68,36 @@ class MessageHandler(ApiHandler):
         self.no_content()
 
 
+class RepliesHandler(ApiHandler):
+    api_doc = {
+        "get": Operation(
+            "The replies in a message's thread, in seq order after `after` (a reply's id names its thread too); "
+            "a message sent with reply_to is a reply in the thread of reply_to's root",
+            query=RepliesQuery, responses={200: MessagePage}, errors=(404,), tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def get(self, chat_id: str, message_id: str) -> None:
+        query = self.parse_query(RepliesQuery)
+        self.write_json(await self.services.messages.replies(self.current_user, chat_id, message_id, query))
+
+
+class HistoryHandler(ApiHandler):
+    api_doc = {
+        "get": Operation(
+            "Every version of a message's text, oldest first: the original (edited_at = its created_at), each "
+            "edit's text, and the current text last (a message never edited has one version); at most 100, the "
+            "newest; 404 for a deleted message",
+            responses={200: list[MessageVersionOut]}, errors=(404,), tags=TAGS,
+        )
+    }
+
+    @authenticated
+    async def get(self, chat_id: str, message_id: str) -> None:
+        self.write_json(await self.services.messages.history(self.current_user, chat_id, message_id))
+
+
 class ReadHandler(ApiHandler):
     api_doc = {
         "post": Operation("Move the caller's read mark forward (never backwards)", body=ReadIn,
@@ -93,8 +126,10 @@ class TypingHandler(ApiHandler):
 class SearchHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "Messages of the caller's chats holding every word of q (any case), newest first; a short page "
-            "with a next_cursor when the scan budget ran out first",
+            "Messages of the caller's chats (public channels only once joined; never a deleted message) holding "
+            "every word of q (any case) and passing every filter given (from, has, after, before, chat_id), "
+            "newest first, each with the highlights of its words; a short page with a next_cursor when the scan "
+            "budget ran out first. q may be empty when a filter is given",
             query=SearchQuery, responses={200: SearchOut}, errors=(404, 429), tags=TAGS,
         )
     }
@@ -123,6 +158,8 @@ class MentionsHandler(ApiHandler):
 routes = [
     route("/api/chats/{chat_id}/messages", MessagesHandler),
     route("/api/chats/{chat_id}/messages/{message_id}", MessageHandler),
+    route("/api/chats/{chat_id}/messages/{message_id}/replies", RepliesHandler),
+    route("/api/chats/{chat_id}/messages/{message_id}/history", HistoryHandler),
     route("/api/chats/{chat_id}/read", ReadHandler),
     route("/api/chats/{chat_id}/typing", TypingHandler),
     route("/api/search/messages", SearchHandler),

@@ -173,6 +173,10 @@ class EventConsumer:
             # One user's own event: their streams alone, whatever else the envelope names.
             return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data),
                                recipients=(event.user_id,) if event.user_id else None)
+        if event.type == events.USER_UPDATED:  # the members of the user's chats, and the user's own tabs
+            return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data),
+                               subject=event.user_id, chat_ids=tuple(event.chat_ids or ()),
+                               recipients=tuple(event.recipients) if event.recipients else None)
         if event.type in events.USER_EVENTS:  # presence
             if self._stale_presence(event.user_id, data):
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody

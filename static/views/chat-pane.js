@@ -51,14 +51,22 @@ export class ChatPane {
     const title = store.chatTitle(chat);
     this.title.textContent = (chat.type === "public_channel" ? "# " : "") + title;
     this.title.dataset.chatId = chat.id;
-    this.description.textContent = chat.description || (chat.type === "direct" ? "Direct message" : memberCountText(store.memberCount(chat)));
+    // The topic first, as Slack's header shows it; then the description, then who is in it.
+    this.description.textContent = chat.topic || chat.description || (chat.type === "direct" ? "Direct message" : memberCountText(store.memberCount(chat)));
+    this.description.dataset.topic = chat.topic || "";
     byTestId("copy-channel-link").hidden = chat.type !== "public_channel";
     // The owner cannot leave (the server says so); they delete the chat instead.
     const owner = Boolean(store.me && chat.owner_id === store.me.id);
     byTestId("leave-chat").hidden = preview || owner || chat.type === "direct";
     byTestId("add-members").hidden = preview || chat.type === "direct";
     byTestId("join-banner").hidden = !preview;
-    this.composer.hidden = preview;
+    // Owners and admins manage a channel or group; a direct chat has nothing to manage.
+    byTestId("channel-settings-button").hidden = preview || chat.type === "direct" || !store.managesChat(chat);
+    // An archived chat is read-only: a notice where the composer was.
+    const archived = Boolean(chat.archived);
+    byTestId("archived-banner").hidden = !archived || preview;
+    this.chat.dataset.archived = String(archived);
+    this.composer.hidden = preview || archived;
     this.input.placeholder = `Message ${chat.type === "public_channel" ? "#" : ""}${title}`;
     this.settings.render();
   }

@@ -5,6 +5,7 @@ import { ChatPane } from "./chat-pane.js";
 import { MembersPanel } from "./members.js";
 import { MessageList } from "./messages.js";
 import { Sidebar } from "./sidebar.js";
+import { ThreadPanel } from "./thread-panel.js";
 
 export class Views {
   constructor(store) {
@@ -16,6 +17,7 @@ export class Views {
     this.settingsMenu = this.pane.settings;
     this.messages = new MessageList(store);
     this.members = new MembersPanel(store);
+    this.thread = new ThreadPanel(store);
   }
 
   get signedIn() {
@@ -41,6 +43,7 @@ export class Views {
     this.sidebar.render();
     this.pane.renderHeader();
     this.messages.render();
+    this.thread.render();
     this.members.render();
     this.pane.renderTyping();
   }

@@ -1,13 +1,14 @@
 // The members panel of the open chat: online and offline people with their presence dots.
 
-import { byTestId, h, presenceDot } from "../ui.js";
+import { avatar, byTestId, h, presenceDot } from "../ui.js";
 
 function memberRow(store, userId, role) {
   const status = store.status(userId);
   const you = store.me && userId === store.me.id ? " (you)" : "";
   return h("li", { class: "member", dataset: { testid: "member", userId, status } },
+    avatar(userId, store.userName(userId), store.avatarUrl(userId), { profile: true }),
     presenceDot(userId, status),
-    h("span", { class: "member-name", text: store.userName(userId) + you }),
+    h("button", { type: "button", class: "member-name link-like", dataset: { action: "profile", userId }, text: store.userName(userId) + you }),
     role && role !== "member" ? h("span", { class: "role", text: role }) : null);
 }
 
@@ -42,7 +43,9 @@ export class MembersPanel {
     const offline = [];
     const sorted = [...members].sort((a, b) => store.userName(a.user_id).localeCompare(store.userName(b.user_id)));
     for (const member of sorted) {
-      (store.status(member.user_id) === "online" ? online : offline).push(memberRow(store, member.user_id, member.role));
+      // A direct chat has no roles to show.
+      const role = chat.type === "direct" ? null : member.role;
+      (store.status(member.user_id) === "online" ? online : offline).push(memberRow(store, member.user_id, role));
     }
     this.online.replaceChildren(...online);
     this.offline.replaceChildren(...offline);

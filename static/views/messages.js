@@ -1,7 +1,9 @@
 // The message list of the open chat: keyed rendering (live updates keep scroll and focus), date separators,
 // the "New messages" line with its jump pills, mentions, history status, edit in place.
 
-import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, icon, linkify, parseTime, renderKeyed } from "../ui.js";
+import { isSystem, systemText } from "../system-lines.js";
+import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, parseTime, renderKeyed } from "../ui.js";
+import { actionBar, editedMark, messageContent, partsVersion, pinnedMark, reactionRow, threadSummary } from "./message-parts.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_TOP_PX = 120;
@@ -12,37 +14,34 @@ const LINE_CONTEXT_MAX_PX = 140;
 
 // Same sender within five minutes: the header is left out, like Slack.
 function continues(prev, message) {
-  if (!prev || prev.sender_id !== message.sender_id || prev.pending) return false;
+  if (!prev || prev.sender_id !== message.sender_id || prev.pending || isSystem(prev) || isSystem(message)) return false;
   const a = parseTime(prev.created_at);
   const b = parseTime(message.created_at);
   return Boolean(a && b && b - a < GROUP_WINDOW_MS);
 }
 
-function messageBody(store, message, compact, mine) {
+function messageBody(store, message, compact, mine, { inThread = false } = {}) {
   const name = store.userName(message.sender_id);
   const parts = [];
   if (!compact) {
     parts.push(h("div", { class: "message-meta" },
-      h("span", { class: "author", dataset: { testid: "message-author" }, text: name }),
+      h("button", { type: "button", class: "author", dataset: { testid: "message-author", action: "profile", userId: message.sender_id }, text: name }),
       h("time", { datetime: message.created_at || "", title: formatFull(message.created_at), text: formatTime(message.created_at) })));
   }
   if (message.deleted) {
     parts.push(h("div", { class: "message-content deleted", dataset: { testid: "message-content" }, text: "message deleted" }));
     return parts;
   }
-  parts.push(h("div", { class: "message-text" },
-    h("span", { class: "message-content", dataset: { testid: "message-content" } }, linkify(message.content || "", store.mentionLookup(message))),
-    message.edited_at ? h("span", { class: "edited", dataset: { testid: "message-edited" }, title: formatFull(message.edited_at), text: " (edited)" }) : null));
+  parts.push(h("div", { class: "message-text" }, messageContent(store, message), editedMark(message)));
   if (message.pending) {
     const failed = message.pending === "failed";
     parts.push(h("div", { class: `pending-state${failed ? " failed" : ""}` },
       failed ? "Not sent. " : "Sending…",
       failed ? h("button", { type: "button", class: "link", dataset: { action: "retry-send", testid: "retry-send" }, text: "Retry" }) : null,
       failed ? h("button", { type: "button", class: "link", dataset: { action: "discard-send", testid: "discard-send" }, text: "Discard" }) : null));
-  } else if (mine) {
-    parts.push(h("div", { class: "message-actions" },
-      h("button", { type: "button", class: "icon", dataset: { action: "edit-message", testid: "edit-message" }, "aria-label": "Edit message", title: "Edit" }, icon("pencil")),
-      h("button", { type: "button", class: "icon", dataset: { action: "delete-message", testid: "delete-message" }, "aria-label": "Delete message", title: "Delete" }, icon("trash"))));
+  } else {
+    parts.push(reactionRow(store, message), inThread ? null : threadSummary(store, message));
+    if (!store.isPreviewing(message.chat_id)) parts.push(actionBar(store, message, { inThread }));
   }
   return parts;
 }
@@ -53,25 +52,34 @@ function messageKey(message) {
 
 // A version string: a node is rebuilt only when what it shows changed (users loading can turn
 // plain @names into mentions).
-function messageVersion(store, message, compact) {
+export function messageVersion(store, message, compact) {
   const mentions = Array.isArray(message.mentions) ? message.mentions.join(",") : "-";
+  const system = isSystem(message) ? systemText(store, message) : "";
   return [message.content, message.deleted, message.edited_at, message.pending, compact, store.userName(message.sender_id),
-    mentions, message.mentions_all, store.users.size].join("\u0000");
+    mentions, message.mentions_all, store.users.size, system, store.avatarUrl(message.sender_id), partsVersion(store, message)].join("\u0000");
 }
 
-function buildMessage(store, message, compact) {
+// A system message: a quiet grey line ("Alice joined the channel"), no avatar, no actions.
+function buildSystemLine(store, message) {
+  return h("li", { class: "message system-line", dataset: { testid: "system-message", messageId: message.id, seq: String(message.seq), systemType: message.system.type } },
+    h("span", { class: "system-text", text: systemText(store, message) }),
+    h("time", { datetime: message.created_at || "", title: formatFull(message.created_at), text: formatTime(message.created_at) }));
+}
+
+export function buildMessage(store, message, compact, { inThread = false, testid = "message" } = {}) {
+  if (isSystem(message)) return buildSystemLine(store, message);
   const mine = store.me && message.sender_id === store.me.id;
   const forMe = !message.pending && store.mentionsMe(message);
   const attrs = message.pending
     ? { class: "message pending", dataset: { testid: "message-pending", key: message.key } }
     : {
-        class: `message${compact ? " compact" : ""}${message.deleted ? " is-deleted" : ""}${mine ? " mine" : ""}${forMe ? " mentions-me" : ""}`,
-        dataset: { testid: "message", messageId: message.id, seq: String(message.seq), senderId: message.sender_id, deleted: String(Boolean(message.deleted)), mentionsMe: forMe ? "true" : null },
+        class: `message${compact ? " compact" : ""}${message.deleted ? " is-deleted" : ""}${mine ? " mine" : ""}${forMe ? " mentions-me" : ""}${message.pinned && !message.deleted ? " is-pinned" : ""}`,
+        dataset: { testid, pinned: message.pinned ? "true" : null, messageId: message.id, seq: String(message.seq), senderId: message.sender_id, deleted: String(Boolean(message.deleted)), mentionsMe: forMe ? "true" : null },
       };
   const gutter = compact
     ? h("span", { class: "gutter", "aria-hidden": "true", text: formatTime(message.created_at) })
-    : avatar(message.sender_id, store.userName(message.sender_id));
-  return h("li", attrs, gutter, h("div", { class: "message-main" }, messageBody(store, message, compact, mine)));
+    : avatar(message.sender_id, store.userName(message.sender_id), store.avatarUrl(message.sender_id), { profile: true });
+  return h("li", attrs, gutter, h("div", { class: "message-main" }, message.pending ? null : pinnedMark(store, message), messageBody(store, message, compact, mine, { inThread })));
 }
 
 function daySeparator(label) {
@@ -117,7 +125,7 @@ function listItems(store, messages, lineSeq) {
 }
 
 // Turns a message's content into a small editor; resolves with the new text or null.
-function editInPlace(node, content) {
+export function editInPlace(node, content) {
   return new Promise((resolve) => {
     const target = node.querySelector(".message-text");
     const actions = node.querySelector(".message-actions");
@@ -293,8 +301,8 @@ export class MessageList {
 
   // Touch screens have no hover: a tap on your message shows its actions.
   toggleActions(target) {
-    const own = target.closest(".message.mine");
-    for (const open of this.list.querySelectorAll(".actions-open")) if (open !== own) open.classList.remove("actions-open");
-    if (own && !target.closest("a, form")) own.classList.toggle("actions-open");
+    const own = target.closest(".message:not(.pending):not(.system-line)");
+    for (const open of document.querySelectorAll(".message.actions-open")) if (open !== own) open.classList.remove("actions-open");
+    if (own && !target.closest("a, form, .emoji-picker")) own.classList.toggle("actions-open");
   }
 }

@@ -1,7 +1,8 @@
 // The sidebar: who we are, the connection badge, the notification prompt, and the chat list with its
 // unread and mention badges (muted chats quiet).
 
-import { byTestId, h, icon, presenceDot, renderKeyed } from "../ui.js";
+import { isSystem, systemText } from "../system-lines.js";
+import { avatar, byTestId, h, icon, presenceDot, renderKeyed } from "../ui.js";
 
 // What the badge says for each state the event stream reports.
 const CONNECTION_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", offline: "offline" };
@@ -11,6 +12,7 @@ function chatPreview(store, chat) {
   const last = chat.last_message;
   if (!last) return chat.description || "";
   if (last.deleted) return "message deleted";
+  if (isSystem(last)) return systemText(store, last);
   const who = store.me && last.sender_id === store.me.id ? "You" : store.userName(last.sender_id).split(" ")[0];
   return `${who}: ${last.content}`;
 }
@@ -27,11 +29,13 @@ function chatRow(store, chat) {
     type: chat.type,
     peer,
     status: chat.type === "direct" ? store.status(peer) : null,
+    avatar: chat.type === "direct" ? store.avatarUrl(peer) : null,
     title: store.chatTitle(chat),
     preview: chatPreview(store, chat),
     unread: chat.unread_count,
     mentions: chat.mention_count || 0,
     muted: Boolean(chat.muted),
+    archived: Boolean(chat.archived),
     notify: store.notifyLevel(chat),
     selected: chat.id === store.openChatId,
   };
@@ -55,8 +59,9 @@ function chatBadge(row) {
 }
 
 function chatItem(row) {
+  // A direct chat shows the other person's picture with their presence on its corner, as in Slack.
   const marker = row.type === "direct"
-    ? presenceDot(row.peer, row.status)
+    ? h("span", { class: "dm-marker" }, avatar(row.peer, row.title, row.avatar), presenceDot(row.peer, row.status))
     : h("span", { class: "chat-icon", title: row.type.replace("_", " ") }, icon(TYPE_ICON[row.type] || "hash"));
   const unread = (row.unread > 0 && !row.muted) || row.mentions > 0;
   return h(
@@ -66,11 +71,11 @@ function chatItem(row) {
       "a",
       {
         href: `#/chat/${encodeURIComponent(row.id)}`,
-        class: `chat-item${unread ? " unread" : ""}${row.muted ? " muted" : ""}${row.selected ? " selected" : ""}`,
+        class: `chat-item${unread ? " unread" : ""}${row.muted ? " muted" : ""}${row.archived ? " archived" : ""}${row.selected ? " selected" : ""}`,
         "aria-current": row.selected ? "page" : null,
         dataset: {
           testid: "chat-item", chatId: row.id, chatType: row.type, unread: String(row.unread),
-          mentions: String(row.mentions), muted: String(row.muted), notify: row.notify,
+          mentions: String(row.mentions), muted: String(row.muted), notify: row.notify, archived: String(row.archived),
         },
       },
       marker,
@@ -87,6 +92,9 @@ export class Sidebar {
   constructor(store) {
     this.store = store;
     this.list = byTestId("chat-list");
+    // Two sections, as in Slack: channels, then direct messages and groups.
+    this.channels = byTestId("channel-list");
+    this.directs = byTestId("direct-list");
     this.empty = byTestId("chat-list-empty");
     this.connection = byTestId("connection-state");
     this.notifyPrompt = byTestId("notify-prompt");
@@ -96,6 +104,7 @@ export class Sidebar {
   renderIdentity() {
     const { me, workspace } = this.store;
     byTestId("current-user").textContent = me ? me.fullname : "";
+    byTestId("me-avatar").replaceChildren(...(me ? [avatar(me.id, me.fullname, me.avatar_url)] : []));
     byTestId("workspace-name").textContent = workspace ? workspace.name : "";
     const owner = Boolean(me && workspace && (workspace.owner_id === me.id || workspace.invite_code));
     byTestId("invite-people").hidden = !owner;
@@ -107,7 +116,12 @@ export class Sidebar {
     const { list, store } = this;
     const focusedId = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.chatId : null;
     const rows = store.sortedChats().map((chat) => chatRow(store, chat));
-    renderKeyed(list, rows.map((row) => ({ key: row.id, version: JSON.stringify(row), build: () => chatItem(row) })));
+    const keyed = (part) => part.map((row) => ({ key: row.id, version: JSON.stringify(row), build: () => chatItem(row) }));
+    const channel = (row) => row.type === "public_channel" || row.type === "private_channel";
+    // Archived channels go last, whatever their activity (read-only, kept for reference).
+    const channels = rows.filter(channel);
+    renderKeyed(this.channels, keyed([...channels.filter((row) => !row.archived), ...channels.filter((row) => row.archived)]));
+    renderKeyed(this.directs, keyed(rows.filter((row) => !channel(row))));
     this.empty.hidden = rows.length > 0;
     if (focusedId && !list.contains(document.activeElement)) {
       const again = list.querySelector(`[data-chat-id="${CSS.escape(focusedId)}"]`);
@@ -135,6 +149,7 @@ export class Sidebar {
   }
 
   clear() {
-    this.list.replaceChildren();
+    this.channels.replaceChildren();
+    this.directs.replaceChildren();
   }
 }
