@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from argon2 import PasswordHasher
+from pymongo import monitoring
 
 from app.auth import Identity, PasswordHashing, load_issuer
 from app.config import Config, load_config
@@ -44,7 +45,7 @@ from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.schemas.accounts import SignupIn
 from app.schemas.chats import ChatCreateIn, MembersAddIn
-from app.schemas.messages import MessageCreateIn
+from app.schemas.messages import MessageCreateIn, MessageListQuery
 from app.services import ApiServices, build_api_services
 from app.services.accounts import AccountService
 from app.services.messages import MessageDraft
@@ -520,6 +521,57 @@ def footprint(stack: FechatterStack, pids: dict[str, int]) -> dict[str, float]:
     return {"store_files_MB": sizes / 1e6, **{f"{name}_rss_MB": rss_bytes(pid) / 1e6 for name, pid in pids.items()}}
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the store commands a client sends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def page_costs(deps: Deps, services: ApiServices, world: World) -> dict[str, int]:
+    """Store commands of Uma's latest page of 50 in the big channel, plain, then with reactions and replies.
+
+    Through the api's own MessageService on a client of its own whose commands are counted; between the two,
+    every message of the page gets reactions from several people and ten of them get thread replies.
+    """
+    counter = CommandCounter()
+    mongo = deps.config.mongo
+    client = make_client(mongo.uri, mongo.timeout_ms, event_listeners=[counter])
+    try:
+        counted = build_api_services(dataclasses.replace(deps, store=Store(client, mongo.database)))
+        chat, uma = world.general, world.uma
+
+        async def cost() -> tuple[int, int]:
+            before = counter.count
+            page = await counted.messages.list(uma.identity, chat.id, MessageListQuery(limit=50))
+            return counter.count - before, len(page.messages)
+
+        plain, rows = await cost()
+        page = await services.messages.list(uma.identity, chat.id, MessageListQuery(limit=50))
+        people = [p for p in chat.members[:6]]
+        for n, message in enumerate(page.messages):
+            for person, emoji in zip(people[: 1 + n % len(people)], ("thumbsup", "tada", "eyes", "heart", "rocket", "100")):
+                await services.reactions.add(person.identity, chat.id, message.id, emoji)
+        for message in page.messages[:10]:
+            for person in people[:2]:
+                await services.messages.send(person.identity, chat.id, MessageCreateIn(
+                    content="reply in the thread", reply_to=message.id))
+        marked, marked_rows = await cost()
+        return {"plain_page_commands": plain, "plain_page_rows": rows,
+                "marked_page_commands": marked, "marked_page_rows": marked_rows}
+    finally:
+        await client.close()
+
+
 def seeder_config(stack: FechatterStack) -> Config:
     """The api role's configuration, as FechatterStack gives it to its processes (same keys, limits off)."""
     return load_config(env={}, overrides={
@@ -600,12 +652,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  measured {len(routes)} routes at {size:,} messages", flush=True)
 
         missed = print_results((args.small, args.messages), phases[args.small], phases[args.messages], budgets)
+        costs = await page_costs(deps, services, world)
+        print(f"a page of 50 in the big channel: {costs['plain_page_commands']} store commands plain, "
+              f"{costs['marked_page_commands']} with reactions on every message and replies in 10 threads")
+        if costs["plain_page_commands"] != costs["marked_page_commands"]:
+            missed.append("page with reactions and replies")
         for size, numbers in state.items():
             print(f"at {size:,} messages: " + ", ".join(f"{k} {v:,.0f}" for k, v in numbers.items()))
         print("seeding: " + ", ".join(f"{k} {v:.1f}" for k, v in world.timings.items()))
         print("every route within its budgets" if not missed else f"{len(missed)} route(s) over: {', '.join(missed)}")
         results = {"small": phases[args.small], "large": phases[args.messages], "timings": world.timings,
-                   "footprint": state, "missed": missed, "users": len(people), "chats_of_uma": len(mine),
+                   "footprint": state, "missed": missed, "page_costs": costs, "users": len(people), "chats_of_uma": len(mine),
                    "other_chats": len(others)}
         await services.outbox.stop()
     finally:
