@@ -430,9 +430,8 @@ class ChatService:
         await self._say(chat, user.user_id, ARCHIVED if archived else UNARCHIVED, actor_member_id=member["_id"])
         return out
 
-    async def set_role(self, user: Identity, chat_id: str, user_id: str, body: MemberRoleIn) -> MemberOut:
-        """The owner makes a member an admin or a member, or gives them the ownership (becoming an admin)."""
-        chat, me = await self.access.require_member(user, chat_id)
+    async def _member_named(self, me: dict[str, Any], user: Identity, chat_id: str, user_id: str) -> dict[str, Any]:
+        """The membership of `user_id` in the chat (the caller's own when it names the caller); 404 otherwise."""
         if not valid_id(user_id):
             raise not_found("member")
         target = me if user_id == user.user_id else await self.store.members.find_one(
@@ -440,6 +439,12 @@ class ChatService:
         )
         if target is None:
             raise not_found("member")
+        return target
+
+    async def set_role(self, user: Identity, chat_id: str, user_id: str, body: MemberRoleIn) -> MemberOut:
+        """The owner makes a member an admin or a member, or gives them the ownership (becoming an admin)."""
+        chat, me = await self.access.require_member(user, chat_id)
+        target = await self._member_named(me, user, chat_id, user_id)
         if chat["type"] == DIRECT:
             raise invalid("role", "A direct chat has no roles")
         if me["role"] != OWNER:
@@ -588,13 +593,7 @@ class ChatService:
 
     async def remove_member(self, user: Identity, chat_id: str, user_id: str) -> None:
         chat, me = await self.access.require_member(user, chat_id)
-        if not valid_id(user_id):
-            raise not_found("member")
-        target = me if user_id == user.user_id else await self.store.members.find_one(
-            {"chat_id": {"$eq": chat_id}, "user_id": {"$eq": user_id}}
-        )
-        if target is None:
-            raise not_found("member")
+        target = await self._member_named(me, user, chat_id, user_id)
         if chat["type"] == DIRECT:
             raise invalid("user_id", "nobody can leave or be removed from a direct chat")
         if target is not me:

@@ -235,8 +235,8 @@ def reactions_out(keys: Iterable[str], caller_id: str | None) -> list[ReactionOu
 # -- reactions ------------------------------------------------------------------------------------
 
 
-class ReactionService:
-    """`PUT`/`DELETE .../messages/{id}/reactions/{emoji}`: idempotent, one event per real change."""
+class _MarkService:
+    """What reactions and pins both stand on: the chat's access rule, the outbox, the limiter, the marks."""
 
     def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, limiter: RateLimiter, limits: LimitsConfig,
                  marks: MessageMarks):
@@ -246,6 +246,10 @@ class ReactionService:
         self.limiter = limiter
         self.limits = limits
         self.marks = marks
+
+
+class ReactionService(_MarkService):
+    """`PUT`/`DELETE .../messages/{id}/reactions/{emoji}`: idempotent, one event per real change."""
 
     async def _prepare(self, user: Identity, chat_id: str, message_id: str,
                        emoji: str) -> tuple[dict[str, Any], list[str]]:
@@ -332,17 +336,8 @@ def may_pin(chat: dict[str, Any], member: dict[str, Any]) -> None:
         raise forbidden(f"in a channel of more than {PIN_ANYONE_MAX_MEMBERS} members only its owner and admins pin")
 
 
-class PinService:
+class PinService(_MarkService):
     """`PUT`/`DELETE /api/chats/{id}/pins/{message_id}` (idempotent) and the chat's pins, newest first."""
-
-    def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, limiter: RateLimiter, limits: LimitsConfig,
-                 marks: MessageMarks):
-        self.store = store
-        self.outbox = outbox
-        self.access = access
-        self.limiter = limiter
-        self.limits = limits
-        self.marks = marks
 
     async def _prepare(self, user: Identity, chat_id: str, message_id: str, *,
                        deleted_ok: bool) -> tuple[str, dict[str, Any], bool]:
