@@ -83,6 +83,8 @@ class AuthConfig(Section):
 class FilesConfig(Section):
     max_bytes: int
     body_timeout_seconds: Positive
+    # How long a signed file or thumbnail URL works without a token (app.file_links), rounded up to half of it.
+    url_ttl_seconds: Positive = 3600
 
 
 class LimitsConfig(Section):

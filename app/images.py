@@ -91,3 +91,35 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+THUMBNAIL_WIDTH = 400
+
+
+def thumbnail(data: bytes, width: int = THUMBNAIL_WIDTH) -> tuple[bytes, str] | None:
+    """A message image's preview at most `width` px wide, upright (EXIF orientation applied) and without EXIF:
+    JPEG for photos (no alpha), PNG otherwise; None for what is not an image we take or declares more than
+    MAX_PIXELS (a decompression bomb: checked on the header, before any pixel is decoded)."""
+    try:
+        image = Image.open(io.BytesIO(data))  # lazy: the header only
+        w, h = image.size
+        if image.format not in ACCEPTED_FORMATS or w <= 0 or h <= 0 or w * h > MAX_PIXELS:
+            return None
+        image.seek(0)
+        photo = image.format in ("JPEG", "MPO")
+        if photo:
+            image.draft("RGB", (2 * width, 2 * width * h // w + 1))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on bytes that are not a readable image
+        return None
+    if image.width > width:
+        image = image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS)
+    # Pixels drawn again, so no byte (nor EXIF, nor a trailing payload) of the upload survives.
+    if photo:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=85)
+        return out.getvalue(), "image/jpeg"
+    return _png(image.convert("RGBA")), "image/png"

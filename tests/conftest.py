@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import argon2
 import pytest
+from nats.js.errors import BucketNotFoundError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymongo import AsyncMongoClient
@@ -20,7 +21,7 @@ from app.deps import Deps
 from app.events import MESSAGE_CREATED, EventBus, connect_nats, presence_bucket
 from app.metrics import Metrics
 from app.store import Store, make_client
-from tests.support.api import Api
+from tests.support.api import Api, wait_for
 
 pytest_plugins = ["tests.servers", "tests.processes"]
 
@@ -245,7 +246,18 @@ def role_process(config, role_processes):
 def presence_kv(io_loop, deps, config):
     """`await presence_kv()` -> the presence bucket as notify processes share it; removed after the test."""
     bucket = presence_bucket(config.nats.stream)
-    yield lambda: deps.bus.js.key_value(bucket)
+
+    async def opened():
+        # The notify processes make the bucket as they start: on a loaded machine a test may ask first.
+        async def bucket_or_none():
+            try:
+                return await deps.bus.js.key_value(bucket)
+            except BucketNotFoundError:
+                return None
+
+        return await wait_for(bucket_or_none, timeout=15, message=f"the presence bucket {bucket}")
+
+    yield opened
 
     async def remove():
         try:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app import file_links
 from app.schemas.common import VISIBLE, Cursor, Id, Request, Response, Timestamp
 from app.store import isoformat
 
@@ -71,7 +72,7 @@ class MessageOut(Response):
     # None only for the tombstone that fills a seq left by a send that crashed half-way.
     sender_id: Id | None
     content: str
-    files: list[Id]
+    files: list[FileOut]
     reply_to: Id | None
     created_at: Timestamp
     edited_at: Timestamp | None
@@ -103,7 +104,7 @@ def message_out(doc: dict[str, Any]) -> MessageOut:
         seq=doc["seq"],
         sender_id=doc.get("sender_id"),
         content=doc.get("content", ""),
-        files=list(doc.get("files") or []),
+        files=files_out(doc),
         reply_to=doc.get("reply_to"),
         created_at=isoformat(doc["created_at"]),
         edited_at=isoformat(doc.get("edited_at")),
@@ -254,14 +255,26 @@ class FileOut(Response):
     name: str
     size: int
     content_type: str
+    # Signed (app.file_links): they work without a token until their `exp`, and only for this file.
     url: str
+    # Null for a file that is not an image (or one stored before thumbnails, or refused as too large).
+    thumbnail_url: str | None = None
 
 
 def file_out(file_id: str, metadata: dict[str, Any]) -> FileOut:
+    links = file_links.current()
+    url = links.url(file_id, "file") if links else f"/api/files/{file_id}"
+    thumb = links.url(file_id, "thumb") if links and metadata.get("thumbnail") else None
     return FileOut(
-        id=file_id, name=metadata["name"], size=metadata["size"], content_type=metadata["content_type"],
-        url=f"/api/files/{file_id}",
+        id=file_id, name=metadata.get("name") or "file", size=int(metadata.get("size") or 0),
+        content_type=metadata.get("content_type") or "application/octet-stream", url=url, thumbnail_url=thumb,
     )
+
+
+def files_out(doc: dict[str, Any]) -> list[FileOut]:
+    """A message's files from what its send copied into it (`file_info`: name, size and type never change)."""
+    info = doc.get("file_info") or {}
+    return [file_out(file_id, info.get(file_id) or {}) for file_id in doc.get("files") or []]
 
 
 # RFC 6838 section 4.2: type/subtype of restricted-name characters, ASCII only (a header must carry it),
@@ -273,6 +286,12 @@ _MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}(?:[ \t]*;[\x20
 def valid_media_type(value: str) -> bool:
     """True for a media type a Content-Type header can carry (`image/png`, `text/plain; charset=utf-8`)."""
     return len(value) <= 255 and _MEDIA_TYPE.fullmatch(value.strip()) is not None
+
+
+class FileQuery(msgspec.Struct, kw_only=True):
+    # What a signed url/thumbnail_url carries (app.file_links): without both, the Bearer token is needed.
+    exp: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    sig: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class FileUploadIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app import file_links
+from app.file_links import FileLinks
 from app.auth import PasswordHashing
 from app.deps import Deps
 from app.outbox import Outbox
@@ -52,7 +54,9 @@ def build_api_services(deps: Deps) -> ApiServices:
     sequence = ChatSequence(store, config.api.outbox_grace_seconds)
     outbox = Outbox(store, deps.bus, config.api, on_abandoned=sequence.on_abandoned)
     access = ChatAccess(store)
-    files = FileService(store, config.files.max_bytes, limiter=limiter, limits=config.limits)
+    links = FileLinks(deps.require_issuer().url_signer("files"), config.files.url_ttl_seconds)
+    file_links.configure(links)
+    files = FileService(store, config.files.max_bytes, limiter=limiter, limits=config.limits, links=links)
     sessions = SessionCutoffs(store, config.auth.session_cache_seconds, bus=deps.bus)
     marks = MessageMarks(store)
     mentions = MentionService(store, marks)

@@ -10,7 +10,9 @@ from bson import Int64
 from gridfs.errors import CorruptGridFile
 from pymongo.errors import PyMongoError
 
+from app import images
 from app.auth import Identity
+from app.file_links import FileLinks, Purpose
 from app.config import LimitsConfig
 from app.errors import APIError, invalid, not_found
 from app.schemas.common import VISIBLE, valid_id
@@ -27,6 +29,11 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", 
 CHUNK_SIZE = 255 * 1024
 # The bytes of chunks a download reads at a time (4 default chunks): about what one download holds.
 DOWNLOAD_BATCH_BYTES = 4 * CHUNK_SIZE
+
+
+def thumbnail_id(file_id: str) -> str:
+    """Where a file's thumbnail is stored: not an id a message or a download can name."""
+    return f"{file_id}.thumb"
 
 
 # The name a file is stored under when what it was sent with shows nothing.
@@ -59,7 +66,8 @@ UPLOAD_BYTES_FIELD = "upload_bytes"
 
 class FileService:
     def __init__(self, store: Store, max_bytes: int, *, limiter: RateLimiter | None = None,
-                 limits: LimitsConfig | None = None):
+                 limits: LimitsConfig | None = None, links: FileLinks | None = None):
+        self.links = links
         self.store = store
         self.max_bytes = max_bytes
         self.limiter = limiter
@@ -91,7 +99,14 @@ class FileService:
             "content_type": clean_content_type(content_type),
             "size": len(data),
         }
+        # Made at upload, stored as a file of its own beside the original (`<id>.thumb`, same workspace); a
+        # picture refused (a decompression bomb, unreadable) is stored all the same, without a thumbnail.
+        thumb = images.thumbnail(data) if metadata["content_type"].startswith("image/") else None
         try:
+            if thumb is not None:
+                await self._write_gridfs(thumbnail_id(file_id), {**metadata, "name": "thumbnail", "content_type": thumb[1],
+                                                                 "size": len(thumb[0]), "thumbnail_of": file_id}, thumb[0])
+                metadata["thumbnail"] = True
             await self._write_gridfs(file_id, metadata, data)
         except BaseException:
             if reserved:
@@ -158,14 +173,24 @@ class FileService:
                     pass  # orphan chunks of an id nothing refers to
             raise
 
-    async def open(self, user: Identity, file_id: str) -> tuple[FileOut, int, AsyncIterator[bytes]]:
-        """The file's description, its length and its bytes chunk by chunk (close the iterator with
-        `contextlib.aclosing`); 404 unless it was uploaded in the caller's workspace."""
+    async def open(self, user: Identity | None, file_id: str, *, purpose: Purpose = "file", exp: str | None = None,
+                   sig: str | None = None) -> tuple[FileOut, int, AsyncIterator[bytes]]:
+        """The file's (or its thumbnail's) description, its length and its bytes chunk by chunk (close the
+        iterator with `contextlib.aclosing`). With a valid signature of this file and purpose (app.file_links)
+        no user is needed; otherwise 401 without one, and 404 unless it was uploaded in the user's workspace."""
+        signed = bool(self.links and valid_id(file_id) and self.links.valid(file_id, purpose, exp, sig))
+        if not signed and user is None:
+            raise APIError(401, "unauthorized", "an access token (or the url's signature) is required")
         if not valid_id(file_id):
             raise not_found("file")
-        doc = await self.store.files.find_one({"_id": file_id, "metadata.workspace_id": {"$eq": user.workspace_id}})
+        stored_id = thumbnail_id(file_id) if purpose == "thumb" else file_id
+        query: dict = {"_id": stored_id}
+        if not signed:
+            query["metadata.workspace_id"] = {"$eq": user.workspace_id}  # type: ignore[union-attr]
+        doc = await self.store.files.find_one(query)
         if doc is None:
             raise not_found("file")
+        file_id = stored_id
         length = int(doc["length"])
         chunk_size = int(doc.get("chunkSize") or CHUNK_SIZE)  # pymongo's uploader takes any size
         return file_out(file_id, doc["metadata"]), length, self._chunks(file_id, length, chunk_size)
@@ -195,13 +220,18 @@ class FileService:
         if total != length:
             raise CorruptGridFile(f"file {file_id}: {total} bytes stored of {length}")
 
-    async def check_ids(self, workspace_id: str, file_ids: list[str]) -> None:
+    async def check_ids(self, workspace_id: str, file_ids: list[str]) -> dict[str, dict]:
+        """Each file's name, size, type and whether it has a thumbnail (copied into the message at send: they
+        never change, so a page of messages reads no file), or 422 unless all are in the workspace."""
         # find, not count_documents: nx-27017 fails to count a collection that has no document yet.
         cursor = self.store.files.find(
-            {"_id": {"$in": file_ids}, "metadata.workspace_id": {"$eq": workspace_id}}, {"_id": 1}
+            {"_id": {"$in": file_ids}, "metadata.workspace_id": {"$eq": workspace_id}}, {"_id": 1, "metadata": 1}
         )
-        if len(await cursor.to_list()) != len(file_ids):
+        docs = await cursor.to_list()
+        if len(docs) != len(file_ids):
             raise invalid("files", "every file must be uploaded in your workspace")
+        return {str(doc["_id"]): {key: doc["metadata"].get(key) for key in ("name", "size", "content_type", "thumbnail")}
+                for doc in docs}
 
     @staticmethod
     def disposition(content_type: str) -> str:

@@ -151,14 +151,14 @@ class MessageService:
                 return message_out(first), False
         await self.limiter.per_user("messages", user.user_id, limit=self.config.limits.messages_per_minute_per_user,
                                     window=60, what="messages")
-        root_id = await self._check_references(user, chat_id, body)
+        root_id, file_info = await self._check_references(user, chat_id, body)
         # No read at all for a message without an "@"; else two point reads per distinct name.
         mentioned = await self.mentions.resolve(member["workspace_id"], chat_id, user.user_id, body.content)
         # Built before the seq is taken: the take sets it as the chat's last message.
         draft = Draft(
             flagged(message_doc(chat_id, user.user_id, body.content, files=body.files, reply_to=body.reply_to,
                                 idempotency_key=key, content_html=self.rendered(body.content, mentioned),
-                                thread_root_id=root_id) | mentioned.fields()),
+                                thread_root_id=root_id) | mentioned.fields() | file_info),
             version=new_id(),
         )
         out, created = await self.sequence.send(
@@ -271,8 +271,10 @@ class MessageService:
                 outside[root_id] = outside.get(root_id, 0) + 1
         return outside
 
-    async def _check_references(self, user: Identity, chat_id: str, body: MessageCreateIn) -> str | None:
-        """The thread root of a reply (a reply to a reply joins the same thread), None for a plain message."""
+    async def _check_references(self, user: Identity, chat_id: str, body: MessageCreateIn) -> tuple[str | None, dict]:
+        """The thread root of a reply (a reply to a reply joins the same thread), None for a plain message; and
+        the fields that copy the files' name, size and type into the message (`file_info`, a document keyed by
+        file id: not an array of subdocuments, which nx-27017 corrupts)."""
         root_id = None
         if body.reply_to is not None:
             target = await self.store.messages.find_one(
@@ -281,9 +283,10 @@ class MessageService:
             if target is None or target.get("gap"):
                 raise invalid("reply_to", "No such message in this chat")
             root_id = target.get("thread_root_id") or target["_id"]
+        file_info: dict = {}
         if body.files:
-            await self.files.check_ids(user.workspace_id, list(dict.fromkeys(body.files)))
-        return root_id
+            file_info = {"file_info": await self.files.check_ids(user.workspace_id, list(dict.fromkeys(body.files)))}
+        return root_id, file_info
 
     async def _thread_changed(self, actor_id: str, chat: dict[str, Any], root_id: str, delta: int) -> None:
         """The root's counters after a reply was sent (+1) or deleted (-1), and `thread.updated` with them.

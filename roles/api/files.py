@@ -11,7 +11,8 @@ from tornado.iostream import StreamClosedError
 from app.auth import Identity
 from app.errors import APIError
 from app.openapi import Operation
-from app.schemas.messages import FileOut, FileUploadIn, valid_media_type
+from app.file_links import Purpose
+from app.schemas.messages import FileOut, FileQuery, FileUploadIn, valid_media_type
 from app.services.files import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from app.web import authenticated, route
 from roles.api.base import ApiHandler
@@ -88,14 +89,27 @@ class FilesHandler(ApiHandler):
 class FileHandler(ApiHandler):
     api_doc = {
         "get": Operation(
-            "The file's bytes; only for users of the uploader's workspace",
-            responses={200: bytes}, response_content_type="application/octet-stream", errors=(404,), tags=TAGS,
+            "The file's bytes; for users of the uploader's workspace (Bearer token), or for anyone holding its "
+            "signed `url` (exp and sig) until it expires. Images inline, other files as attachments",
+            query=FileQuery, responses={200: bytes}, response_content_type="application/octet-stream",
+            errors=(401, 404), tags=TAGS,
         )
     }
+    purpose: Purpose = "file"
 
-    @authenticated
+    async def optional_user(self) -> Identity | None:
+        """The caller when a token is given and live; an <img> sends none and is authorized by the URL."""
+        if self.bearer_token() is None:
+            return None
+        try:
+            return await self.require_live_user()
+        except APIError:
+            return None
+
     async def get(self, file_id: str) -> None:
-        meta, length, chunks = await self.services.files.open(self.current_user, file_id)
+        query = self.parse_query(FileQuery)
+        meta, length, chunks = await self.services.files.open(
+            await self.optional_user(), file_id, purpose=self.purpose, exp=query.exp, sig=query.sig)
         # A type stored before uploads were checked (`image/png中`) cannot be a header: serve bytes.
         content_type = meta.content_type if valid_media_type(meta.content_type) else DEFAULT_CONTENT_TYPE
         disposition = self.services.files.disposition(content_type)
@@ -117,7 +131,20 @@ class FileHandler(ApiHandler):
         self.finish()
 
 
+class ThumbnailHandler(FileHandler):
+    api_doc = {
+        "get": Operation(
+            "An image file's preview (PNG or JPEG, at most 400 px wide), made at upload; signed "
+            "`thumbnail_url` or Bearer token. 404 for a file without one",
+            query=FileQuery, responses={200: bytes}, response_content_type="image/png",
+            errors=(401, 404), tags=TAGS,
+        )
+    }
+    purpose: Purpose = "thumb"
+
+
 routes = [
     route("/api/files", FilesHandler),
     route("/api/files/{file_id}", FileHandler),
+    route("/api/files/{file_id}/thumbnail", ThumbnailHandler),
 ]
