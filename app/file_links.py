@@ -40,16 +40,3 @@ class FileLinks:
             return False
         return self.signer.valid(sig, file_id, exp, purpose)
 
-
-# Set once at start-up (app.services.build): message payloads are serialized in many places, all through
-# app.schemas.messages.message_out, which asks here rather than threading the key through every caller.
-_current: FileLinks | None = None
-
-
-def configure(links: FileLinks) -> None:
-    global _current
-    _current = links
-
-
-def current() -> FileLinks | None:
-    return _current

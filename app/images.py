@@ -94,6 +94,27 @@ def _png(image: Image.Image) -> bytes:
 
 
 THUMBNAIL_WIDTH = 400
+# The media type of each format taken, for a file whose upload said something else.
+_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+def dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an image's bytes from its header, or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on bytes that are not an image
+        return None
+
+
+def sniff(data: bytes) -> str | None:
+    """The media type of an image we take, read from its bytes by Pillow (the header only), else None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _MEDIA_TYPES.get(image.format or "")
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on bytes that are not an image
+        return None
+
 
 
 def thumbnail(data: bytes, width: int = THUMBNAIL_WIDTH) -> tuple[bytes, str] | None:

@@ -1,6 +1,7 @@
 // The message box and our own messages: send with an idempotency key and retries, typing notices, @mentions, edit, delete.
 
 import { MentionAutocomplete } from "./autocomplete.js";
+import { Attachments, wireFileInputs } from "./files.js";
 import { byTestId, confirmDialog, toast } from "./ui.js";
 import { newKey, sleep } from "./util.js";
 
@@ -28,10 +29,14 @@ export class Composer {
         this.sendTyping();
       },
     });
+    this.attachments = new Attachments({ api, tray: byTestId("upload-tray", this.form) });
   }
 
   wire() {
     this.mentions.wire();
+    const canAttach = () => Boolean(this.store.currentChat()) && !this.store.preview;
+    wireFileInputs({ attachments: this.attachments, dropZone: byTestId("chat"), input: this.input,
+      picker: byTestId("file-input", this.form), button: byTestId("attach-button", this.form), canAttach });
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.send();
@@ -82,6 +87,7 @@ export class Composer {
 
   // Opening a chat: what we had typed in it before, in this tab or before a reload.
   restoreDraft(chatId) {
+    this.attachments.clear();
     const key = this.draftKey(chatId);
     let text = "";
     try {
@@ -109,7 +115,11 @@ export class Composer {
     const { store } = this;
     const chat = store.currentChat();
     if (!chat || store.preview) return;
-    const content = this.input.value.trim();
+    let content = this.input.value.trim();
+    if (this.attachments.busy) return toast("Wait for the uploads to finish, or remove them.", { error: true });
+    const files = this.attachments.ready;
+    // A message needs text: files sent alone are named in it, as Slack names them.
+    if (!content && files.length) content = files.map((f) => f.name).join(", ");
     if (!content) return;
     if (content.length > MAX_LENGTH) return toast(`A message can be at most ${MAX_LENGTH} characters.`, { error: true });
     const item = {
@@ -117,11 +127,13 @@ export class Composer {
       chat_id: chat.id,
       sender_id: store.me.id,
       content,
+      files,
       created_at: new Date().toISOString(),
       pending: "sending",
     };
     store.pendingFor(chat.id).set(item.key, item);
     this.clear();
+    if (files.length) this.attachments.clear();
     this.saveDraft(chat.id);
     store.typingSentAt.delete(chat.id);
     this.views.messages.render({ toBottom: true });
@@ -136,7 +148,10 @@ export class Composer {
     views.messages.renderIfOpen(item.chat_id);
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const message = await this.api.sendMessage(item.chat_id, item.content, item.key);
+        const message = item.files && item.files.length
+          ? await this.api.post(`/api/chats/${encodeURIComponent(item.chat_id)}/messages`,
+            { content: item.content, idempotency_key: item.key, files: item.files.map((f) => f.id) })
+          : await this.api.sendMessage(item.chat_id, item.content, item.key);
         store.pendingFor(item.chat_id).delete(item.key);
         this.sync.messageArrived(message);
         views.messages.renderIfOpen(item.chat_id, { toBottom: true });

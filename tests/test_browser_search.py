@@ -118,3 +118,49 @@ def test_bob_finds_alices_link_by_filters_and_jumps_to_it(open_page, stack):
     phone.by("search-hit").click()
     expect(phone.message_by_id(target["id"])).to_be_in_viewport(timeout=LIVE_TIMEOUT_MS)
     phone.assert_no_console_errors()
+
+
+def test_bob_searches_from_alice_has_file_and_jumps_to_the_message(open_page, stack):
+    from tests.test_browser_files import picture, upload
+
+    alice = stack.person("Alice Archer")
+    code = stack.call("GET", "/api/workspace", token=alice["token"])["invite_code"]
+    bob, carol = stack.person("Bob Babbage", invite_code=code), stack.person("Carol Cole", invite_code=code)
+    handle = stack.call("GET", "/api/users/me", token=alice["token"])["username"]
+    name = f"assets-{uuid.uuid4().hex[:6]}"
+    channel = stack.call("POST", "/api/chats", {"type": "public_channel", "name": name,
+                                                "members": [bob["id"], carol["id"]]}, token=alice["token"])["id"]
+    logo = upload(stack, alice, "logo.png", "image/png", picture(640, 320, (120, 40, 160)))
+    target = stack.call("POST", f"/api/chats/{channel}/messages", {"content": "Logo for the launch", "files": [logo["id"]]},
+                        token=alice["token"])
+    post(stack, alice, channel, "Logo feedback welcome, no file here")
+    theirs = upload(stack, carol, "carol.png", "image/png", picture(200, 200, (10, 10, 10)))
+    stack.call("POST", f"/api/chats/{channel}/messages", {"content": "Carol's logo idea", "files": [theirs["id"]]},
+               token=carol["token"])
+    for i in range(80):  # the target is far above the latest page
+        post(stack, [carol, bob][i % 2], channel, f"chatter {i}")
+    last = post(stack, carol, channel, "that is all")
+    stack.call("POST", f"/api/chats/{channel}/read", {"seq": last["seq"]}, token=bob["token"])
+
+    page = open_page(viewport=DESKTOP)
+    page.goto()
+    page.sign_in(bob["email"], PASSWORD)
+    page.open_chat_named(name)
+    expect(page.message_with_text("that is all")).to_be_visible()
+    box = page.by("search-input")
+    page.page.keyboard.press("Control+k")
+    box.press_sequentially(f"from:@{handle} has:file ")
+    expect(page.by("search-chip")).to_have_count(2)
+    box.press("Enter")
+    hits = page.by("search-hit")
+    expect(hits).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(hits.get_by_test_id("search-hit-content")).to_have_text("Logo for the launch")
+    page.screenshot("files-search")
+    box.press("ArrowDown")
+    box.press("Enter")
+    expect(page.by("search-panel")).to_be_hidden()
+    message = page.message_by_id(target["id"])
+    expect(message).to_be_in_viewport(timeout=LIVE_TIMEOUT_MS)
+    expect(message.get_by_test_id("file-thumb")).to_be_visible()
+    page.screenshot("files-search-jump")
+    page.assert_no_console_errors()

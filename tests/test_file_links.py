@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from app import file_links
 from tests.support.chats import create_chat, make_team
 from tests.test_files import upload
 
@@ -40,7 +39,7 @@ def with_query(url, **changes):
     return parts.path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
-async def test_a_signed_url_works_without_a_token_only_for_its_file_until_it_expires(api):
+async def test_a_signed_url_works_without_a_token_only_for_its_file_until_it_expires(api, app):
     t = await make_team(api)
     one = (await upload(api, t.owner, b"first file", filename="a.bin", ctype="application/octet-stream")).body
     two = (await upload(api, t.owner, b"second file", filename="b.bin", ctype="application/octet-stream")).body
@@ -55,7 +54,7 @@ async def test_a_signed_url_works_without_a_token_only_for_its_file_until_it_exp
     other_file = with_query(one["url"]).replace(one["id"], two["id"])
     changed_exp = with_query(one["url"], exp=exp + 1)
     tampered = with_query(one["url"], sig=("A" if sig[0] != "A" else "B") + sig[1:])
-    links = file_links.current()
+    links = app.settings["services"].files.links
     expired = links.url(one["id"], "file", exp=int(links.clock()) - 1)
     as_thumb = with_query(one["url"]).replace(one["id"], one["id"] + "/thumbnail")
     for url in (other_file, changed_exp, tampered, expired, as_thumb):

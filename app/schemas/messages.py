@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from app import file_links
+from app.file_links import FileLinks
 from app.schemas.common import VISIBLE, Cursor, Id, Request, Response, Timestamp
 from app.store import isoformat
 
@@ -97,14 +97,15 @@ class MessageOut(Response):
     last_reply_at: Timestamp | None = None
 
 
-def message_out(doc: dict[str, Any]) -> MessageOut:
+def message_out(doc: dict[str, Any], links: FileLinks | None = None) -> MessageOut:
+    """A stored message as served; `links` signs its files' url/thumbnail_url (without it: the Bearer URL, no thumbnail)."""
     return MessageOut(
         id=doc["_id"],
         chat_id=doc["chat_id"],
         seq=doc["seq"],
         sender_id=doc.get("sender_id"),
         content=doc.get("content", ""),
-        files=files_out(doc),
+        files=files_out(doc, links),
         reply_to=doc.get("reply_to"),
         created_at=isoformat(doc["created_at"]),
         edited_at=isoformat(doc.get("edited_at")),
@@ -259,22 +260,26 @@ class FileOut(Response):
     url: str
     # Null for a file that is not an image (or one stored before thumbnails, or refused as too large).
     thumbnail_url: str | None = None
+    # The thumbnail's size in pixels (at most 400 wide), so a page can hold its place while it loads.
+    thumbnail_width: int | None = None
+    thumbnail_height: int | None = None
 
 
-def file_out(file_id: str, metadata: dict[str, Any]) -> FileOut:
-    links = file_links.current()
+def file_out(file_id: str, metadata: dict[str, Any], links: FileLinks | None = None) -> FileOut:
     url = links.url(file_id, "file") if links else f"/api/files/{file_id}"
     thumb = links.url(file_id, "thumb") if links and metadata.get("thumbnail") else None
     return FileOut(
         id=file_id, name=metadata.get("name") or "file", size=int(metadata.get("size") or 0),
         content_type=metadata.get("content_type") or "application/octet-stream", url=url, thumbnail_url=thumb,
+        thumbnail_width=int(metadata["thumb_w"]) if thumb and metadata.get("thumb_w") else None,
+        thumbnail_height=int(metadata["thumb_h"]) if thumb and metadata.get("thumb_h") else None,
     )
 
 
-def files_out(doc: dict[str, Any]) -> list[FileOut]:
+def files_out(doc: dict[str, Any], links: FileLinks | None = None) -> list[FileOut]:
     """A message's files from what its send copied into it (`file_info`: name, size and type never change)."""
     info = doc.get("file_info") or {}
-    return [file_out(file_id, info.get(file_id) or {}) for file_id in doc.get("files") or []]
+    return [file_out(file_id, info.get(file_id) or {}, links) for file_id in doc.get("files") or []]
 
 
 # RFC 6838 section 4.2: type/subtype of restricted-name characters, ASCII only (a header must carry it),

@@ -60,6 +60,8 @@ def clean_content_type(value: str | None) -> str:
     return value if _CONTENT_TYPE.match(value) else DEFAULT_CONTENT_TYPE
 
 
+# What of a file's metadata a message copies (or a page looks up) to describe it.
+DESCRIBED = ("name", "size", "content_type", "thumbnail", "thumb_w", "thumb_h")
 # The user document's running total of bytes uploaded, kept at write time for the quota.
 UPLOAD_BYTES_FIELD = "upload_bytes"
 
@@ -101,18 +103,27 @@ class FileService:
         }
         # Made at upload, stored as a file of its own beside the original (`<id>.thumb`, same workspace); a
         # picture refused (a decompression bomb, unreadable) is stored all the same, without a thumbnail.
-        thumb = images.thumbnail(data) if metadata["content_type"].startswith("image/") else None
+        # Which is decided by the bytes, never the Content-Type sent: a picture sent as octet-stream gets one,
+        # and is stored (and served inline) as the image it is.
+        sniffed = images.sniff(data)
+        thumb = images.thumbnail(data) if sniffed else None
+        if sniffed:
+            metadata["content_type"] = sniffed
         try:
             if thumb is not None:
                 await self._write_gridfs(thumbnail_id(file_id), {**metadata, "name": "thumbnail", "content_type": thumb[1],
                                                                  "size": len(thumb[0]), "thumbnail_of": file_id}, thumb[0])
                 metadata["thumbnail"] = True
+                # Its size, so a page can hold the thumbnail's place before it loads.
+                size = images.dimensions(thumb[0])
+                if size:
+                    metadata["thumb_w"], metadata["thumb_h"] = size
             await self._write_gridfs(file_id, metadata, data)
         except BaseException:
             if reserved:
                 await self._release(user, reserved)
             raise
-        return file_out(file_id, metadata)
+        return file_out(file_id, metadata, self.links)
 
     async def _reserve(self, user: Identity, size: int, quota: int) -> int:
         """Counts `size` bytes against the user's quota before they are written (the bytes reserved), or 413.
@@ -193,7 +204,7 @@ class FileService:
         file_id = stored_id
         length = int(doc["length"])
         chunk_size = int(doc.get("chunkSize") or CHUNK_SIZE)  # pymongo's uploader takes any size
-        return file_out(file_id, doc["metadata"]), length, self._chunks(file_id, length, chunk_size)
+        return file_out(file_id, doc["metadata"], self.links), length, self._chunks(file_id, length, chunk_size)
 
     async def _chunks(self, file_id: str, length: int, chunk_size: int) -> AsyncIterator[bytes]:
         """The GridFS chunks in order, about DOWNLOAD_BATCH_BYTES per store read: what a download holds,
@@ -230,8 +241,26 @@ class FileService:
         docs = await cursor.to_list()
         if len(docs) != len(file_ids):
             raise invalid("files", "every file must be uploaded in your workspace")
-        return {str(doc["_id"]): {key: doc["metadata"].get(key) for key in ("name", "size", "content_type", "thumbnail")}
-                for doc in docs}
+        return {str(doc["_id"]): {key: doc["metadata"].get(key) for key in DESCRIBED} for doc in docs}
+
+    async def describe(self, docs: list[dict]) -> None:
+        """Fills in the `file_info` of messages whose files are bare ids (sent before it was copied at send),
+        one store read for the page whatever it holds (none when every file is described); a file not
+        found (or a store that fails) shows as `file` of unknown size rather than failing the page."""
+        missing = list(dict.fromkeys(
+            file_id for doc in docs for file_id in doc.get("files") or [] if file_id not in (doc.get("file_info") or {})))
+        if not missing:
+            return
+        try:
+            found = await self.store.files.find({"_id": {"$in": missing}}, {"_id": 1, "metadata": 1}).to_list()
+        except PyMongoError:
+            return
+        info = {str(doc["_id"]): {key: (doc.get("metadata") or {}).get(key) for key in DESCRIBED} for doc in found}
+        for doc in docs:
+            extra = {file_id: info[file_id] for file_id in doc.get("files") or []
+                     if file_id in info and file_id not in (doc.get("file_info") or {})}
+            if extra:
+                doc["file_info"] = {**(doc.get("file_info") or {}), **extra}
 
     @staticmethod
     def disposition(content_type: str) -> str:

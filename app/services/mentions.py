@@ -14,6 +14,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.auth import Identity
 from app.schemas.accounts import USERNAME_CHARS, USERNAME_MAX
+from app.file_links import FileLinks
 from app.schemas.messages import MentionsPage, MentionsQuery, message_out
 from app.services.membership import MEMBERSHIPS_BATCH, user_chat_ids
 from app.services.reactions import MessageMarks
@@ -122,8 +123,9 @@ class MentionService:
     per distinct name (the user by (workspace_id, username), then the membership), never a read of the members.
     """
 
-    def __init__(self, store: Store, marks: MessageMarks | None = None):
+    def __init__(self, store: Store, marks: MessageMarks | None = None, links: FileLinks | None = None):
         self.store = store
+        self.links = links  # signs the messages' file URLs
         # The page's reactions and pins: one read of them per page.
         self.marks = marks or MessageMarks(store)
 
@@ -314,7 +316,7 @@ class MentionService:
             next_cursor = cursor  # the candidate budget ran out: a short page, and where to go on
         else:
             next_cursor = None
-        messages = [message_out(doc) for doc in found]
+        messages = [message_out(doc, self.links) for doc in found]
         await self.marks.decorate(messages, user.user_id)
         return MentionsPage(messages=messages, next_cursor=next_cursor)
 

@@ -132,7 +132,8 @@ class MessageService:
     async def payloads(self, docs: Sequence[dict[str, Any]], caller_id: str | None) -> list[MessageOut]:
         """The one page hook: stored messages → payloads, decorated per page (reactions, pins) with one
         store command whatever the page holds (none for an empty page)."""
-        outs = [message_out(doc) for doc in docs]
+        await self.files.describe(list(docs))
+        outs = [message_out(doc, self.files.links) for doc in docs]
         await self.marks.decorate(outs, caller_id)
         return outs
 
@@ -148,7 +149,7 @@ class MessageService:
         if key is not None:
             first = await self.sequence.sent(chat_id, user.user_id, key)
             if first is not None:
-                return message_out(first), False
+                return message_out(first, self.files.links), False
         await self.limiter.per_user("messages", user.user_id, limit=self.config.limits.messages_per_minute_per_user,
                                     window=60, what="messages")
         root_id, file_info = await self._check_references(user, chat_id, body)
@@ -183,7 +184,7 @@ class MessageService:
         doc = {**draft.doc, "seq": seq}
         if draft.ord is not None:
             doc["ord"] = draft.ord
-        out = message_out(doc)
+        out = message_out(doc, self.files.links)
         event = events.make_event(
             events.MESSAGE_CREATED, msgspec.to_builtins(out),
             chat_id=chat["_id"], workspace_id=chat["workspace_id"], actor_id=user.user_id, event_id=draft.version,
@@ -238,7 +239,7 @@ class MessageService:
         for root_id, n in outside.items():
             await self.store.messages.update_one(
                 {"_id": root_id}, {"$inc": {"reply_count": n}, "$currentDate": {"last_reply_at": True}})
-        return [message_out(doc) for doc in docs]
+        return [message_out(doc, self.files.links) for doc in docs]
 
     async def _bulk_threads(self, chat_id: str, docs: list[dict[str, Any]]) -> dict[str, int]:
         """Threads of a batch's replies: a root in the batch gets its counters in its document; the replies to

@@ -17,6 +17,7 @@ from app.errors import APIError, forbidden, invalid, not_found
 from app.outbox import Check, Outbox
 from app.schemas.chats import CHANNELS, MANAGERS
 from app.schemas.common import valid_id
+from app.file_links import FileLinks
 from app.schemas.messages import MessageOut, PinOut, PinsPage, PinsQuery, ReactionOut, message_out
 from app.services.membership import ChatAccess, writable
 from app.services.paging import decode_cursor, encode_cursor, key_range
@@ -239,8 +240,9 @@ class _MarkService:
     """What reactions and pins both stand on: the chat's access rule, the outbox, the limiter, the marks."""
 
     def __init__(self, store: Store, outbox: Outbox, access: ChatAccess, limiter: RateLimiter, limits: LimitsConfig,
-                 marks: MessageMarks):
+                 marks: MessageMarks, links: FileLinks | None = None):
         self.store = store
+        self.links = links  # signs the pinned messages' file URLs
         self.outbox = outbox
         self.access = access
         self.limiter = limiter
@@ -407,7 +409,7 @@ class PinService(_MarkService):
         docs = await self.store.messages.find(
             {"_id": {"$in": [pin["_id"] for pin in pins]}, "chat_id": {"$eq": chat_id}}).to_list()
         by_id = {doc["_id"]: doc for doc in docs if not doc.get("deleted") and not doc.get("gap")}
-        shown = [(pin, message_out(by_id[pin["_id"]])) for pin in pins if pin["_id"] in by_id]
+        shown = [(pin, message_out(by_id[pin["_id"]], self.links)) for pin in pins if pin["_id"] in by_id]
         await self.marks.decorate([message for _, message in shown], user.user_id)
         return PinsPage(
             pins=[PinOut(message=message, user_id=pin["user_id"], pinned_at=isoformat(pin["pinned_at"]))

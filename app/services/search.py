@@ -43,6 +43,7 @@ from app.auth import Identity
 from app.config import Config
 from app.errors import APIError, invalid, not_found
 from app.schemas.common import Id, valid_id
+from app.file_links import FileLinks
 from app.schemas.messages import SYSTEM_KIND, SearchHitOut, SearchOut, SearchQuery, message_out
 from app.services import membership
 from app.services.paging import bad_cursor, decode_cursor, encode_cursor
@@ -268,8 +269,9 @@ class _Chats:
 
 class SearchService:
     def __init__(self, store: Store, config: Config, *, max_reads: int = MAX_READS, max_rows: int = MAX_ROWS,
-                 limiter: RateLimiter | None = None, marks: MessageMarks | None = None):
+                 limiter: RateLimiter | None = None, marks: MessageMarks | None = None, links: FileLinks | None = None):
         self.store = store
+        self.links = links  # signs the hits' file URLs
         # The page's reactions and pins: one read of them per page.
         self.marks = marks or MessageMarks(store)
         self.limits = config.limits
@@ -299,7 +301,7 @@ class SearchService:
         emitted = [(k, doc) for k, doc in found[: query.limit] if top is None or k < top]
         leftover = found[len(emitted):]
         messages = [
-            SearchHitOut(**msgspec.structs.asdict(message_out(doc)),
+            SearchHitOut(**msgspec.structs.asdict(message_out(doc, self.links)),
                          highlights=highlights(doc.get("content") or "", filters.words))
             for _, doc in emitted
         ]

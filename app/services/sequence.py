@@ -47,6 +47,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from app import events
 from app.errors import APIError, not_found
 from app.outbox import Abandoned, RepairInfo
+from app.file_links import FileLinks
 from app.schemas.messages import MessageOut, message_out, stored_message
 from app.store import Store, new_id, utcnow
 
@@ -148,8 +149,9 @@ class Taken:
 class ChatSequence:
     """The send protocol over one chat's seq and the chat's counters; the caller brings the insert."""
 
-    def __init__(self, store: Store, grace_seconds: float):
+    def __init__(self, store: Store, grace_seconds: float, links: FileLinks | None = None):
         self.store = store
+        self.links = links  # signs the file URLs of a send answered again
         self.grace = grace_seconds
 
     async def sent(self, chat_id: str, sender_id: str, key: str) -> dict[str, Any] | None:
@@ -201,7 +203,7 @@ class ChatSequence:
                 out = await insert(seq)
             except DuplicateKeyError:
                 if key is not None and (first := await self.sent(chat_id, sender_id, key)) is not None:
-                    return message_out(first), False
+                    return message_out(first, self.links), False
                 seq = None  # the seq was filled by gap repair while we were slow: take another
                 continue
             except PyMongoError:
@@ -259,7 +261,7 @@ class ChatSequence:
                 pass
             first = await self.sent(chat_id, sender_id, key)
             if first is not None:
-                return message_out(first)
+                return message_out(first, self.links)
             held = await self.store.send_claims.find_one({"_id": cid})
             if held is None:
                 continue

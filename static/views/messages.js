@@ -3,6 +3,7 @@
 
 import { isSystem, systemText } from "../system-lines.js";
 import { avatar, byTestId, dayKey, dayLabel, formatFull, formatTime, h, parseTime, renderKeyed } from "../ui.js";
+import { fileParts, filesVersion } from "../files.js";
 import { actionBar, editedMark, messageContent, partsVersion, pinnedMark, reactionRow, threadSummary } from "./message-parts.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -33,6 +34,7 @@ function messageBody(store, message, compact, mine, { inThread = false } = {}) {
     return parts;
   }
   parts.push(h("div", { class: "message-text" }, messageContent(store, message), editedMark(message)));
+  parts.push(fileParts(message));
   if (message.pending) {
     const failed = message.pending === "failed";
     parts.push(h("div", { class: `pending-state${failed ? " failed" : ""}` },
@@ -56,7 +58,7 @@ export function messageVersion(store, message, compact) {
   const mentions = Array.isArray(message.mentions) ? message.mentions.join(",") : "-";
   const system = isSystem(message) ? systemText(store, message) : "";
   return [message.content, message.deleted, message.edited_at, message.pending, compact, store.userName(message.sender_id),
-    mentions, message.mentions_all, store.users.size, system, store.avatarUrl(message.sender_id), partsVersion(store, message)].join("\u0000");
+    mentions, message.mentions_all, store.users.size, system, store.avatarUrl(message.sender_id), partsVersion(store, message), filesVersion(message)].join("\u0000");
 }
 
 // A system message: a quiet grey line ("Alice joined the channel"), no avatar, no actions.
