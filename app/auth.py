@@ -45,6 +45,8 @@ class Identity:
     expires_at: float
     # `iat`: a token issued before its user's "tokens valid after" instant no longer counts.
     issued_at: float = 0.0
+    # A bot user's token (app.services.bots): never counted online in presence.
+    is_bot: bool = False
 
 
 class InvalidToken(Exception):
@@ -92,7 +94,7 @@ class TokenVerifier:
         if not isinstance(claims["sub"], str) or not isinstance(claims["wid"], str):
             raise InvalidToken("the access token is not valid")
         return Identity(user_id=claims["sub"], workspace_id=claims["wid"], expires_at=float(claims["exp"]),
-                        issued_at=float(claims["iat"]))
+                        issued_at=float(claims["iat"]), is_bot=claims.get("bot") is True)
 
 
 class TokenIssuer(TokenVerifier):
@@ -103,7 +105,7 @@ class TokenIssuer(TokenVerifier):
         self.private_key = private_key
         self.ttl = config.access_token_ttl_seconds
 
-    def issue(self, user_id: str, workspace_id: str, ttl: int | None = None) -> str:
+    def issue(self, user_id: str, workspace_id: str, ttl: int | None = None, *, extra: dict | None = None) -> str:
         now = datetime.datetime.now(datetime.timezone.utc)
         claims = {
             "sub": user_id,
@@ -114,6 +116,7 @@ class TokenIssuer(TokenVerifier):
             "exp": now + datetime.timedelta(seconds=self.ttl if ttl is None else ttl),
             "iss": self.issuer,
             "aud": self.audience,
+            **(extra or {}),
         }
         return jwt.encode(claims, self.private_key, algorithm=ALGORITHM)
 

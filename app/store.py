@@ -128,6 +128,14 @@ class Store:
         self.files: AsyncCollection = self.db["files.files"]
         self.file_chunks: AsyncCollection = self.db["files.chunks"]
         self.file_bucket = AsyncGridFSBucket(self.db, bucket_name="files")
+        # Outgoing webhooks (app.services.webhooks_out): the hooks, each one's queue of events to deliver in
+        # stream order, its log of attempts, and the events given up on after retrying.
+        self.webhooks: AsyncCollection = self.db["webhooks"]
+        self.webhook_queue: AsyncCollection = self.db["webhook_queue"]
+        self.webhook_deliveries: AsyncCollection = self.db["webhook_deliveries"]
+        self.webhook_dead: AsyncCollection = self.db["webhook_dead"]
+        # Incoming webhooks (app.services.webhooks_in): one per secret URL, found by the secret's SHA-256.
+        self.incoming_webhooks: AsyncCollection = self.db["incoming_webhooks"]
 
     async def ping(self) -> None:
         await self.db.command("ping")
@@ -157,6 +165,8 @@ class Store:
             unique=True,
             partialFilterExpression={"username": {"$exists": True}},
         )
+        await self.incoming_webhooks.create_index("secret_hash", unique=True)
+        await self.incoming_webhooks.create_index("chat_id")
         await self.refresh_tokens.create_index("user_id")
         await self.refresh_tokens.create_index("family_id")
         # Channel names are unique per workspace; direct chats are unique per pair of people.
@@ -219,6 +229,11 @@ class Store:
         # The index GridFS readers expect (pymongo's uploader made it; ours does not check on each upload).
         # nx-27017 keeps GridFS in its own tables and answers this with a no-op.
         await self.file_chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+        # A workspace's webhooks; a webhook's queue oldest first (its stream sequence), its attempts newest first.
+        await self.webhooks.create_index("workspace_id")
+        await self.webhook_queue.create_index([("webhook_id", ASCENDING), ("seq", ASCENDING)])
+        await self.webhook_deliveries.create_index([("webhook_id", ASCENDING), ("n", DESCENDING)])
+        await self.webhook_dead.create_index([("webhook_id", ASCENDING), ("seq", ASCENDING)])
 
     async def _drop_rate_limit_ttl(self) -> None:
         """Older versions expired windows by a TTL index on `expires_at`: drop it and the windows it left.
