@@ -55,6 +55,8 @@ def live_api(tmp_path_factory, mongo_uri, nats_url, key_files):
     config = make_test_config(tmp_path_factory.mktemp("schemathesis"), mongo_uri, nats_url, key_files,
                               limits={"enabled": False})
     process = RoleProcess("api", config).start_blocking()
+    # The notify role's non-streaming routes are in the same document, with their own server.
+    notify = RoleProcess("notify", config).start_blocking()
     try:
         base = process.url
         owner = _call(base, "POST", "/api/signup", {"fullname": "Olga Owner", "email": f"o{uuid.uuid4().hex[:8]}@x.io",
@@ -75,9 +77,10 @@ def live_api(tmp_path_factory, mongo_uri, nats_url, key_files):
         file = _call(base, "POST", "/api/files", token=token, raw=upload,
                      content_type=f"multipart/form-data; boundary={boundary}")
         yield SimpleNamespace(url=base, token=token, owner=owner, member_ids=ids, chat_id=chat["id"],
-                              message_id=message["id"], file_id=file["id"], process=process)
+                              message_id=message["id"], file_id=file["id"], process=process, notify_url=notify.url)
     finally:
         assert process.stop() == 0, process.log_tail()
+        assert notify.stop() == 0, notify.log_tail()
 
 
 def _aim_at_real_ids(case, live_api, turn: int) -> None:
@@ -100,7 +103,12 @@ def _aim_at_real_ids(case, live_api, turn: int) -> None:
         params["file_id"] = live_api.file_id
 
 
-def test_every_route_answers_within_its_schema(live_api):
+# The operations are split into slices so that xdist spreads them and each stays well inside the test timeout.
+SLICES = 4
+
+
+@pytest.mark.parametrize("slice_no", range(SLICES))
+def test_every_route_answers_within_its_schema(live_api, slice_no):
     """Positive and negative examples for every operation of the live document; failures are collected, not shrunk.
 
     (schemathesis.pytest's lazy parametrize needs pytest < 9, so the operations are driven here directly.)
@@ -112,7 +120,16 @@ def test_every_route_answers_within_its_schema(live_api):
     routes = {(op.method.upper(), op.path) for op in operations}
     # logout-all ends every token of the caller, the one this module shares too (tests/test_sessions.py covers it).
     operations = [op for op in operations if (op.method.upper(), op.path) != ("POST", "/api/logout-all")]
+    # The stream never ends by itself (tests/test_notify_* cover it); the rest of notify is called on its own server.
+    operations = [op for op in operations if op.path != "/events"]
+    raw = json.loads(urllib.request.urlopen(f"{live_api.url}/api/openapi.json", timeout=10).read())
+    notify_server = next(s["url"] for s in raw["servers"] if s["url"] != "/")
+    on_notify = {path for path, item in raw["paths"].items()
+                 if [s["url"] for s in item.get("servers", [])] == [notify_server]}
+    assert {"/api/online-users", "/api/sse/health"} <= on_notify
+    assert {("GET", "/api/online-users"), ("GET", "/api/sse/health")} <= {(o.method.upper(), o.path) for o in operations}
     assert len(routes) >= 20 and ("POST", "/api/chats/{chat_id}/messages") in routes
+    operations = sorted(operations, key=lambda op: (op.path, op.method))[slice_no::SLICES]
     session = requests.Session()
     # A fixed header: negative cases break the body, query or path, never just the token (the authz matrix does that).
     auth = {"Authorization": f"Bearer {live_api.token}"}
@@ -130,7 +147,8 @@ def test_every_route_answers_within_its_schema(live_api):
                 _aim_at_real_ids(case, live_api, calls["n"])
                 calls["n"] += 1
                 try:
-                    response = case.call(session=session)
+                    base = live_api.notify_url if operation.path in on_notify else live_api.url
+                    response = case.call(base_url=base, session=session, allow_redirects=False)
                     key = f"{mode.value} {response.status_code}"
                     statuses[key] = statuses.get(key, 0) + 1
                     case.validate_response(response, checks=CHECKS)

@@ -24,6 +24,10 @@ class NotifyMetrics:
             "fechatter_notify_delivery_seconds", "Event stored in JetStream to frames written",
             registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # JetStream's num_pending of the last event read: how far this process is behind the stream.
+        self.consumer_lag = Gauge(
+            "fechatter_notify_consumer_lag", "Events in the stream this process has not consumed yet", registry=r
+        )
         self.resumes = Counter("fechatter_notify_resumes", "Streams opened with a resume point served", registry=r)
         self.resyncs = Counter("fechatter_notify_resyncs", "Resume points too old or unknown", registry=r)
         self.slow_disconnects = Counter(
