@@ -88,7 +88,8 @@ class SSEStream(asyncio.Protocol):
         self.frames += 1
         number = frame_id(text, start, end)
         if number is not None:
-            if number <= self.last_id:
+            # A coalesced presence frame may repeat the id of the frame before it: only a decrease is out of order.
+            if number < self.last_id:
                 self.out_of_order += 1
             self.last_id = number
         mark = text.find(MARK, start, end)

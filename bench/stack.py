@@ -182,11 +182,16 @@ class FechatterStack:
         body = {"type": kind, "members": [u["id"] for u in others]}
         if kind == "group":
             body["name"] = "bench"
-        status, chat = await conn.request("POST", "/api/chats", body, token=self.owner["token"], timeout=120)
+        # A fresh connection: the first one sat idle through the signups, longer than the api's idle timeout.
+        conn.close()
+        conn = HttpConnection(HOST, self.api_port)
+        try:
+            status, chat = await conn.request("POST", "/api/chats", body, token=self.owner["token"], timeout=120)
+        finally:
+            conn.close()
         if status not in (200, 201):
             raise RuntimeError(f"POST /api/chats answered {status}: {chat!r}")
         self.chat_id = chat["id"]
-        conn.close()
 
     async def _signup(self, conn: HttpConnection, extra: dict) -> dict:
         body = {"fullname": "Bench User", "email": f"b{uuid.uuid4().hex[:12]}@example.com",

@@ -235,9 +235,15 @@ export class Live {
     if (this.isMe(data.user_id) && this.reads.readElsewhere(data)) this.sync.reloadChatsSoon();
   }
 
-  presence({ user_id: userId, status }) {
-    if (!userId || !status) return;
-    this.store.setPresence(userId, status);
-    this.views.renderPresence([userId]);
+  // One change is {user_id, status}; the changes of one server tick come together as {users: [...]}.
+  presence(data) {
+    const changes = Array.isArray(data.users) ? data.users : [data];
+    const changed = [];
+    for (const { user_id: userId, status } of changes) {
+      if (!userId || !status) continue;
+      this.store.setPresence(userId, status);
+      changed.push(userId);
+    }
+    if (changed.length) this.views.renderPresence(changed);
   }
 }

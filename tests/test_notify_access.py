@@ -48,7 +48,8 @@ async def test_expired_token_ends_the_stream(world, sse):
     long = await sse(bob.token)
     started = time.monotonic()
     await short.wait_ended(timeout=10)
-    assert 1.0 < time.monotonic() - started < 5
+    # exp is whole seconds, so a 2 s token may lapse a little over 1 s after the stream opened: not at once, though.
+    assert 0.5 < time.monotonic() - started < 5
     message = await world.send(chat, ada, "after expiry")
     await long.wait_for(lambda c: [f.data for f in c.of(events.MESSAGE_CREATED)] == [message])
     assert short.of(events.MESSAGE_CREATED) == []
@@ -180,9 +181,13 @@ async def test_an_older_presence_announcement_is_not_delivered(world, sse, notif
     await announce("online", 7)
     await announce("offline", 5)  # made before the one above, published after it
     await announce("offline", 9)
-    await ada_stream.wait_count(2, events.PRESENCE)
+
+    def changes(c):  # the changes of one tick come in one frame: {users: [...]} (notify coalesces them)
+        return [(u["status"], u["revision"]) for f in c.of(events.PRESENCE) for u in f.data.get("users", [f.data])]
+
+    await ada_stream.wait_for(lambda c: ("offline", 9) in changes(c), message="the newest presence")
     marker = await world.send(chat, bob, "after the announcements")
     await ada_stream.wait_for(lambda c: c.of(events.MESSAGE_CREATED), message="the marker")
-    assert [(f.data["status"], f.data["revision"]) for f in ada_stream.of(events.PRESENCE)] == [
-        ("online", 7), ("offline", 9)]
+    # Coalesced in one tick, only the newest change of a user is sent; never the older revision 5.
+    assert changes(ada_stream) in ([("online", 7), ("offline", 9)], [("offline", 9)])
     assert ada_stream.of(events.MESSAGE_CREATED)[0].data == marker

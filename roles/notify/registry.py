@@ -5,9 +5,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
+import msgspec
+
+from app import events
 
 # Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
 KEEPALIVE_SLICES = 4
+
+# Presence frames wait for the next ephemeral tick: every change of a tick goes to a
+# stream in one write (presence changes coalesced into one frame), after the durable frames of that tick.
+EPHEMERAL_TICK_SECONDS = 0.05
+# The most streams one tick writes ephemeral frames to; the rest wait (and coalesce) for the next tick.
+EPHEMERAL_STREAMS_PER_TICK = 500
+# Typing is not deferred: it goes to one chat, is sent by a person typing, and keeps its place among
+# that chat's events (a `read` right after it stays after it).
+_EPHEMERAL_EVENTS = {events.PRESENCE.encode()}
+_PRESENCE = events.PRESENCE.encode()
 
 
 class TooManyStreams(Exception):
@@ -23,6 +36,8 @@ class Stream(Protocol):
     issued_at: float  # of the stream's access token: a logout-all ends streams issued before it
 
     def send(self, frame: bytes, chunk: bytes | None = None) -> None: ...
+
+    def flush_ephemeral(self, built: dict) -> None: ...
 
     def end(self) -> None: ...
 
@@ -47,14 +62,73 @@ class UserEntry:
 class Registry:
     """The notify process's view of its users; every lookup on the delivery path is a dict/set access."""
 
-    def __init__(self, load_chats: Callable[[str], Awaitable[set[str]]]):
+    def __init__(self, load_chats: Callable[[str], Awaitable[set[str]]], presence_max_members: int = 500):
         self._load_chats = load_chats
+        self.presence_max_members = presence_max_members
         self.users: dict[str, UserEntry] = {}
         # Open streams by keepalive group, so a tick visits only its own group.
         self.keepalive_slices: list[set[Stream]] = [set() for _ in range(KEEPALIVE_SLICES)]
         # chat -> users with an entry here who are members; what a chat event is delivered to.
         self.chat_members: dict[str, set[str]] = {}
         self.stream_count = 0
+        # The last frame classified, and what it is: the fan-out hands one frame to many streams in a row.
+        self._last_frame: bytes | None = None
+        self._last_kind: tuple[object, bytes] | None = None
+        # Streams with ephemeral frames waiting, in the order they got their first one.
+        self._dirty: dict[Stream, None] = {}
+        self._tick: asyncio.TimerHandle | None = None
+
+    # -- ephemeral frames ------------------------------------------------------------------------
+
+    def ephemeral(self, frame: bytes) -> tuple[object, bytes] | None:
+        """None for a frame written at once; else (coalescing key, payload) for one the tick writes.
+
+        A presence frame's key is its user (a newer change replaces an older one), its payload the
+        event's JSON; one that names no user is keyed by the frame itself, its payload the frame.
+        """
+        if frame is self._last_frame:
+            return self._last_kind
+        kind = None
+        start = frame.find(b"\nevent: ", 0, 40)
+        if start >= 0:
+            end = frame.find(b"\n", start + 8)
+            name = frame[start + 8:end]
+            if name in _EPHEMERAL_EVENTS:
+                data = frame[end + 7:-2]  # after "\ndata: ", before the blank line
+                if name == _PRESENCE:
+                    try:
+                        user_id = msgspec.json.decode(data).get("user_id")
+                    except (msgspec.DecodeError, AttributeError):
+                        user_id = None
+                    kind = (("presence", user_id), data) if isinstance(user_id, str) else (frame, frame)
+                else:
+                    kind = (frame, frame)
+        self._last_frame, self._last_kind = frame, kind
+        return kind
+
+    def mark_dirty(self, stream: Stream) -> None:
+        """The stream has ephemeral frames waiting: the next tick writes them."""
+        self._dirty[stream] = None
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(EPHEMERAL_TICK_SECONDS, self._flush_ephemeral)
+
+    def _flush_ephemeral(self) -> None:
+        self._tick = None
+        dirty = self._dirty
+        # One frame per distinct set of changes, built once and written to every stream that has it.
+        built: dict = {}
+        for _ in range(min(len(dirty), EPHEMERAL_STREAMS_PER_TICK)):
+            stream = next(iter(dirty))
+            del dirty[stream]
+            stream.flush_ephemeral(built)
+        if dirty:
+            self._tick = asyncio.get_running_loop().call_later(EPHEMERAL_TICK_SECONDS, self._flush_ephemeral)
+
+    def presence_chats(self, chat_ids: Iterable[str]) -> tuple[str, ...]:
+        """The chats a user's presence change is pushed to: those with at most `presence_max_members`
+        members connected here. A larger chat's members ask GET /api/online-users for it instead."""
+        members, most = self.chat_members, self.presence_max_members
+        return tuple(chat_id for chat_id in chat_ids if len(members.get(chat_id, ())) <= most)
 
     # -- streams ---------------------------------------------------------------------------------
 
@@ -124,6 +198,7 @@ class Registry:
             return None
         entry.streams.discard(stream)
         self.keepalive_slices[stream.keepalive_slice].discard(stream)
+        self._dirty.pop(stream, None)
         self.stream_count -= 1
         if entry.streams:
             return None

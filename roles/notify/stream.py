@@ -8,9 +8,10 @@ import time
 
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from app import events
 from app.errors import APIError, DependencyUnavailable
 from app.web import RETRY_AFTER_SECONDS
-from roles.notify.frames import cursor_frame, http_chunk, resync_frame, retry_frame
+from roles.notify.frames import PING, cursor_frame, event_frame, http_chunk, resync_frame, retry_frame
 from roles.notify.handlers import NotifyHandler
 from roles.notify.registry import KEEPALIVE_SLICES, TooManyStreams, UserEntry
 
@@ -40,9 +41,13 @@ class EventStreamHandler(NotifyHandler):
         self._done: asyncio.Future[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._socket: IOStream | None = None
+        # Chunks written during this pass of the event loop, sent together at its end (one send per burst).
+        self._out: list[bytes] | None = None
         # Keepalive bookkeeping: which tick visits this stream, and whether it was written to since.
         self.keepalive_slice = (id(self) >> 4) % KEEPALIVE_SLICES
         self.wrote = False
+        # Presence frames waiting for the registry's next tick, by coalescing key (the user).
+        self._ephemeral: dict | None = None
 
     async def get(self) -> None:
         app = self.application
@@ -59,6 +64,8 @@ class EventStreamHandler(NotifyHandler):
             except asyncio.TimeoutError:
                 raise DependencyUnavailable("nats") from None
         self.user_id = identity.user_id
+        if identity.is_bot:  # a bot's stream delivers events but never counts as online
+            app.presence.bots.add(identity.user_id)
         limits = self.config.limits
         try:
             entry = await app.registry.acquire(
@@ -170,13 +177,79 @@ class EventStreamHandler(NotifyHandler):
         """
         if self.closed:
             return
-        self.wrote = True
-        try:
-            if self._socket is None:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
-                self.write(frame)
-                self.flush()
+        if frame is not PING:
+            kind = self.application.registry.ephemeral(frame)
+            if kind is not None:
+                # After this tick's durable frames, coalesced with the tick's other changes.
+                pending = self._ephemeral
+                if pending is None:
+                    pending = self._ephemeral = {}
+                    self.application.registry.mark_dirty(self)
+                key, payload = kind
+                pending.pop(key, None)
+                pending[key] = payload
+                return
+        self._write(frame, chunk)
+
+    def flush_ephemeral(self, built: dict) -> None:
+        """Writes the waiting ephemeral frames in one send: presence changes as one `presence` frame.
+
+        One change keeps the single shape `{user_id, status, revision}`; several become
+        `{"users": [...]}`. The frame's id is the last event consumed, so a client's last id never
+        goes back past a durable frame written before it. `built` caches frames across streams.
+        """
+        pending, self._ephemeral = self._ephemeral, None
+        if not pending or self.closed:
+            return
+        key = tuple(pending.values())
+        chunk = built.get(key)
+        if chunk is None:
+            seq = self.application.window.last_seq
+            presence = [payload for k, payload in pending.items() if type(k) is tuple]
+            frames = [payload for k, payload in pending.items() if type(k) is not tuple]
+            if len(presence) == 1:
+                frames.append(event_frame(seq, events.PRESENCE, presence[0]))
+            elif presence:
+                frames.append(event_frame(seq, events.PRESENCE, b'{"users":[%b]}' % b",".join(presence)))
             else:
-                self._socket.write(chunk if chunk is not None else http_chunk(frame))
+                frames.append(cursor_frame(seq))  # frames kept their own (older) ids: move the last id on
+            frame = b"".join(frames)
+            chunk = built[key] = (frame, http_chunk(frame))
+        self._write(*chunk)
+
+    def _write(self, frame: bytes, chunk: bytes | None) -> None:
+        self.wrote = True
+        if self._socket is not None:
+            # The first frame of a pass of the loop goes at once; the consumer handles every event
+            # that arrived together in one pass, so the rest of a burst is joined into one more send.
+            out = self._out
+            if out is None:
+                self._out = []
+                asyncio.get_running_loop().call_soon(self._send_out)
+                self._out_write(chunk if chunk is not None else http_chunk(frame))
+            else:
+                out.append(chunk if chunk is not None else http_chunk(frame))
+            return
+        try:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
+            self.write(frame)
+            self.flush()
+        except StreamBufferFullError:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self._drop_slow)
+        except StreamClosedError:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _send_out(self) -> None:
+        out, self._out = self._out, None
+        if out and not self._finished and not self._socket.closed():
+            self._out_write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _out_write(self, data: bytes) -> None:
+        if self.closed and self._finished:
+            return
+        try:
+            self._socket.write(data)
         except StreamBufferFullError:
             self.closed = True
             # Not now: the fan-out is iterating over the registry's sets.
@@ -197,6 +270,8 @@ class EventStreamHandler(NotifyHandler):
             return
         self.closed = True
         self._release()
+        if self._out:  # what this pass queued goes before the response's end
+            self._send_out()
         if not self._finished:
             try:
                 self.finish()

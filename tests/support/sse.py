@@ -127,10 +127,14 @@ class SSEClient:
         if fields.comment:
             self.pings += 1
         if fields.data is not None:
-            frame = Frame(self.last_id, fields.event, json.loads(fields.data), time.monotonic())
-            self.events.append(frame)
-            for listener in self._listeners:
-                listener(frame)
+            data = json.loads(fields.data)
+            # notify coalesces a tick's presence changes into {users: [...]}: one Frame each, as the UI reads them.
+            many = fields.event == "presence" and isinstance(data, dict) and isinstance(data.get("users"), list)
+            for one in data["users"] if many else [data]:
+                frame = Frame(self.last_id, fields.event, one, time.monotonic())
+                self.events.append(frame)
+                for listener in self._listeners:
+                    listener(frame)
 
     def on_frame(self, listener: Callable[[Frame], None]) -> None:
         self._listeners.append(listener)
