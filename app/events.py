@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from typing import Any, Awaitable, Callable
 
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
+import nats.errors
+import nats.js.errors
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from app.config import NatsConfig
 from app.store import isoformat, new_id, utcnow
@@ -82,15 +92,32 @@ USER_EVENTS = frozenset({PRESENCE, SESSIONS_REVOKED, USER_UPDATED})
 # subject, with the user as the only recipient and no `chat_id` (the chat is named in `data`).
 PERSONAL_EVENTS = frozenset({CHAT_SETTINGS, READ})
 
-# Failures that mean "NATS is not there right now": the event stays in the outbox.
+# The one classification of NATS failures. Failures that mean "NATS (or the JetStream leader of the
+# stream) is not there right now": a node lost, an election under way, a reconnect. The event stays in
+# the outbox and leaves once JetStream answers again; a request never fails for one of these.
 UNAVAILABLE_ERRORS = (
     ConnectionClosedError,
+    ConnectionReconnectingError,
     NoServersError,
+    NoRespondersError,  # no JetStream leader answers the subject (yet)
+    StaleConnectionError,
     OutboundBufferLimitError,
+    NoStreamResponseError,  # the publish reached a node, but no stream leader acknowledged it
+    ServiceUnavailableError,  # JetStream's 503 "temporarily unavailable" during an election
     NatsTimeoutError,
     asyncio.TimeoutError,
     TimeoutError,
 )
+# Every error a NATS or JetStream call may raise; for a stored change any of them only delays its event.
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, *UNAVAILABLE_ERRORS)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means NATS is away for now (retry later) rather than a request NATS refuses."""
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return True
+    # A JetStream API error with a 5xx code (503 during an election, 504 a timeout inside the cluster).
+    return isinstance(error, nats.js.errors.APIError) and (error.code or 0) >= 500
 
 
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -347,6 +374,7 @@ class EventBus:
         *,
         start_seq: int | None = None,
         start_time: datetime.datetime | None = None,
+        on_reset: Callable[[float, int], None] | None = None,
     ):
         """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects."""
         kwargs: dict[str, Any] = {}
@@ -359,9 +387,89 @@ class EventBus:
             kwargs["config"] = js_api.ConsumerConfig(opt_start_seq=start_seq)
         else:
             kwargs["deliver_policy"] = js_api.DeliverPolicy.NEW
-        return await self.js.subscribe(
-            self.subjects.all, stream=self.stream, cb=callback, ordered_consumer=True, **kwargs
+        jsis: list[Any] = []
+
+        async def on_message(msg) -> None:
+            if jsis:
+                jsi = jsis[0]
+                jsi.fechatter_heard_at = time.monotonic()
+                try:
+                    # nats-py never tracks it and would re-create a reset consumer from seq 1.
+                    jsi._sseq = msg.metadata.sequence.stream
+                except Exception:  # noqa: BLE001 - not a stream message: the callback says so
+                    pass
+            await callback(msg)
+
+        subscription = await self.js.subscribe(
+            self.subjects.all, stream=self.stream, cb=on_message, ordered_consumer=True,
+            idle_heartbeat=self.config.heartbeat_seconds, **kwargs
         )
+        jsi = subscription._sub._jsi
+        jsis.append(jsi)
+        if start_seq is not None and not jsi._sseq:
+            jsi._sseq = start_seq - 1
+        self._watch_ordered(jsi, on_reset)
+        return subscription
+
+    def _watch_ordered(self, jsi: Any, on_reset: Callable[[float, int], None] | None) -> None:
+        """Replaces nats-py's check of the ordered consumer (two missed beats, checked every two beats,
+        then a re-create from seq 1) with one that re-creates it from the next seq after two beats of silence
+        and names every reset."""
+        beat = self.config.heartbeat_seconds
+        jsi.fechatter_heard_at = time.monotonic()
+        if jsi._hbtask is not None:
+            jsi._hbtask.cancel()
+        check_sequence, reset = jsi.check_for_sequence_mismatch, jsi.reset_ordered_consumer
+
+        async def heard(msg) -> Any:  # every idle heartbeat passes here
+            jsi.fechatter_heard_at = time.monotonic()
+            return await check_sequence(msg)
+
+        async def logged_reset(sseq: int | None) -> bool:
+            if on_reset is not None:
+                on_reset(time.monotonic() - jsi.fechatter_heard_at, sseq or 0)
+            jsi.fechatter_heard_at = time.monotonic()  # the next try after two more beats
+            return await reset(sseq)
+
+        async def watchdog() -> None:
+            while not self.nc.is_closed:
+                await asyncio.sleep(beat / 4)
+                if self.nc.is_connected and time.monotonic() - jsi.fechatter_heard_at > 2 * beat:
+                    try:
+                        await jsi.reset_ordered_consumer(jsi._sseq + 1)
+                    except Exception as e:  # noqa: BLE001 - NATS away: tried again after two beats
+                        log.info("re-creating the event consumer failed: %s", e.__class__.__name__)
+
+        jsi.check_for_sequence_mismatch = heard
+        jsi.reset_ordered_consumer = logged_reset
+        jsi._hbtask = asyncio.get_running_loop().create_task(watchdog())  # cancelled by unsubscribe()
+
+    @staticmethod
+    def heard_at(subscription: Any) -> float | None:
+        """time.monotonic() of the last event or heartbeat of a `subscribe_ordered` subscription."""
+        jsi = getattr(getattr(subscription, "_sub", None), "_jsi", None)
+        return getattr(jsi, "fechatter_heard_at", None)
+
+    def webhook_consumer_name(self) -> str:
+        """The durable consumer every worker process of this stream shares (app.services.webhooks_out)."""
+        return f"{self.stream}_WEBHOOKS"
+
+    async def subscribe_webhooks(self, *, ack_wait: float, max_ack_pending: int):
+        """A pull subscription on the shared durable consumer of the outgoing webhooks: created at the first
+        worker's start from the new events on, then resumed; JetStream redelivers what a worker took but
+        never acknowledged after `ack_wait` seconds, and lets the group hold at most `max_ack_pending`."""
+        return await self.js.pull_subscribe(
+            self.subjects.all, durable=self.webhook_consumer_name(), stream=self.stream,
+            config=js_api.ConsumerConfig(
+                deliver_policy=js_api.DeliverPolicy.NEW, ack_policy=js_api.AckPolicy.EXPLICIT,
+                ack_wait=ack_wait, max_ack_pending=max_ack_pending, max_deliver=-1,
+            ),
+        )
+
+    async def webhook_ack_floor(self) -> int:
+        """The stream sequence up to which the webhook consumer has every event acknowledged."""
+        info = await self.js.consumer_info(self.stream, self.webhook_consumer_name())
+        return info.ack_floor.stream_seq or 0
 
     async def subscribe_sessions(self, callback: Callable[[str | None, bytes], Awaitable[None]]):
         """Every `sessions.revoked` as it is published, on plain NATS (no consumer, nothing replayed):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import AsyncIterator, NamedTuple
 
 import msgspec
@@ -15,14 +17,19 @@ from nats.js.errors import (
     KeyNotFoundError,
     KeyWrongLastSequenceError,
 )
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from app.events import EventBus, presence_bucket
 
 log = logging.getLogger("fechatter.kv")
 
+Entry = KeyValue.Entry
+
 # JetStream's "wrong last sequence" error codes: someone else wrote the key first.
 WRONG_LAST_SEQUENCE = (10071, 10164)
+
+# How long the server keeps a watch's consumer nobody listens to (after a reset, the replaced one).
+WATCH_INACTIVE_SECONDS = 30
 
 
 class UserRecord(msgspec.Struct, frozen=True):
@@ -92,6 +99,11 @@ class PresenceBucket:
         self.name = presence_bucket(bus.stream)
         self._kv: KeyValue | None = None
         self._watcher = None
+        self._updates: asyncio.Queue = asyncio.Queue()
+        self._init_done = False
+        self._heard_at = time.monotonic()
+        self._last_seq = 0
+        self.resets = 0  # how often the watch was re-created after silence
 
     @property
     def kv(self) -> KeyValue:
@@ -168,14 +180,111 @@ class PresenceBucket:
     # -- the watch ---------------------------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Starts watching every key; read the deliveries with changes()."""
-        self._watcher = await self.kv.watchall()
+        """Starts watching every key; read the deliveries with changes().
+
+        Not nats-py's `kv.watchall()`: its ordered consumer beats every 5 s and is checked every 10 s,
+        so a lost NATS node left the mirror stale for ~14 s. This one is an ordered push consumer on the
+        bucket's subjects with an idle heartbeat of `nats.heartbeat_seconds`; after two silent beats a
+        watchdog re-creates it from the stream sequence after the last one delivered (nothing is lost),
+        and tries again every two beats until a node answers."""
+        self._updates = asyncio.Queue()
+        self._init_done = False
+        self._heard_at = time.monotonic()
+        self._last_seq = 0
+        stream = f"KV_{self.name}"
+        self._watcher = await self.bus.js.subscribe(
+            kv_subject(self.name, ">"), stream=stream, cb=self._on_watched, ordered_consumer=True,
+            idle_heartbeat=self.bus.config.heartbeat_seconds,
+            deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, inactive_threshold=WATCH_INACTIVE_SECONDS,
+        )
+        jsi = self._watcher._sub._jsi
+        if jsi._hbtask is not None:  # nats-py's own check: every two beats, silent about what it does
+            jsi._hbtask.cancel()
+        jsi._hbtask = asyncio.get_running_loop().create_task(self._watchdog(jsi))  # cancelled by unsubscribe()
+        info = await self._watcher.consumer_info()
+        if not info.num_pending and not self._watcher.delivered and not self._init_done:
+            self._init_done = True
+            self._updates.put_nowait(None)
+
+    async def _on_watched(self, msg) -> None:
+        self._heard_at = time.monotonic()
+        try:
+            meta = msg.metadata
+        except Exception:  # noqa: BLE001 - not a stream message
+            return
+        self._last_seq = meta.sequence.stream
+        self._updates.put_nowait((msg, meta))
+        if not meta.num_pending and not self._init_done:
+            self._init_done = True
+            self._updates.put_nowait(None)
+
+    async def _watchdog(self, jsi) -> None:
+        beat = self.bus.config.heartbeat_seconds
+        nc = self.bus.nc
+        next_try = time.monotonic() + 2 * beat
+
+        failures = 0
+
+        async def recreate() -> None:
+            # nats-py's own waits the whole JetStream timeout when the consumer was placed on the dead
+            # node (which the cluster has not noticed yet), as it often is: a consumer is made in
+            # milliseconds, so the first try gets half a beat, and each failed one is tried again at
+            # once with twice as long (up to the JetStream timeout), so a slow cluster still gets one.
+            nonlocal next_try, failures
+            timeout = min(beat / 2 * 2**failures, self.bus.config.publish_timeout_seconds)
+            try:
+                info = await self.bus.js._jsm.add_consumer(jsi._stream, config=jsi._ccreq, timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - no node answered: at the next tick again
+                log.info("re-creating the presence watch failed: %s", e.__class__.__name__ or e)
+                failures += 1
+                next_try = time.monotonic()
+                return
+            failures = 0
+            jsi._psub._consumer = info.name
+            next_try = time.monotonic() + 2 * beat
+
+        jsi.recreate_consumer = recreate  # also used when nats-py sees a gap in the consumer's sequence
+        while not nc.is_closed:
+            await asyncio.sleep(beat / 4)  # a timer, not synchronisation
+            now = time.monotonic()
+            if jsi._active:  # nats-py sets it on every message, heartbeat or flow control of the consumer
+                jsi._active = False
+                self._heard_at = now
+                next_try = now + 2 * beat
+                continue
+            if not nc.is_connected or now < next_try:
+                continue
+            self.resets += 1
+            log.warning("presence watch silent for %.1f s (a NATS node lost?): re-created from seq %d",
+                        now - self._heard_at, self._last_seq + 1)
+            next_try = now + 4 * beat  # unless recreate() says sooner
+            try:
+                await jsi.reset_ordered_consumer(self._last_seq + 1)  # recreate() runs in the background
+            except Exception as e:  # noqa: BLE001 - NATS away: tried again later
+                log.info("re-creating the presence watch failed: %s", e.__class__.__name__)
+
+    def stalled(self) -> str | None:
+        """A reason for /health/ready when the watch has heard nothing (no change, no heartbeat) for
+        nats.stall_seconds: re-creating it has not worked, so this process's presence view is stale."""
+        if self._watcher is None:
+            return None
+        silent = time.monotonic() - self._heard_at
+        if silent > self.bus.config.stall_seconds:
+            return f"presence watch silent for {silent:.0f} s"
+        return None
 
     async def changes(self) -> AsyncIterator[ProcessSeen | UserSeen | None]:
         """Every key's current value, then None (the mirror is complete), then each change as it happens."""
-        async for entry in self._watcher:
-            if entry is None:
+        while True:
+            item = await self._updates.get()
+            if item is None:
                 yield None
+                continue
+            if item is _CLOSED:
+                return
+            msg, meta = item
+            entry = _entry(self.name, msg, meta)
+            if entry is None:
                 continue
             try:
                 change = _decode(entry)
@@ -188,10 +297,29 @@ class PresenceBucket:
     async def close(self) -> None:
         if self._watcher is not None:
             watcher, self._watcher = self._watcher, None
+            self._updates.put_nowait(_CLOSED)
             try:
-                await watcher.stop()
+                await watcher.unsubscribe()
+                # Not left for the server to drop after WATCH_INACTIVE_SECONDS.
+                await self.bus.js.delete_consumer(f"KV_{self.name}", watcher._consumer)
             except Exception:  # noqa: BLE001 - NATS may be gone at shutdown
                 pass
+
+
+_CLOSED = object()
+
+
+def _entry(bucket: str, msg, meta) -> Entry | None:
+    """A KV entry of a watched message, as nats-py's watch makes it (server expiry markers included)."""
+    headers = msg.headers or {}
+    op = headers.get(KV_OP)
+    if op is None and KV_MARKER_REASON in headers:
+        # nats-server 2.11+: server-placed TTL/age expiry markers carry Nats-Marker-Reason, no KV-Operation.
+        op = {"MaxAge": KV_PURGE, "Purge": KV_PURGE, "Remove": KV_DEL}.get(headers[KV_MARKER_REASON])
+        if op is None:
+            return None
+    return Entry(bucket=bucket, key=msg.subject[len(kv_subject(bucket, "")):], value=msg.data,
+                 revision=meta.sequence.stream, delta=meta.num_pending, created=meta.timestamp, operation=op)
 
 
 def _decode(entry) -> ProcessSeen | UserSeen | None:

@@ -112,6 +112,8 @@ class Outbox:
         self._generation = 0
         # Entries whose request decided to defer but has not yet marked them committed.
         self._deferring: set[str] = set()
+        # chat (or subject) -> the last publish of it under way in this process, which the next one waits for.
+        self._publishing: dict[str, asyncio.Future] = {}
         # Entries JetStream acknowledged that are not deleted yet, and the delete_many under way.
         self._acked: set[str] = set()
         self._forgetting: asyncio.Task | None = None
@@ -174,17 +176,37 @@ class Outbox:
         """Typing: nothing is stored, so nothing to replay later; dropped while NATS is away."""
         try:
             await self.bus.publish(event)
-        except events.UNAVAILABLE_ERRORS as e:
+        except events.NATS_ERRORS as e:
             log.info("dropped %s event while NATS is away: %s", event.type, e.__class__.__name__)
 
     async def _publish_or_defer(self, entry: dict[str, Any], payload: bytes) -> None:
+        # One publish in flight per chat (or user subject): a later event of the chat starts only once the
+        # earlier one is acknowledged or deferred, so a publish lost with a NATS node is never overtaken.
+        key = entry.get("chat_id") or entry["subject"]
+        previous = self._publishing.get(key)
+        turn = asyncio.get_running_loop().create_future()
+        self._publishing[key] = turn
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await self._publish_in_turn(entry, payload)
+        finally:
+            turn.set_result(None)
+            if self._publishing.get(key) is turn:
+                del self._publishing[key]
+
+    async def _publish_in_turn(self, entry: dict[str, Any], payload: bytes) -> None:
         if not self.backlog and self.bus.connected:
             try:
                 await self.bus.publish_encoded(entry["subject"], entry["_id"], payload)
                 await self._publish_then(entry)
-            except events.UNAVAILABLE_ERRORS:
-                # Deferred whole: a re-publish of the first event is dropped by its Nats-Msg-Id.
-                pass
+            except events.NATS_ERRORS as e:
+                # The change is stored: any NATS failure only delays its event (events.is_unavailable tells
+                # a lost node or an election from the rest). Deferred whole: a re-publish of the first
+                # event is dropped by its Nats-Msg-Id.
+                level = logging.INFO if events.is_unavailable(e) else logging.WARNING
+                log.log(level, "publishing %s %s failed (%s); deferred to the outbox", entry["type"], entry["_id"],
+                        e.__class__.__name__)
             else:
                 self._forget(entry["_id"])
                 return

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import re
+import uuid
 from typing import Any, Awaitable, Callable, Generic, TypeVar, cast
 
 import msgspec
@@ -19,7 +20,7 @@ from app.auth import Identity, InvalidToken, TokenVerifier
 from app.config import Config
 from app.deps import Deps
 from app.errors import APIError, DependencyUnavailable, field_label, not_found, validation_failed  # noqa: F401
-from app.events import EventBus
+from app.events import NATS_ERRORS, EventBus
 from app.logsafe import scrub_uri
 from app.metrics import Metrics
 from app.schemas.accounts import USERNAME_CHARS
@@ -33,6 +34,20 @@ T = TypeVar("T")
 ServicesT = TypeVar("ServicesT")
 
 RETRY_AFTER_SECONDS = 5
+# A client's X-Request-Id is kept when it is this plain (a proxy's or a caller's); any other gets a fresh one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def request_id_of(handler: tornado.web.RequestHandler) -> str:
+    """The request's id: its X-Request-Id when plain, else generated; the same for every reader of one request."""
+    request = handler.request
+    rid = getattr(request, "fechatter_request_id", None)
+    if rid is None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.fechatter_request_id = rid  # type: ignore[attr-defined]
+    return rid
 _MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[\w$]+|\[\d+\])*)`$")
 _MSGSPEC_FIELD = re.compile(r"field `([^`]+)`")
 # `\ud800` not followed by a low surrogate, or a low one alone: msgspec refuses both, with a puzzling message.
@@ -246,10 +261,16 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
     def services(self) -> ServicesT:
         return self.settings["services"]
 
+    @property
+    def request_id(self) -> str:
+        """X-Request-Id: echoed in the response, in the access line and in every error body."""
+        return request_id_of(self)
+
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header(REQUEST_ID_HEADER, self.request_id)
 
     def body_limit(self) -> int:
         """The largest body this request may carry: none for GET, HEAD and OPTIONS."""
@@ -433,8 +454,8 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, APIError):
             status_code = exc.status_code
-        elif isinstance(exc, (DependencyUnavailable, *store.UNAVAILABLE_ERRORS)):
-            status_code = 503
+        elif isinstance(exc, (DependencyUnavailable, *store.UNAVAILABLE_ERRORS, *NATS_ERRORS)):
+            status_code = 503  # a NATS error never answers 500: the client retries after Retry-After
         super().send_error(status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -449,7 +470,8 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif status_code == 503:
-            which = exc.dependency if isinstance(exc, DependencyUnavailable) else "mongodb"
+            which = (exc.dependency if isinstance(exc, DependencyUnavailable)
+                     else "nats" if isinstance(exc, NATS_ERRORS) else "mongodb")
             error = {"code": f"{which}_unavailable", "message": f"{which} is not answering; retry shortly"}
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         elif status_code == 405:
@@ -461,13 +483,14 @@ class BaseHandler(tornado.web.RequestHandler, Generic[ServicesT]):
             error = {"code": _STATUS_CODES.get(status_code, "error"), "message": exc.log_message % exc.args}
         else:
             error = {"code": _STATUS_CODES.get(status_code, "internal_error"), "message": self._reason}
+        error["request_id"] = self.request_id
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(msgspec.json.encode({"error": error}))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, (tornado.web.HTTPError, APIError)):
             return  # the access log line says enough for a client error
-        if isinstance(value, (DependencyUnavailable, *store.UNAVAILABLE_ERRORS)):
+        if isinstance(value, (DependencyUnavailable, *store.UNAVAILABLE_ERRORS, *NATS_ERRORS)):
             log.warning("%s %s: dependency unavailable: %s", self.request.method, self.request.path, value)
             return
         # Tornado's own line would add repr(self.request): the raw URI, token and all.
@@ -502,6 +525,7 @@ class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
         # Tornado sets each file's type and caching; only the errors are JSON.
         self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header(REQUEST_ID_HEADER, self.request_id)
 
     async def get(self, path: str, include_body: bool = True) -> None:
         if "\x00" in path:
@@ -511,7 +535,8 @@ class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):
         if self.get_status() == 416:  # Tornado answers an unsatisfiable range with an empty text/plain
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.write(msgspec.json.encode(
-                {"error": {"code": "range_not_satisfiable", "message": "the range is outside the file"}}))
+                {"error": {"code": "range_not_satisfiable", "message": "the range is outside the file",
+                           "request_id": self.request_id}}))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -530,7 +555,9 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    """Readiness: 200 only when MongoDB and NATS both answer, else 503 naming what is down."""
+    """Readiness of THIS process: MongoDB answers, its own NATS connection is up, and every check of the
+    role's `ready_checks` (the notify consumer and the presence watch not stalled) passes; else 503 naming
+    what is down. It never asks JetStream for the stream: an election must not take every instance out."""
 
     async def get(self) -> None:
         async def check(name: str, probe: Callable[[], Awaitable[Any]]) -> str | None:
@@ -540,16 +567,18 @@ class ReadyHandler(BaseHandler):
                 return name
             return None
 
-        down = [
-            name
-            for name in await asyncio.gather(check("mongodb", self.store.ping), check("nats", self.bus.ping))
-            if name
-        ]
+        down = [name for name in await asyncio.gather(check("mongodb", self.store.ping)) if name]
+        if not self.bus.connected:
+            down.append("nats")
+        for ready_check in self.settings.get("ready_checks", ()):
+            if reason := ready_check():
+                down.append(reason)
         if down:
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
             self.write_json(
                 {"status": "unavailable", "role": self.settings["role"], "down": down,
-                 "error": {"code": "not_ready", "message": f"not answering: {', '.join(down)}"}},
+                 "error": {"code": "not_ready", "message": f"not answering: {', '.join(down)}",
+                           "request_id": self.request_id}},
                 status=503,
             )
         else:
@@ -559,7 +588,8 @@ class ReadyHandler(BaseHandler):
 class MetricsHandler(BaseHandler):
     """Prometheus text format of this process's registry."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.metrics.refresh()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # JSON only for its errors
         self.finish(generate_latest(self.metrics.registry))
 
@@ -576,8 +606,15 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         level = logging.ERROR
     if access_log.isEnabledFor(level):  # the scrubbing is the costly part: not for a line nobody keeps
-        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, scrub_uri(request.uri or ""),
-                       request.remote_ip, duration * 1000)
+        rid = request_id_of(handler)
+        user = getattr(handler, "_current_user", None)  # only when the request already verified one
+        uri = scrub_uri(request.uri or "")
+        # The fields for JSON lines (log_format: json); the text line carries the same facts.
+        fields = {"request_id": rid, "method": request.method, "path": scrub_uri(request.path or ""),
+                  "status": status, "duration_ms": round(duration * 1000, 2), "remote_ip": request.remote_ip,
+                  "user_id": getattr(user, "user_id", None)}
+        access_log.log(level, "%d %s %s (%s) %.2fms rid=%s", status, request.method, uri,
+                       request.remote_ip, duration * 1000, rid, extra=fields)
     app = cast(RoleApp, handler.application)  # log_request is a RoleApp's log_function
     app.deps.metrics.observe_request(type(handler).__name__, request.method or "", status, duration)
 

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from typing import Callable, Iterable, Protocol
 
 from app import events
@@ -20,6 +21,23 @@ log = logging.getLogger("fechatter.presence")
 
 # Compare-and-set retries of one user's key before giving up until the next tick.
 CAS_ATTEMPTS = 8
+
+# A holder that is a lease, not a process: "~<deadline in ms since the epoch>~<process that left>".
+LEASE_MARK = "~"
+
+
+def lease(deadline: float, process_id: str) -> str:
+    return f"{LEASE_MARK}{int(deadline * 1000)}{LEASE_MARK}{process_id}"
+
+
+def lease_deadline(holder: str) -> float | None:
+    """The wall-clock deadline of a lease, None for a process id (those never start with the mark)."""
+    if not holder.startswith(LEASE_MARK):
+        return None
+    try:
+        return int(holder[1:].split(LEASE_MARK, 1)[0]) / 1000
+    except ValueError:
+        return 0.0  # unreadable: lapsed
 
 
 class LocalUser(Protocol):
@@ -62,15 +80,24 @@ class Presence:
     Processes that died are removed from users' lists by one process (the smallest live id), as soon
     as their heartbeat expires: its users go offline at most the TTL after the crash.
 
+    Offline grace: when a user's last stream here closes (a tab closed, this process shutting down) and no
+    other live process holds them, this process writes a lease `~<deadline>~<process>` in its place
+    instead of emptying the list: nothing is announced. A stream reopening anywhere replaces the lease
+    (non-empty to non-empty: no `online` either). Every process sets a timer at each lease's deadline
+    seen in the mirror; the leader then removes lapsed leases and announces `offline`. So the grace
+    holds across processes: the one that wrote the lease may be gone long before it lapses.
+
     Each process mirrors the bucket through a watch; answers come from memory: this process's own
     users from `local` (exact at once), other processes' from the mirror (a watch delivery late).
     """
 
-    def __init__(self, bus: EventBus, store: Store, local: LocalUsers, ttl_seconds: int):
+    def __init__(self, bus: EventBus, store: Store, local: LocalUsers, ttl_seconds: int, *,
+                 grace_seconds: float = 0.0):
         self.bus = bus
         self.store = store
         self.local = local
         self.ttl = max(1, int(ttl_seconds))
+        self.grace = max(0.0, float(grace_seconds))
         self.process_id = new_process_id()
         self.bucket = PresenceBucket(bus, self.ttl)
         # The mirror: live processes' heartbeats and users' records, as the watch last delivered them.
@@ -84,6 +111,10 @@ class Presence:
         self._sweeper: asyncio.Task | None = None
         self._sweep_again = False
         self._tasks: list[asyncio.Task] = []
+        # Lease deadline (ms) -> the timer that sweeps when it lapses.
+        self._lease_timers: dict[int, asyncio.TimerHandle] = {}
+        # Bot users (their token says so): their streams never make them online, nor announce them.
+        self.bots: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -112,6 +143,9 @@ class Presence:
         """After flush(): our heartbeat is removed so others sweep at once whatever was left."""
         for task in self._tasks:
             task.cancel()
+        for timer in self._lease_timers.values():
+            timer.cancel()
+        self._lease_timers.clear()
         for task in (self._worker, self._sweeper):
             if task is not None and not task.done():
                 task.cancel()
@@ -157,6 +191,23 @@ class Presence:
                     self.users.pop(change.user_id, None)
                 else:
                     self.users[change.user_id] = change.record
+                    self._time_leases(change.record)
+
+    def _time_leases(self, record: UserRecord) -> None:
+        loop = asyncio.get_running_loop()
+        for holder in record.p:
+            deadline = lease_deadline(holder)
+            if deadline is None:
+                continue
+            key = int(deadline * 1000)
+            if key in self._lease_timers:
+                continue
+            delay = max(0.0, deadline - time.time()) + 0.05
+            self._lease_timers[key] = loop.call_later(delay, self._lease_lapsed, key)
+
+    def _lease_lapsed(self, key: int) -> None:
+        self._lease_timers.pop(key, None)
+        self._schedule_sweep()
 
     # -- changes made by this process --------------------------------------------------------------
 
@@ -165,6 +216,8 @@ class Presence:
         self._queue(user.user_id, user.workspace_id, sorted(user.chats))
 
     def _queue(self, user_id: str, workspace_id: str, chats: list[str] | None) -> None:
+        if user_id in self.bots:
+            return
         self._pending.pop(user_id, None)
         self._pending[user_id] = (workspace_id, chats)
         if self._worker is None or self._worker.done():
@@ -179,7 +232,13 @@ class Presence:
 
             def mine(holders: list[str], user_id=user_id) -> list[str]:
                 others = [p for p in holders if p != me and not self._dead(p)]
-                return [*others, me] if self.local.online(user_id) else others
+                if self.local.online(user_id):
+                    # A stream of theirs is open again: the leases it outlived are done with.
+                    return [*(p for p in others if lease_deadline(p) is None), me]
+                if self.grace and me in holders and all(lease_deadline(p) is not None for p in others):
+                    # Nobody else holds them: the user stays online until the lease lapses.
+                    return [*others, lease(time.time() + self.grace, me)]
+                return others
 
             try:
                 await self._write(user_id, mine, workspace_id, chats)
@@ -201,6 +260,10 @@ class Presence:
     # -- processes that died -----------------------------------------------------------------------
 
     def _dead(self, process_id: str) -> bool:
+        """A process whose heartbeat is gone, or a lease that lapsed."""
+        deadline = lease_deadline(process_id)
+        if deadline is not None:
+            return deadline <= time.time()
         # Only after the first full mirror: before it, a live process may simply not be delivered yet.
         return self.synced.is_set() and process_id != self.process_id and process_id not in self.processes
 
@@ -276,17 +339,23 @@ class Presence:
         return record.p if record is not None else []
 
     def _online_elsewhere(self, user_id: str) -> bool:
-        return any(p != self.process_id and p in self.processes for p in self._holders(user_id))
+        """Held by another live process, or within the grace of a lease."""
+        now = time.time()
+        for p in self._holders(user_id):
+            deadline = lease_deadline(p)
+            if (deadline > now) if deadline is not None else (p != self.process_id and p in self.processes):
+                return True
+        return False
 
     def is_online(self, user_id: str) -> bool:
-        return self.local.online(user_id) or self._online_elsewhere(user_id)
+        return user_id not in self.bots and (self.local.online(user_id) or self._online_elsewhere(user_id))
 
     def _remote_users(self) -> set[str]:
         return {user_id for user_id in self.users if self._online_elsewhere(user_id)}
 
     def online_users(self) -> set[str]:
         local = {user.user_id for user in self.local.online_here()}
-        return local | self._remote_users()
+        return (local | self._remote_users()) - self.bots
 
     async def chats_of(self, user_id: str) -> set[str]:
         """The user's chats: this process's copy when it holds them, else MongoDB's."""
@@ -297,7 +366,7 @@ class Presence:
 
     async def online_in_chats(self, chat_ids: Iterable[str]) -> set[str]:
         chat_ids = list(chat_ids)
-        online = {user for user in self.local.members_here(chat_ids) if self.local.online(user)}
+        online = {user for user in self.local.members_here(chat_ids) if self.local.online(user)} - self.bots
         remote = self._remote_users() - online
         if remote and chat_ids:
             # Other processes' users: membership comes from MongoDB, the one place that knows it for all.
@@ -305,5 +374,6 @@ class Presence:
         return online
 
     def online_in_workspace(self, workspace_id: str) -> set[str]:
-        local = {user.user_id for user in self.local.online_here() if user.workspace_id == workspace_id}
+        local = {user.user_id for user in self.local.online_here()
+                 if user.workspace_id == workspace_id and user.user_id not in self.bots}
         return local | {user_id for user_id in self._remote_users() if self.users[user_id].w == workspace_id}

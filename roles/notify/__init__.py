@@ -35,19 +35,22 @@ class NotifyApp(RoleApp):
     def __init__(self, routes, deps: Deps, **settings):
         super().__init__(routes, role="notify", deps=deps, **settings)
         config = deps.config
-        self.registry = Registry(functools.partial(membership.user_chat_ids, deps.store))
+        self.registry = Registry(functools.partial(membership.user_chat_ids, deps.store),
+                                 presence_max_members=config.notify.presence_max_members)
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events,
                                    config.notify.replay_ephemeral_events)
         self.notify_metrics = NotifyMetrics(deps.metrics, self.registry)
         # Stream opens per user, counted per process (notify has no shared counter on this path).
         self.stream_opens = LocalRateLimiter(config.limits.enabled)
-        self.presence = Presence(deps.bus, deps.store, self.registry, config.notify.presence_ttl_seconds)
+        self.presence = Presence(deps.bus, deps.store, self.registry, config.notify.presence_ttl_seconds,
+                                 grace_seconds=config.notify.presence_offline_grace_seconds)
         self.online = OnlineUsers(deps.store, self.presence)
         # Kept current by the consumer's `sessions.revoked` events; a stream's open reads the user once.
         self.sessions = SessionCutoffs(deps.store, config.auth.session_cache_seconds)
         self.settings["session_check"] = self.sessions.live
         self.consumer = EventConsumer(deps.bus, self.window, self.registry, self.notify_metrics,
                                       sessions=self.sessions)
+        self.settings["ready_checks"] = [self.consumer.stalled, self.presence.bucket.stalled]
         self.stopping = False
         self._keepalive: PeriodicCallback | None = None
         self._ticks = 0

@@ -42,6 +42,7 @@ class EventConsumer:
         self._catch_up_to = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._subscription = None
+        self.resets = 0
         # user -> newest presence revision seen; races last seconds, so the most recent users suffice.
         self._presence_revisions: OrderedDict[str, int] = OrderedDict()
         chat_members = registry.chat_members
@@ -59,7 +60,23 @@ class EventConsumer:
             self.ready.set()
         else:
             self._catch_up_to = last_seq
-        self._subscription = await self.bus.subscribe_ordered(self._on_message, start_time=start_time)
+        self._subscription = await self.bus.subscribe_ordered(self._on_message, start_time=start_time,
+                                                              on_reset=self._on_reset)
+
+    def _on_reset(self, silent: float, start_seq: int) -> None:
+        self.resets += 1
+        log.warning("event consumer silent for %.1f s (a NATS node lost?): re-created from seq %d", silent, start_seq)
+
+    def stalled(self) -> str | None:
+        """A reason for /health/ready when the consumer has heard nothing (no event, no heartbeat) for
+        nats.stall_seconds: re-creating it has not worked, so this process delivers nothing."""
+        heard_at = EventBus.heard_at(self._subscription)
+        if heard_at is None:
+            return None
+        silent = time.monotonic() - heard_at
+        if silent > self.bus.config.stall_seconds:
+            return f"event consumer silent for {silent:.0f} s"
+        return None
 
     async def stop(self) -> None:
         subscription, self._subscription = self._subscription, None
@@ -100,6 +117,7 @@ class EventConsumer:
             log.exception("event %d is not an envelope we can read; skipped", seq)
             entry = WindowEntry(seq, stored_at, "", b"")  # holds its place: delivered to nobody
         self.metrics.events_consumed.inc()
+        self.metrics.consumer_lag.set(getattr(metadata, "num_pending", 0) or 0)
         self.window.append(entry)
         if entry.changes and entry.changes_first:
             self.registry.apply(entry.changes)
@@ -180,8 +198,9 @@ class EventConsumer:
         if event.type in events.USER_EVENTS:  # presence
             if self._stale_presence(event.user_id, data):
                 return WindowEntry(seq, stored_at, event.type, b"")  # holds its place: delivered to nobody
+            # A chat too large for per-user pushes is left out; its members ask GET /api/online-users.
             return WindowEntry(seq, stored_at, event.type, event_frame(seq, event.type, data),
-                               subject=event.user_id, chat_ids=tuple(event.chat_ids or ()))
+                               subject=event.user_id, chat_ids=self.registry.presence_chats(event.chat_ids or ()))
         chat_id = event.chat_id
         recipients = tuple(event.recipients) if event.recipients else None
         changes, changes_first = delivery.membership_changes(
