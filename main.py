@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 
 from tornado.httpserver import HTTPServer
 
-from app import logsafe
+from app import logging_setup
 from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
 from app.deps import Deps
@@ -21,16 +21,20 @@ from app.events import EventBus, connect_nats
 from app.metrics import Metrics
 from app.processes import supervise
 from app.services.demo import seed_demo as seed
+from app.services.export import run_command as run_data
 from app.services.migrations import migrate
 from app.store import Store, make_client, startup_timeout
 from app.web import RoleApp
 from roles.api import make_app as make_api_app
 from roles.api.files import MULTIPART_OVERHEAD
 from roles.notify import make_app as make_notify_app
+from roles.worker import make_app as make_worker_app
 
 log = logging.getLogger("fechatter")
 
-ROLES = ("api", "notify", "all")
+ROLES = ("api", "notify", "worker", "all")
+# `main.py export|import ...`: subcommands beside --role (app.services.export).
+DATA_COMMANDS = ("export", "import")
 EMBEDDED = "embedded"
 # Streams are closed on SIGTERM; in-flight API requests get this long to finish.
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -45,8 +49,12 @@ roles:
           one event per change to NATS JetStream; run as many as you like.
   notify  the Server-Sent Events role (default port 6687): consumes the events and
           pushes each to the online members of its chat; answers who is online.
-  all     both in one process; with mongo.uri / nats.url set to "embedded" (the
+  worker  delivers events to outgoing webhooks from a durable JetStream consumer
+          shared by every worker (health and metrics on worker.port, 6689).
+  all     api, notify and worker in one process; with mongo.uri / nats.url set to "embedded" (the
           defaults) it also starts nats-server and nx-27017 under data_dir.
+
+data (no --role): main.py export --workspace ID --out FILE | main.py import --in FILE
 """
 
 
@@ -168,6 +176,11 @@ async def serve(
         notify_port = (port if role == "notify" else None) or config.notify.port
         apps.append((notify, _http_server(notify, config, notify_port, config.notify.host, reuse_port)))
         log.info("notify listening on http://%s:%d/", config.notify.host, notify_port)
+    if role in ("worker", "all"):
+        worker = make_worker_app(deps)
+        worker_port = (port if role == "worker" else None) or config.worker.port
+        apps.append((worker, _http_server(worker, config, worker_port, config.worker.host, reuse_port)))
+        log.info("worker answering health on http://%s:%d/", config.worker.host, worker_port)
     return apps
 
 
@@ -200,22 +213,70 @@ async def run(role: str, config: Config, port: int | None, seed_demo: bool = Fal
     return 0
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logsafe.install()  # on the root's handlers: every logger's records, Tornado's and libraries', pass it
+def configure_logging(level: str, log_format: str = "text") -> None:
+    logging_setup.configure(level, log_format)  # text or JSON lines, through logsafe's filter either way
+
+
+def parse_data_args(argv: list[str]) -> argparse.Namespace:
+    """`main.py export --workspace ID --out FILE` and `main.py import --in FILE` (app.services.export)."""
+    parser = argparse.ArgumentParser(prog="main.py", description="Export a workspace as NDJSON, or import one.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a workspace's NDJSON lines to a file")
+    export.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id")
+    export.add_argument("--out", required=True, metavar="FILE", help="where to write the lines")
+    load = commands.add_parser("import", help="load an export into an empty database")
+    load.add_argument("--in", dest="path", required=True, metavar="FILE", help="the export to load")
+    for command in (export, load):
+        command.add_argument("--config", help="a YAML file overriding config.yaml (env FECHATTER_* overrides both)")
+    return parser.parse_args(argv)
+
+
+async def run_data_command(args: argparse.Namespace, config: Config) -> int:
+    """The database of config (mongo.uri "embedded": the one under data_dir, started for this command)."""
+    async with AsyncExitStack() as resources:
+        mongo_uri = config.mongo.uri
+        if mongo_uri == EMBEDDED:
+            stack = EmbeddedStack(config.data_path(), nats=False, mongo=True)
+            resources.push_async_callback(stack.stop)
+            await stack.start()
+            mongo_uri = stack.mongo_uri
+        client = make_client(mongo_uri, config.mongo.timeout_ms)
+        resources.push_async_callback(client.close)
+        store = Store(client, config.mongo.database)
+        try:
+            await store.ensure_indexes()
+        except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
+            raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+        return await run_data(args.command, store, workspace_id=getattr(args, "workspace", None),
+                              path=args.out if args.command == "export" else args.path)
+
+
+def data_main(argv: list[str]) -> int:
+    args = parse_data_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"fechatter: {e}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        return asyncio.run(run_data_command(args, config))
+    except (Fatal, EmbeddedServerError, OSError) as e:
+        print(f"fechatter: {e}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] in DATA_COMMANDS:
+        return data_main(given)
     args = parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"fechatter: {e}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     processes = args.processes or {"api": config.api.processes, "notify": config.notify.processes}.get(args.role, 1)
     if processes < 1:
         print("fechatter: --processes must be at least 1", file=sys.stderr)

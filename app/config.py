@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import msgspec
 import yaml
 from msgspec import Meta
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config.yaml"
+if not DEFAULT_CONFIG_FILE.is_file():  # installed by `pip install .`: the fechatter package's copy
+    DEFAULT_CONFIG_FILE = DEFAULT_CONFIG_FILE.parent / "fechatter" / "config.yaml"
 ENV_PREFIX = "FECHATTER_"
 
 # Bounds msgspec checks with the types (its error names the key: `api.processes: Expected int >= 1`).
@@ -49,7 +51,9 @@ class NotifyConfig(Section):
     cors_origins: list[str]
     processes: AtLeastOne
     presence_ttl_seconds: AtLeastOne  # NATS message TTLs are whole seconds
+    presence_offline_grace_seconds: Annotated[float, Meta(ge=0)]
     replay_ephemeral_events: int
+    presence_max_members: int = 500  # larger chats get no per-user presence pushes
 
 
 class MongoConfig(Section):
@@ -66,6 +70,10 @@ class NatsConfig(Section):
     duplicate_window_seconds: float
     publish_timeout_seconds: float
     replicas: int
+    # Idle heartbeat of the notify consumer and the presence watch: a dead node is noticed in about two.
+    heartbeat_seconds: Positive = 1.0
+    # A consumer that has heard nothing (no event, no heartbeat) this long is reported by /health/ready.
+    stall_seconds: Positive = 10.0
 
 
 class AuthConfig(Section):
@@ -111,9 +119,31 @@ class LimitsConfig(Section):
     search_query_max_chars: int
 
 
+class WebhooksConfig(Section):
+    """Outgoing webhooks (app.netguard, app.services.webhooks_out)."""
+
+    allowed_hosts: list[str]
+    connect_timeout_seconds: Positive
+    request_timeout_seconds: Positive
+    max_response_bytes: AtLeastOne
+    backoff_base_seconds: Positive
+    backoff_max_seconds: Positive
+    retry_for_seconds: Positive
+    lease_seconds: Positive
+
+
+class WorkerConfig(Section):
+    host: str
+    port: int
+    ack_wait_seconds: Positive
+    batch: AtLeastOne
+    poll_seconds: Positive
+
+
 class Config(Section):
     data_dir: str
     log_level: str
+    log_format: Literal["text", "json"]
     api: ApiConfig
     notify: NotifyConfig
     mongo: MongoConfig
@@ -121,6 +151,8 @@ class Config(Section):
     auth: AuthConfig
     files: FilesConfig
     limits: LimitsConfig
+    webhooks: WebhooksConfig
+    worker: WorkerConfig
 
     def data_path(self, *parts: str) -> Path:
         return Path(self.data_dir).expanduser().resolve().joinpath(*parts)

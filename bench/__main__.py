@@ -13,10 +13,12 @@ import logging
 import sys
 import time
 
-from bench import api_send, e2e, growth, signin_storm, sse_capacity, sse_fanout
+from bench import api_send, connect_storm, e2e, growth, signin_storm, sse_capacity, sse_fanout
+from bench import webhooks as webhooks_bench
+from bench import export as export_bench
 from bench.common import raise_fd_limit
 
-BENCHMARKS = ("sse_fanout", "sse_capacity", "api_send", "e2e", "growth", "signin_storm")
+BENCHMARKS = ("sse_fanout", "connect_storm", "sse_capacity", "api_send", "e2e", "growth", "signin_storm", "export", "webhooks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fan.add_argument("--senders", type=int, default=4)
     fan.add_argument("--profile", action="store_true",
                      help="record the SSE servers with py-spy during sse_fanout (pip install '.[bench]')")
+    cs = parser.add_argument_group("connect_storm")
+    cs.add_argument("--storm-members", type=int, default=100)
+    cs.add_argument("--storm-tabs", type=int, default=20, help="default 20: 2,000 streams")
+    cs.add_argument("--storm-waves", type=int, default=4)
+    cs.add_argument("--storm-per-wave", type=int, default=5, help="messages right after each wave")
     cap = parser.add_argument_group("sse_capacity")
     cap.add_argument("--capacity-members", type=int, default=100)
     cap.add_argument("--capacity-tabs", type=int, default=100, help="default 100: 10,000 streams")
@@ -52,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     grow.add_argument("--growth-samples", type=int, default=60)
     storm = parser.add_argument_group("signin_storm")
     storm.add_argument("--storm-signins", type=int, default=16, help="connections signing in at once")
+    dump = parser.add_argument_group("export")
+    dump.add_argument("--export-messages", type=int, default=50_000,
+                      help="messages at the second size (bench.export alone: 250,000 by default)")
     return parser.parse_args(argv)
 
 
@@ -65,6 +75,10 @@ async def run_all(args: argparse.Namespace) -> None:
             await sse_fanout.run(argparse.Namespace(
                 **common, members=args.fanout_members, tabs=args.fanout_tabs, messages=args.messages,
                 burst=args.burst, senders=args.senders, keep=False, profile=args.profile))
+        elif name == "connect_storm":
+            await connect_storm.run(argparse.Namespace(
+                **common, members=args.storm_members, tabs=args.storm_tabs, waves=args.storm_waves,
+                per_wave=args.storm_per_wave))
         elif name == "sse_capacity":
             await sse_capacity.run(argparse.Namespace(
                 **common, members=args.capacity_members, tabs=args.capacity_tabs, steps=args.steps))
@@ -81,6 +95,10 @@ async def run_all(args: argparse.Namespace) -> None:
         elif name == "signin_storm":
             storm_args = signin_storm.parse_args(["--signins", str(args.storm_signins)])
             await signin_storm.run_and_report(storm_args)
+        elif name == "webhooks":
+            await webhooks_bench.run_and_report(argparse.Namespace(webhooks=8, events=250))
+        elif name == "export":
+            await export_bench.run(argparse.Namespace(messages=args.export_messages, users=200, chats=40))
         print(f"######## {name} took {time.monotonic() - began:.0f}s", flush=True)
 
 

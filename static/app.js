@@ -1,6 +1,8 @@
 // The Fechatter web client's shell: builds each module once, wires page-wide actions and starts the session.
 
 import { Api } from "./api.js";
+import { Bots } from "./bots.js";
+import { OutgoingWebhooks } from "./webhooks.js";
 import { ChannelAdmin } from "./channel-admin.js";
 import { chatHash, Chats } from "./chats.js";
 import { Composer } from "./composer.js";
@@ -17,6 +19,7 @@ import { Store } from "./store.js";
 import { Sync } from "./sync.js";
 import { Threads } from "./threads.js";
 import { Views } from "./views/index.js";
+import { Viewer } from "./viewer.js";
 
 const WIDE_SCREEN = "(min-width: 1100px)";
 
@@ -27,7 +30,7 @@ function notifyUrlFromPage() {
 }
 
 // What each data-action button does; `chat` is the open chat (or preview), `target` the button.
-function actions({ views, session, chats, composer, dialogs, notifier, settings, admin, people, threads, marks }) {
+function actions({ views, session, chats, composer, dialogs, notifier, settings, admin, people, threads, marks, bots }) {
   // The message a button belongs to: in the thread panel or in the chat's list.
   const messageAt = (target) => views.thread.messageAt(target) || views.messages.messageAt(target);
   const withMessage = (fn) => (chat, target) => {
@@ -49,7 +52,8 @@ function actions({ views, session, chats, composer, dialogs, notifier, settings,
     "toggle-pins": () => marks.togglePins(),
     profile: (chat, target) => people.openCard(target.dataset.userId, target),
     "my-profile": () => people.openSettings(),
-    "channel-settings": (chat) => chat && admin.open(chat),
+    "channel-settings": (chat) => chat && (bots.openHooks(chat), admin.open(chat)),
+    bots: () => bots.openBots(),
     "new-direct": () => openNewChat(dialogs, "direct"),
     "new-channel": () => openNewChat(dialogs, "public_channel"),
     "browse-channels": () => openBrowse(dialogs),
@@ -123,7 +127,17 @@ function main() {
   chats.marks = marks;
   search.openThread = (hit) => threads.open(hit, { focusId: hit.id });
 
-  const byAction = actions({ views, session, chats, composer, dialogs, notifier, settings, admin, people, threads, marks });
+  // A new webhook's bot joins the chat: the open channel settings list it.
+  const bots = new Bots({ store, api, onMembersChanged: async (chatId) => {
+    await Promise.all([sync.loadMembers(chatId, { force: true }), sync.loadUsers()]);
+    views.renderAll();
+    admin.render();
+  } });
+  bots.wire();
+  new OutgoingWebhooks({ api }).wire();
+  const byAction = actions({ views, session, chats, composer, dialogs, notifier, settings, admin, people, threads, marks, bots });
+  const viewer = new Viewer({ store });
+  byAction["open-image"] = (chat, target) => viewer.open(target.dataset.fileId, target.dataset.messageId);
   views.app.addEventListener("click", (event) => {
     const target = event.target.closest("[data-action]");
     if (!target) return views.messages.toggleActions(event.target);

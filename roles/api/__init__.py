@@ -6,15 +6,24 @@ from pathlib import Path
 
 from app.config import Config
 from app.deps import Deps
-from app.openapi import build_openapi
+from app.openapi import Operation, build_openapi
 from app.services import build_api_services
 from app.web import BaseHandler, RoleApp, route
-from roles.api import accounts, chats, files, messages, people, reactions
+from roles.api import accounts, bots, chats, files, messages, people, reactions
+from roles.api import export as workspace_export
+from roles.api import webhooks as webhooks_out
+from roles.api.docs import make_routes as docs_routes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+if not (ROOT / "templates" / "index.html").is_file():  # installed by `pip install .`: the fechatter package's data
+    ROOT = ROOT / "fechatter"
 
 
 class OpenAPIHandler(BaseHandler):
+    """The OpenAPI 3.1 document of both roles (the api's paths and the notify role's, each with its servers)."""
+
+    api_doc = {"get": Operation("This OpenAPI document", responses={200: None}, auth=False, tags=("docs",))}
+
     def get(self) -> None:
         self.write_json(self.application.openapi)
 
@@ -46,6 +55,9 @@ class IndexHandler(BaseHandler):
     A BaseHandler like every route, so that its errors (`POST /`, `TRACE /`) are JSON too.
     """
 
+    api_doc = {"get": Operation("The web app's page", responses={200: None}, auth=False, tags=("docs",),
+                                response_content_type="text/html")}
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         # The page names where its token goes: no shared cache may keep one and serve it to others.
@@ -65,10 +77,14 @@ class ApiApp(RoleApp):
 
 def make_app(deps: Deps, **settings) -> ApiApp:
     services = build_api_services(deps)
-    api_routes = [*accounts.routes, *people.routes, *chats.routes, *messages.routes, *reactions.routes, *files.routes]
+    api_routes = [*accounts.routes, *people.routes, *chats.routes, *messages.routes, *reactions.routes, *files.routes,
+                  *bots.routes]
+    api_routes += webhooks_out.routes
+    api_routes += workspace_export.routes
     routes = [
         route("/", IndexHandler),
         route("/api/openapi.json", OpenAPIHandler),
+        *docs_routes(),
         *api_routes,
     ]
     app = ApiApp(
@@ -86,5 +102,8 @@ def make_app(deps: Deps, **settings) -> ApiApp:
         compress_response=True,
         **settings,
     )
-    app.openapi = build_openapi(api_routes, title="Fechatter API", version="1.0.0")
+    deps.metrics.watch_outbox(lambda: deps.store.outbox.count_documents({}))  # read at each scrape
+    config = deps.config
+    notify_url = notify_url_for_pages(config) or f"http://127.0.0.1:{config.notify.port}"
+    app.openapi = build_openapi(routes, title="Fechatter API", version="1.0.0", notify_url=notify_url)
     return app
