@@ -134,13 +134,7 @@ async def build_deps(role: str, config: Config, resources: AsyncExitStack) -> De
     # An issuer verifies too: --role=all shares one key and one cache of verified tokens.
     verifier: TokenVerifier = issuer if issuer is not None else load_verifier(config, development=False)
 
-    client = make_client(mongo_uri, config.mongo.timeout_ms)
-    resources.push_async_callback(client.close)
-    store = Store(client, config.mongo.database)
-    try:
-        await store.ensure_indexes()
-    except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
-        raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+    store = await open_store(resources, mongo_uri, config)
     if role in ("api", "all"):
         # Before the api serves: counters for chats and memberships written before they were kept.
         with startup_timeout():
@@ -153,6 +147,18 @@ async def build_deps(role: str, config: Config, resources: AsyncExitStack) -> De
     resources.push_async_callback(bus.close)
     await bus.ensure_stream()
     return Deps(config=config, store=store, bus=bus, metrics=Metrics(), verifier=verifier, issuer=issuer)
+
+
+async def open_store(resources: AsyncExitStack, mongo_uri: str, config: Config) -> Store:
+    """The store on its own client (closed with resources), its indexes made; unreachable is Fatal."""
+    client = make_client(mongo_uri, config.mongo.timeout_ms)
+    resources.push_async_callback(client.close)
+    store = Store(client, config.mongo.database)
+    try:
+        await store.ensure_indexes()
+    except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
+        raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+    return store
 
 
 async def serve(
@@ -217,6 +223,17 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging_setup.configure(level, log_format)  # text or JSON lines, through logsafe's filter either way
 
 
+def configured(path: str | None) -> Config | None:
+    """The config, with logging set up from it; None (said on stderr) when it is invalid."""
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        print(f"fechatter: {e}", file=sys.stderr)
+        return None
+    configure_logging(config.log_level, config.log_format)
+    return config
+
+
 def parse_data_args(argv: list[str]) -> argparse.Namespace:
     """`main.py export --workspace ID --out FILE` and `main.py import --in FILE` (app.services.export)."""
     parser = argparse.ArgumentParser(prog="main.py", description="Export a workspace as NDJSON, or import one.")
@@ -240,25 +257,16 @@ async def run_data_command(args: argparse.Namespace, config: Config) -> int:
             resources.push_async_callback(stack.stop)
             await stack.start()
             mongo_uri = stack.mongo_uri
-        client = make_client(mongo_uri, config.mongo.timeout_ms)
-        resources.push_async_callback(client.close)
-        store = Store(client, config.mongo.database)
-        try:
-            await store.ensure_indexes()
-        except Exception as e:  # noqa: BLE001 - any failure here is a start-up failure
-            raise Fatal(f"cannot reach MongoDB at {mongo_uri}: {e}") from None
+        store = await open_store(resources, mongo_uri, config)
         return await run_data(args.command, store, workspace_id=getattr(args, "workspace", None),
                               path=args.out if args.command == "export" else args.path)
 
 
 def data_main(argv: list[str]) -> int:
     args = parse_data_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"fechatter: {e}", file=sys.stderr)
+    config = configured(args.config)
+    if config is None:
         return 2
-    configure_logging(config.log_level, config.log_format)
     try:
         return asyncio.run(run_data_command(args, config))
     except (Fatal, EmbeddedServerError, OSError) as e:
@@ -271,12 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     if given and given[0] in DATA_COMMANDS:
         return data_main(given)
     args = parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"fechatter: {e}", file=sys.stderr)
+    config = configured(args.config)
+    if config is None:
         return 2
-    configure_logging(config.log_level, config.log_format)
     processes = args.processes or {"api": config.api.processes, "notify": config.notify.processes}.get(args.role, 1)
     if processes < 1:
         print("fechatter: --processes must be at least 1", file=sys.stderr)

@@ -165,6 +165,8 @@ class Store:
             unique=True,
             partialFilterExpression={"username": {"$exists": True}},
         )
+        # A workspace's bots (GET /api/bots) without reading its people: the name ends in is_bot (see above).
+        await self.users.create_index([("workspace_id", ASCENDING), ("is_bot", ASCENDING)])
         await self.incoming_webhooks.create_index("secret_hash", unique=True)
         await self.incoming_webhooks.create_index("chat_id")
         await self.refresh_tokens.create_index("user_id")

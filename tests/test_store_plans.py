@@ -197,3 +197,15 @@ def test_a_channel_mention_is_kept_on_the_chat_by_id(probe, mention_db):
                             "update": {"$addToSet": {"mention_all_seqs": 41, "mention_all_ids": "c2-41"}},
                             "fields": {"mention_all_seqs": 1, "mention_all_ids": 1, "_id": 0}, "new": True}
                ).assert_indexed()
+
+
+def test_a_workspaces_bots_are_a_search_of_their_index_not_a_read_of_its_people(probe, db):
+    db.users.insert_many([{"_id": f"p{i}", "workspace_id": "w1", "email": f"p{i}@x.io", "is_bot": False}
+                          for i in range(300)] + [{"_id": f"b{i}", "workspace_id": "w1", "email": f"b{i}@x.io",
+                                                   "is_bot": True} for i in range(3)])
+    command = {"find": "users", "filter": {"workspace_id": {"$eq": "w1"}, "is_bot": {"$eq": True}}}
+    plan = probe.plan(db, command)
+    plan.assert_indexed()
+    if probe.embedded:  # by both fields: an index on workspace_id alone would read all 300 people
+        assert "(<expr>=? AND <expr>=?)" in str(plan), str(plan)
+    assert sorted(d["_id"] for d in db.users.find(command["filter"])) == ["b0", "b1", "b2"]

@@ -14,7 +14,7 @@ from app import events
 from app.events import Delivery, EventBus, decode_delivery
 from app.services import delivery
 from app.services.sessions import SessionCutoffs
-from roles.notify.frames import event_frame, http_chunk
+from roles.notify.frames import event_frame, frame_data, http_chunk
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.registry import Registry
 from roles.notify.window import ReplayWindow, WindowEntry
@@ -142,6 +142,8 @@ class EventConsumer:
             return 0
         users = self.registry.users
         frame = entry.frame
+        if entry.type == events.PRESENCE and entry.subject is not None:
+            return self._defer_presence(targets, entry.subject, frame_data(frame))
         chunk = http_chunk(frame)
         count = 0
         for user_id in targets:
@@ -150,6 +152,19 @@ class EventConsumer:
                 continue
             for stream in user.streams:
                 stream.send(frame, chunk)
+                count += 1
+        return count
+
+    def _defer_presence(self, targets, user_id: str, data: bytes) -> int:
+        """Presence waits for the registry's tick, coalesced per stream, so it never delays a durable frame."""
+        users = self.registry.users
+        count = 0
+        for target in targets:
+            user = users.get(target)
+            if user is None:
+                continue
+            for stream in user.streams:
+                stream.defer_presence(user_id, data)
                 count += 1
         return count
 

@@ -14,6 +14,11 @@ def event_frame(seq: int, event_type: str, data_json: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data_json)
 
 
+def frame_data(frame: bytes) -> bytes:
+    """The JSON an event_frame carries (after `data: `, before the blank line)."""
+    return frame[frame.index(b"\ndata: ") + 7:-2]
+
+
 def http_chunk(frame: bytes) -> bytes:
     """The frame as one HTTP/1.1 chunk, built once per event and written to every stream's socket."""
     return b"%x\r\n%b\r\n" % (len(frame), frame)

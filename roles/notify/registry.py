@@ -5,22 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
-import msgspec
-
-from app import events
-
 # Streams are pinged in this many groups, one group per keepalive tick, so pings never go out in one burst.
 KEEPALIVE_SLICES = 4
 
-# Presence frames wait for the next ephemeral tick: every change of a tick goes to a
-# stream in one write (presence changes coalesced into one frame), after the durable frames of that tick.
+# Presence waits for the next tick: every change of a tick goes to a stream in one write (one
+# coalesced frame), after the durable frames of that tick.
 EPHEMERAL_TICK_SECONDS = 0.05
-# The most streams one tick writes ephemeral frames to; the rest wait (and coalesce) for the next tick.
+# The most streams one tick writes presence to; the rest wait (and coalesce) for the next tick.
 EPHEMERAL_STREAMS_PER_TICK = 500
-# Typing is not deferred: it goes to one chat, is sent by a person typing, and keeps its place among
-# that chat's events (a `read` right after it stays after it).
-_EPHEMERAL_EVENTS = {events.PRESENCE.encode()}
-_PRESENCE = events.PRESENCE.encode()
 
 
 class TooManyStreams(Exception):
@@ -36,6 +28,8 @@ class Stream(Protocol):
     issued_at: float  # of the stream's access token: a logout-all ends streams issued before it
 
     def send(self, frame: bytes, chunk: bytes | None = None) -> None: ...
+
+    def defer_presence(self, user_id: str, data: bytes) -> None: ...
 
     def flush_ephemeral(self, built: dict) -> None: ...
 
@@ -71,43 +65,14 @@ class Registry:
         # chat -> users with an entry here who are members; what a chat event is delivered to.
         self.chat_members: dict[str, set[str]] = {}
         self.stream_count = 0
-        # The last frame classified, and what it is: the fan-out hands one frame to many streams in a row.
-        self._last_frame: bytes | None = None
-        self._last_kind: tuple[object, bytes] | None = None
         # Streams with ephemeral frames waiting, in the order they got their first one.
         self._dirty: dict[Stream, None] = {}
         self._tick: asyncio.TimerHandle | None = None
 
     # -- ephemeral frames ------------------------------------------------------------------------
 
-    def ephemeral(self, frame: bytes) -> tuple[object, bytes] | None:
-        """None for a frame written at once; else (coalescing key, payload) for one the tick writes.
-
-        A presence frame's key is its user (a newer change replaces an older one), its payload the
-        event's JSON; one that names no user is keyed by the frame itself, its payload the frame.
-        """
-        if frame is self._last_frame:
-            return self._last_kind
-        kind = None
-        start = frame.find(b"\nevent: ", 0, 40)
-        if start >= 0:
-            end = frame.find(b"\n", start + 8)
-            name = frame[start + 8:end]
-            if name in _EPHEMERAL_EVENTS:
-                data = frame[end + 7:-2]  # after "\ndata: ", before the blank line
-                if name == _PRESENCE:
-                    try:
-                        user_id = msgspec.json.decode(data).get("user_id")
-                    except (msgspec.DecodeError, AttributeError):
-                        user_id = None
-                    kind = (("presence", user_id), data) if isinstance(user_id, str) else (frame, frame)
-                else:
-                    kind = (frame, frame)
-        self._last_frame, self._last_kind = frame, kind
-        return kind
-
     def mark_dirty(self, stream: Stream) -> None:
-        """The stream has ephemeral frames waiting: the next tick writes them."""
+        """The stream has presence waiting: the next tick writes it."""
         self._dirty[stream] = None
         if self._tick is None:
             self._tick = asyncio.get_running_loop().call_later(EPHEMERAL_TICK_SECONDS, self._flush_ephemeral)

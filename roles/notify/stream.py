@@ -11,7 +11,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from app import events
 from app.errors import APIError, DependencyUnavailable
 from app.web import RETRY_AFTER_SECONDS
-from roles.notify.frames import PING, cursor_frame, event_frame, http_chunk, resync_frame, retry_frame
+from roles.notify.frames import cursor_frame, event_frame, http_chunk, resync_frame, retry_frame
 from roles.notify.handlers import NotifyHandler
 from roles.notify.registry import KEEPALIVE_SLICES, TooManyStreams, UserEntry
 
@@ -46,8 +46,8 @@ class EventStreamHandler(NotifyHandler):
         # Keepalive bookkeeping: which tick visits this stream, and whether it was written to since.
         self.keepalive_slice = (id(self) >> 4) % KEEPALIVE_SLICES
         self.wrote = False
-        # Presence frames waiting for the registry's next tick, by coalescing key (the user).
-        self._ephemeral: dict | None = None
+        # Presence changes waiting for the registry's next tick, by the user they are about.
+        self._ephemeral: dict[str, bytes] | None = None
 
     async def get(self) -> None:
         app = self.application
@@ -177,22 +177,22 @@ class EventStreamHandler(NotifyHandler):
         """
         if self.closed:
             return
-        if frame is not PING:
-            kind = self.application.registry.ephemeral(frame)
-            if kind is not None:
-                # After this tick's durable frames, coalesced with the tick's other changes.
-                pending = self._ephemeral
-                if pending is None:
-                    pending = self._ephemeral = {}
-                    self.application.registry.mark_dirty(self)
-                key, payload = kind
-                pending.pop(key, None)
-                pending[key] = payload
-                return
         self._write(frame, chunk)
 
+    def defer_presence(self, user_id: str, data: bytes) -> None:
+        """A presence change, written by the registry's next tick after this tick's durable frames;
+        a newer change of the same user replaces an older one still waiting."""
+        if self.closed:
+            return
+        pending = self._ephemeral
+        if pending is None:
+            pending = self._ephemeral = {}
+            self.application.registry.mark_dirty(self)
+        pending.pop(user_id, None)
+        pending[user_id] = data
+
     def flush_ephemeral(self, built: dict) -> None:
-        """Writes the waiting ephemeral frames in one send: presence changes as one `presence` frame.
+        """Writes the waiting presence changes as one `presence` frame.
 
         One change keeps the single shape `{user_id, status, revision}`; several become
         `{"users": [...]}`. The frame's id is the last event consumed, so a client's last id never
@@ -201,44 +201,30 @@ class EventStreamHandler(NotifyHandler):
         pending, self._ephemeral = self._ephemeral, None
         if not pending or self.closed:
             return
-        key = tuple(pending.values())
-        chunk = built.get(key)
+        changes = tuple(pending.values())
+        chunk = built.get(changes)
         if chunk is None:
-            seq = self.application.window.last_seq
-            presence = [payload for k, payload in pending.items() if type(k) is tuple]
-            frames = [payload for k, payload in pending.items() if type(k) is not tuple]
-            if len(presence) == 1:
-                frames.append(event_frame(seq, events.PRESENCE, presence[0]))
-            elif presence:
-                frames.append(event_frame(seq, events.PRESENCE, b'{"users":[%b]}' % b",".join(presence)))
-            else:
-                frames.append(cursor_frame(seq))  # frames kept their own (older) ids: move the last id on
-            frame = b"".join(frames)
-            chunk = built[key] = (frame, http_chunk(frame))
+            data = changes[0] if len(changes) == 1 else b'{"users":[%b]}' % b",".join(changes)
+            frame = event_frame(self.application.window.last_seq, events.PRESENCE, data)
+            chunk = built[changes] = (frame, http_chunk(frame))
         self._write(*chunk)
 
     def _write(self, frame: bytes, chunk: bytes | None) -> None:
         self.wrote = True
-        if self._socket is not None:
-            # The first frame of a pass of the loop goes at once; the consumer handles every event
-            # that arrived together in one pass, so the rest of a burst is joined into one more send.
-            out = self._out
-            if out is None:
-                self._out = []
-                asyncio.get_running_loop().call_soon(self._send_out)
-                self._out_write(chunk if chunk is not None else http_chunk(frame))
-            else:
-                out.append(chunk if chunk is not None else http_chunk(frame))
+        if self._socket is None:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
+            self._out_write(frame)
             return
-        try:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
-            self.write(frame)
-            self.flush()
-        except StreamBufferFullError:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self._drop_slow)
-        except StreamClosedError:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self._release)
+        # The first frame of a pass of the loop goes at once; the consumer handles every event
+        # that arrived together in one pass, so the rest of a burst is joined into one more send.
+        if chunk is None:
+            chunk = http_chunk(frame)
+        out = self._out
+        if out is None:
+            self._out = []
+            asyncio.get_running_loop().call_soon(self._send_out)
+            self._out_write(chunk)
+        else:
+            out.append(chunk)
 
     def _send_out(self) -> None:
         out, self._out = self._out, None
@@ -249,7 +235,11 @@ class EventStreamHandler(NotifyHandler):
         if self.closed and self._finished:
             return
         try:
-            self._socket.write(data)
+            if self._socket is None:
+                self.write(data)
+                self.flush()
+            else:
+                self._socket.write(data)
         except StreamBufferFullError:
             self.closed = True
             # Not now: the fan-out is iterating over the registry's sets.
