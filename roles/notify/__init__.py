@@ -18,6 +18,7 @@ from app.web import RoleApp, route
 from roles.notify.consumer import EventConsumer
 from roles.notify.frames import PING, PING_CHUNK
 from roles.notify.handlers import OnlineUsersHandler, SseHealthHandler
+from roles.notify.holder import LoopPasses
 from roles.notify.metrics import NotifyMetrics
 from roles.notify.registry import KEEPALIVE_SLICES, Registry
 from roles.notify.stream import EventStreamHandler
@@ -40,6 +41,7 @@ class NotifyApp(RoleApp):
         self.window = ReplayWindow(config.notify.replay_window_seconds, config.notify.replay_max_events,
                                    config.notify.replay_ephemeral_events)
         self.notify_metrics = NotifyMetrics(deps.metrics, self.registry)
+        self.stream_passes = LoopPasses()
         # Stream opens per user, counted per process (notify has no shared counter on this path).
         self.stream_opens = LocalRateLimiter(config.limits.enabled)
         self.presence = Presence(deps.bus, deps.store, self.registry, config.notify.presence_ttl_seconds,

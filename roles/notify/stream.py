@@ -1,21 +1,19 @@
-"""GET /events: one long-lived Server-Sent Events response per browser tab."""
+"""GET /events: opens a browser tab's Server-Sent Events stream and hands it to an OpenStream."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import socket
 import time
 
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+from tornado.iostream import StreamClosedError
 
-from app import events
 from app.errors import APIError, DependencyUnavailable
 from app.web import RETRY_AFTER_SECONDS
-from roles.notify.frames import cursor_frame, event_frame, http_chunk, resync_frame, retry_frame
+from roles.notify.frames import cursor_frame, resync_frame, retry_frame
 from roles.notify.handlers import NotifyHandler
-from roles.notify.registry import KEEPALIVE_SLICES, TooManyStreams, UserEntry
-
-log = logging.getLogger("fechatter.notify.stream")
+from roles.notify.holder import OpenStream
+from roles.notify.registry import TooManyStreams, UserEntry
 
 
 # How long an open waits for the replay window to fill after a start, and for an id this process
@@ -25,29 +23,16 @@ AHEAD_WAIT_SECONDS = 2.0
 
 
 class EventStreamHandler(NotifyHandler):
-    """Registered with the connection registry while open; the consumer writes frames straight into it.
+    """Authenticates, sends the response head, then detaches: the open stream is an OpenStream.
 
-    In the style of jupyterhub's progress handler: write, flush, and the connection closing ends the
-    request. Nothing runs per stream while it is idle: keepalive is one timer for all streams, and
-    frames are written by the consumer without awaiting each stream in turn.
+    Tornado's per-request objects (handler, request, connection, IOStream, their futures and the
+    handler's coroutine) are what most of a stream's memory was; once the head is out nothing of
+    them is needed, so the connection is detached and only its socket is kept (roles/notify/holder.py).
     """
 
     def initialize(self) -> None:
         self.user_id = ""
-        self.issued_at = 0.0
         self.closed = False
-        self._entry: UserEntry | None = None
-        self._registered = False
-        self._done: asyncio.Future[None] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._socket: IOStream | None = None
-        # Chunks written during this pass of the event loop, sent together at its end (one send per burst).
-        self._out: list[bytes] | None = None
-        # Keepalive bookkeeping: which tick visits this stream, and whether it was written to since.
-        self.keepalive_slice = (id(self) >> 4) % KEEPALIVE_SLICES
-        self.wrote = False
-        # Presence changes waiting for the registry's next tick, by the user they are about.
-        self._ephemeral: dict[str, bytes] | None = None
 
     async def get(self) -> None:
         app = self.application
@@ -78,6 +63,15 @@ class EventStreamHandler(NotifyHandler):
         try:
             if isinstance(resume, int) and resume > app.window.last_seq:
                 await app.consumer.wait_for_seq(resume, AHEAD_WAIT_SECONDS)
+            if not self.closed:
+                # The head goes out through Tornado (headers, chunked framing) before the detach.
+                self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.set_header("Cache-Control", "no-store")
+                self.set_header("X-Accel-Buffering", "no")  # proxies must not hold frames back
+                self.write(retry_frame(self.config.notify.retry_ms))
+                await self.flush()
+        except StreamClosedError:
+            self.closed = True
         except BaseException:
             app.registry.abandon(entry)
             raise
@@ -86,14 +80,12 @@ class EventStreamHandler(NotifyHandler):
             return
         if not app.sessions.live_now(identity):
             # A logout-all consumed while this open awaited: with no await from here to registration,
-            # the consumer either saw this stream or this check sees its instant.
+            # the consumer either saw this stream or this check sees its instant. The head is out, so
+            # the refusal is the stream's end; the client's reconnect is answered 401.
             app.registry.abandon(entry)
-            raise APIError(401, "unauthorized", "this session has ended (signed out everywhere); sign in again",
-                           headers={"WWW-Authenticate": "Bearer"})
-        self.issued_at = identity.issued_at
-        self._done = asyncio.get_running_loop().create_future()
-        self._open(entry, resume, identity.expires_at)
-        await self._done
+            self.finish()
+            return
+        self._attach(entry, resume, identity.issued_at, identity.expires_at)
 
     def _resume_point(self) -> int | str | None:
         """The last id the client saw: an int, None for a fresh stream, or a string that is no id of ours.
@@ -119,15 +111,11 @@ class EventStreamHandler(NotifyHandler):
             return int(raw)
         return raw.decode("utf-8", "replace")[:64]
 
-    def _open(self, entry: UserEntry, resume: int | str | None, expires_at: float) -> None:
-        # No await from here to the flush: nothing the consumer handles can fall between replay and live.
+    def _attach(self, entry: UserEntry, resume: int | str | None, issued_at: float, expires_at: float) -> None:
+        # No await from here to the first send: nothing the consumer handles can fall between replay and live.
         app = self.application
         window = app.window
         limit = self.config.notify.max_pending_bytes
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")  # proxies must not hold frames back
-        self.write(retry_frame(self.config.notify.retry_ms))
         window.trim(time.time())
         frames: list[bytes] = []
         if isinstance(resume, int) and window.covers(resume):
@@ -137,153 +125,41 @@ class EventStreamHandler(NotifyHandler):
             reason = "too_old" if isinstance(resume, int) and resume < (window.floor or 0) else "unknown"
             frames = [resync_frame(window.last_seq, reason)]
             app.notify_metrics.resyncs.inc()
-        size = sum(map(len, frames))
-        if size > limit:
+        sock = self._detach_socket()
+        if sock is None:  # the client left as the head went out
+            app.registry.abandon(entry)
+            return
+        stream = OpenStream(app, sock, entry.user_id, issued_at, chunked=self.request.version == "HTTP/1.1",
+                            max_unsent=limit)
+        self.application.log_request(self)  # the access line of a stream is written at its open
+        if sum(map(len, frames)) > limit:
             # More missed than one stream may buffer: send a bounded page and end; the client resumes
             # from its last id and gets the next page, so the server never holds more than the limit.
             page = frames[:-1]  # replay() stopped at the frame that passed the limit
-            for frame in page:
-                self.write(frame)
-            app.notify_metrics.events_delivered.inc(len(page))
             app.registry.abandon(entry)
-            self.closed = True
-            self.finish()  # on_finish resolves _done
+            stream.end_with(page)
+            app.notify_metrics.events_delivered.inc(len(page))
             return
-        self._entry = entry
-        first = app.registry.register(entry, self)
-        self._registered = True
-        for frame in frames:
-            self.write(frame)
-        self.write(cursor_frame(window.last_seq))
-        self.flush()
+        first = app.registry.register(entry, stream)
+        stream.registered = True
+        stream.start([*frames, cursor_frame(window.last_seq)], expires_at - time.time())
         if frames:
             app.notify_metrics.events_delivered.inc(len(frames))
-        # From here on the stream may buffer at most `limit` unsent bytes; past that the client is too slow.
-        self.request.connection.stream.max_write_buffer_size = limit
-        if self.request.version == "HTTP/1.1":
-            # Tornado chunks an HTTP/1.1 response that has no Content-Length, as this one.
-            self._socket = self.request.connection.stream
-        if first:
+        if first and not stream.closed:
             app.presence.changed(entry)
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(max(0.0, expires_at - time.time()), self.end)
 
-    def send(self, frame: bytes, chunk: bytes | None = None) -> None:
-        """Called by the fan-out for every frame; never awaits, never raises.
-
-        The headers went out in _open, so the frame goes straight to the socket's buffer, already
-        framed as an HTTP chunk by the caller once for all streams: RequestHandler.write/flush would
-        re-frame it and make two futures per stream per event, most of the fan-out's cost.
-        """
-        if self.closed:
-            return
-        self._write(frame, chunk)
-
-    def defer_presence(self, user_id: str, data: bytes) -> None:
-        """A presence change, written by the registry's next tick after this tick's durable frames;
-        a newer change of the same user replaces an older one still waiting."""
-        if self.closed:
-            return
-        pending = self._ephemeral
-        if pending is None:
-            pending = self._ephemeral = {}
-            self.application.registry.mark_dirty(self)
-        pending.pop(user_id, None)
-        pending[user_id] = data
-
-    def flush_ephemeral(self, built: dict) -> None:
-        """Writes the waiting presence changes as one `presence` frame.
-
-        One change keeps the single shape `{user_id, status, revision}`; several become
-        `{"users": [...]}`. The frame's id is the last event consumed, so a client's last id never
-        goes back past a durable frame written before it. `built` caches frames across streams.
-        """
-        pending, self._ephemeral = self._ephemeral, None
-        if not pending or self.closed:
-            return
-        changes = tuple(pending.values())
-        chunk = built.get(changes)
-        if chunk is None:
-            data = changes[0] if len(changes) == 1 else b'{"users":[%b]}' % b",".join(changes)
-            frame = event_frame(self.application.window.last_seq, events.PRESENCE, data)
-            chunk = built[changes] = (frame, http_chunk(frame))
-        self._write(*chunk)
-
-    def _write(self, frame: bytes, chunk: bytes | None) -> None:
-        self.wrote = True
-        if self._socket is None:  # HTTP/1.0 has no chunked encoding: let Tornado frame it
-            self._out_write(frame)
-            return
-        # The first frame of a pass of the loop goes at once; the consumer handles every event
-        # that arrived together in one pass, so the rest of a burst is joined into one more send.
-        if chunk is None:
-            chunk = http_chunk(frame)
-        out = self._out
-        if out is None:
-            self._out = []
-            asyncio.get_running_loop().call_soon(self._send_out)
-            self._out_write(chunk)
-        else:
-            out.append(chunk)
-
-    def _send_out(self) -> None:
-        out, self._out = self._out, None
-        if out and not self._finished and not self._socket.closed():
-            self._out_write(out[0] if len(out) == 1 else b"".join(out))
-
-    def _out_write(self, data: bytes) -> None:
-        if self.closed and self._finished:
-            return
+    def _detach_socket(self) -> socket.socket | None:
+        """The connection's socket, duplicated, with Tornado's IOStream closed: the IOStream's buffers,
+        futures and loop registration go with it, the TCP connection stays open on the duplicate."""
+        iostream = self.detach()
+        if iostream.closed():
+            return None
         try:
-            if self._socket is None:
-                self.write(data)
-                self.flush()
-            else:
-                self._socket.write(data)
-        except StreamBufferFullError:
-            self.closed = True
-            # Not now: the fan-out is iterating over the registry's sets.
-            asyncio.get_running_loop().call_soon(self._drop_slow)
-        except StreamClosedError:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self._release)
-
-    def _drop_slow(self) -> None:
-        self.application.notify_metrics.slow_disconnects.inc()
-        log.info("stream of %s closed: client too slow to read", self.user_id)
-        self._release()
-        self.request.connection.close()
-
-    def end(self) -> None:
-        """Ends the stream cleanly (token expired, shutdown); the client reconnects and resumes."""
-        if self.closed:
-            return
-        self.closed = True
-        self._release()
-        if self._out:  # what this pass queued goes before the response's end
-            self._send_out()
-        if not self._finished:
-            try:
-                self.finish()
-            except StreamBufferFullError:  # no room even for the last chunk: just close
-                self.request.connection.close()
+            sock = iostream.socket.dup()
+        except OSError:
+            sock = None
+        iostream.close()
+        return sock
 
     def on_connection_close(self) -> None:
         self.closed = True
-        self._release()
-
-    def on_finish(self) -> None:
-        self.closed = True
-        self._release()
-
-    def _release(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if self._registered:
-            self._registered = False
-            gone = self.application.registry.unregister(self)
-            if gone is not None:
-                self.application.presence.changed(gone)
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
