@@ -67,6 +67,13 @@ def ratio(ours: float, baseline: float) -> float:
     return ours / baseline if baseline else float("nan")
 
 
+def check(benchmark: str, passed: bool, text: str) -> dict[str, Any]:
+    """Print one PASS/FAIL line (`PASS  sse_capacity  RSS per stream at 10,000: 7.4 KiB (limit 8.0)`) and return it."""
+    line = f"{'PASS' if passed else 'FAIL'}  {benchmark}  {text}"
+    print(line, flush=True)
+    return {"benchmark": benchmark, "passed": bool(passed), "line": line}
+
+
 def fmt(value: Any) -> str:
     if isinstance(value, float):
         if value != value:

@@ -4,6 +4,7 @@ Every team's 9 a.m.: each wave opens one more tab of every user, and right after
 the presence of users coming online is still being fanned out) a few stamped messages are sent,
 each waiting until every stream open so far has it. Send → receive p99 over all of them, against
 the bare broadcaster's in the same run (it has no presence: the floor); 0 missing is required.
+Ends with the issue-18 check: p99 ≤ 1.5 × the floor's, every stream open, 0 missing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import shutil
 from collections import Counter
 from typing import Any
 
-from bench.common import cli, cpu_seconds, now, print_table, raise_fd_limit, rss_bytes, saved, summarize_ms
+from bench.common import (
+    check, cli, cpu_seconds, now, print_table, raise_fd_limit, ratio, rss_bytes, saved, summarize_ms,
+)
 from bench.sse_load import LoadClient
 from bench.stack import BareServer, FechatterStack, started, workdir
 
 OPEN_RETRIES = 3  # a refused open (a 503 on a loaded machine) is tried again, as a browser's EventSource would
 RETRY_AFTER_SECONDS = 1.0
+P99_LIMIT = 1.5  # issue 18: send → receive p99 ≤ 1.5 × the floor's, 0 missing
 
 
 async def measure(system, client: LoadClient, *, members: int, tabs: int, waves: int, per_wave: int,
@@ -95,6 +99,17 @@ def report(args, ours: dict, base: dict) -> None:
     ])
 
 
+def verdicts(args, ours: dict, base: dict) -> list[dict]:
+    wanted = args.members * args.tabs
+    p99, floor_p99 = ours["latency"]["p99_ms"], base["latency"]["p99_ms"]
+    r = ratio(p99, floor_p99)
+    passed = r <= P99_LIMIT and ours["missing"] == 0 and ours["streams_open"] >= wanted
+    return [check("connect_storm", passed,
+                  f"send→receive p99 at {ours['streams_open']:,} of {wanted:,} streams ({args.members} users): "
+                  f"{r:.2f}× the floor's ({p99:.1f} / {floor_p99:.1f} ms; limit {P99_LIMIT}×), "
+                  f"missing {ours['missing']:,} (limit 0)")]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, default=100, help="users in the chat (default 100)")
     parser.add_argument("--tabs", type=int, default=20, help="streams per user (default 20: 2,000 streams)")
@@ -124,12 +139,14 @@ async def run(args) -> dict[str, Any]:
             reasons = Counter(line.split(": ", 2)[-1] for line in lines if "WARNING" in line or "ERROR" in line)
             print(f"  notify.log warnings/errors: {dict(reasons.most_common(5))}", flush=True)
         shutil.rmtree(directory, ignore_errors=True)
+    checks = []
     if len(results) == 2:
         report(args, results["fechatter"], results["bare"])
+        checks = verdicts(args, results["fechatter"], results["bare"])
     else:
         for name, result in results.items():
             print(name, result)
-    return saved("connect_storm", args, results)
+    return saved("connect_storm", args, {**results, "checks": checks})
 
 
 def main() -> None:

@@ -2,18 +2,35 @@
 
 At each step: the time to open that step's streams, the server's RSS, and one fan-out of a
 stamped message to every stream open so far (send → receive p50/p99/max, the last delivery).
-The RSS per stream is (RSS at the step − RSS before any stream) / streams.
+The RSS per stream is (RSS at the step − RSS before any stream) / streams. Ends with the issue-18
+checks at the last step: RSS per stream ≤ 8 KiB (absolute, every stream open), and the fan-out to
+all p99 ≤ 1.2 × the bare broadcaster's at the same count, 0 missing, 0 duplicate. `--label
+capacity_19k --members 190 --tabs 100 --processes 2` is the 19,000-stream run (one process may
+hold 20,000 fds: the load clients must be split, and the server's room is checked first).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from typing import Any
 
-from bench.common import cli, print_table, raise_fd_limit, rss_bytes, saved, summarize_ms
+import psutil
+
+from bench.common import check, cli, print_table, raise_fd_limit, ratio, rss_bytes, saved, summarize_ms
 from bench.sse_load import LoadClient
 from bench.stack import BareServer, FechatterStack, started, workdir
+
+RSS_LIMIT_KIB = 8.0  # issue 18: ≤ 8 KiB RSS per stream (absolute)
+P99_LIMIT = 1.2  # issue 18: fan-out to all p99 ≤ 1.2 × the bare broadcaster's at the same count
+FD_MARGIN = 64  # fds a process needs beside its streams (listeners, epoll, NATS, logs, pipes)
+
+
+def fd_room(pid: int) -> tuple[int, int]:
+    """(soft limit of open files, fds open now) of a process."""
+    proc = psutil.Process(pid)
+    return proc.rlimit(psutil.RLIMIT_NOFILE)[0], proc.num_fds()
 
 
 async def measure(system, client: LoadClient, *, streams: int, steps: int, concurrency: int,
@@ -55,8 +72,32 @@ async def measure(system, client: LoadClient, *, streams: int, steps: int, concu
 
 async def run_system(system, args) -> dict[str, Any]:
     async with started(system, args.members, args.processes) as client:
-        return await measure(system, client, streams=args.members * args.tabs, steps=args.steps,
-                             concurrency=args.concurrency)
+        limit, in_use = fd_room(system.sse_pid)
+        result = await measure(system, client, streams=args.members * args.tabs, steps=args.steps,
+                               concurrency=args.concurrency)
+        return {**result, "fd_limit": limit, "fds_before": in_use}
+
+
+def verdicts(label: str, wanted: int, ours: dict, base: dict) -> list[dict]:
+    last_o, last_b = ours["steps"][-1], base["steps"][-1]
+    held = f"{last_o['streams']:,} of {wanted:,} open"
+    checks = [
+        check(label, min(r["fd_limit"] - r["fds_before"] for r in (ours, base)) >= wanted,
+              f"server fds: limit {ours['fd_limit']:,}, {ours['fds_before']} open before the streams, "
+              f"room for {ours['fd_limit'] - ours['fds_before']:,} (needs {wanted:,}; "
+              f"bare broadcaster's room {base['fd_limit'] - base['fds_before']:,})"),
+        check(label, last_o["rss_per_stream_kb"] <= RSS_LIMIT_KIB and last_o["streams"] >= wanted,
+              f"RSS per stream at {last_o['streams']:,}: {last_o['rss_per_stream_kb']:.1f} KiB "
+              f"(limit {RSS_LIMIT_KIB}; {held}; bare {last_b['rss_per_stream_kb']:.1f})"),
+    ]
+    p99, floor_p99 = last_o["fanout"]["p99_ms"], last_b["fanout"]["p99_ms"]
+    r = ratio(p99, floor_p99)
+    checks.append(check(
+        label, r <= P99_LIMIT and ours["missing"] == 0 and ours["duplicates"] == 0 and last_o["complete"],
+        f"fan-out to all p99 at {last_o['streams']:,}: {r:.2f}× the bare broadcaster's at {last_b['streams']:,} "
+        f"({p99:.1f} / {floor_p99:.1f} ms; limit {P99_LIMIT}×), missing {ours['missing']:,}, "
+        f"duplicate {ours['duplicates']:,} (limit 0 each)"))
+    return checks
 
 
 def report(ours: dict, base: dict) -> None:
@@ -88,24 +129,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, default=1, help="load-client processes")
     parser.add_argument("--concurrency", type=int, default=100, help="streams being opened at once")
     parser.add_argument("--only", choices=("fechatter", "bare"))
+    parser.add_argument("--label", default="sse_capacity",
+                        help="name on the PASS/FAIL lines and the saved result (capacity_19k for the 19,000 run)")
 
 
 async def run(args) -> dict[str, Any]:
-    raise_fd_limit()
+    label = getattr(args, "label", None) or "sse_capacity"
+    streams, limit = args.members * args.tabs, raise_fd_limit()
+    per_client = math.ceil(streams / args.processes)
+    if per_client + FD_MARGIN > limit:
+        raise SystemExit(f"{label}: {per_client:,} streams per load-client process would pass the open-file "
+                         f"limit {limit:,}: use --processes {math.ceil(streams / (limit - FD_MARGIN))} or more")
     directory = workdir("capacity")
     results: dict[str, Any] = {}
     try:
         if args.only != "fechatter":
-            print(f"sse_capacity: bare broadcaster, {args.members * args.tabs} streams", flush=True)
+            print(f"{label}: bare broadcaster, {args.members * args.tabs} streams", flush=True)
             results["bare"] = await run_system(BareServer(directory), args)
         if args.only != "bare":
-            print(f"sse_capacity: fechatter notify, {args.members} members × {args.tabs} tabs", flush=True)
+            print(f"{label}: fechatter notify, {args.members} members × {args.tabs} tabs", flush=True)
             results["fechatter"] = await run_system(FechatterStack(directory / "fechatter"), args)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    checks = []
     if len(results) == 2:
         report(results["fechatter"], results["bare"])
-    return saved("sse_capacity", args, results)
+        checks = verdicts(label, streams, results["fechatter"], results["bare"])
+    return saved(label, args, {**results, "checks": checks})
 
 
 def main() -> None:

@@ -6,22 +6,67 @@ Send → receive latency uses one clock: the sender stamps its send time into th
 receiver subtracts it from the time the frame arrived. For Fechatter a NATS subscriber beside
 the notify role also notes when each event reached NATS, which splits the latency into the
 api part (HTTP + MongoDB + JetStream publish) and the fan-out part (notify role to browsers).
+Last, the bare send loop (bench.send_floor) over as many loopback sockets as there were streams,
+with frames as large as Fechatter's message frames on the wire: server CPU per delivery against
+the CPU of one bare `send` per frame, the issue-18 check (≤ 1.3×).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
 from typing import Any
 
+from bench import send_floor
 from bench.common import (
-    Profiler, cli, cpu_split, print_profile, print_table, raise_fd_limit, rss_bytes, saved, summarize_ms, now,
+    MARK, Profiler, check, cli, cpu_split, print_profile, print_table, raise_fd_limit, rss_bytes, saved,
+    summarize_ms, now,
 )
-from bench.sse_load import LoadClient
-from bench.stack import BareServer, FechatterStack, started, workdir
+from bench.sse_load import LoadClient, request_bytes
+from bench.stack import HOST, BareServer, FechatterStack, message_shaped, started, workdir
 
 SETTLE_TIMEOUT = 120.0
+CPU_LIMIT = 1.3  # issue 18: server CPU per delivery ≤ 1.3 × a bare send's per frame
+
+
+def chunk_bytes(frame: bytes) -> int:
+    """What one SSE frame takes on the socket as an HTTP/1.1 chunk: size line, frame, CRLF."""
+    return len(b"%x\r\n" % len(frame)) + len(frame) + 2
+
+
+async def probe_frame(system, timeout: float = 30) -> bytes | None:
+    """Open one stream, send stamped message 0 and return the SSE frame that carries it, as every stream gets it.
+
+    Runs before the load client's streams open (they never see this message 0; streams resume only
+    with a Last-Event-ID). None when no stamped frame arrived in time.
+    """
+    path, headers = system.stream_targets(1)[0]
+    reader, writer = await asyncio.open_connection(HOST, system.sse_port)
+    try:
+        writer.write(request_bytes(HOST, system.sse_port, path, headers))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        if b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+            return None
+        await system.send(0)
+        deadline, text = now() + timeout, b""
+        while now() < deadline:
+            size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), max(0.1, deadline - now()))
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                return None
+            text += (await asyncio.wait_for(reader.readexactly(size + 2), max(0.1, deadline - now())))[:-2]
+            *frames, text = text.split(b"\n\n")
+            for frame in frames:
+                if MARK + b"0~" in frame:
+                    return frame + b"\n\n"
+        return None
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        return None
+    finally:
+        writer.close()
 
 
 async def measure(system, client: LoadClient, *, streams: int, messages: int, burst: int, senders: int,
@@ -128,9 +173,48 @@ async def measure(system, client: LoadClient, *, streams: int, messages: int, bu
 
 async def run_system(system, args, *, observe: bool) -> dict[str, Any]:
     async with started(system, args.members, args.processes) as client:
-        return await measure(system, client, streams=args.members * args.tabs, messages=args.messages,
-                             burst=args.burst, senders=args.senders, concurrency=args.concurrency,
-                             observe=observe, profile=args.profile)
+        frame = await probe_frame(system)
+        result = await measure(system, client, streams=args.members * args.tabs, messages=args.messages,
+                               burst=args.burst, senders=args.senders, concurrency=args.concurrency,
+                               observe=observe, profile=args.profile)
+        return {**result, "message_frame_bytes": chunk_bytes(frame) if frame else None,
+                "message_frame": frame.decode(errors="replace") if frame else None}
+
+
+async def measure_floor(args, results: dict[str, Any]) -> dict[str, Any]:
+    """The bare send loop over as many sockets as the run had streams, frames as large as Fechatter's message frames."""
+    sizes = [results[name].get("message_frame_bytes") for name in ("fechatter", "bare") if name in results]
+    size = next((s for s in sizes if s), None)
+    if size is None:  # no probe answered: the bare broadcaster's frame of a message-shaped document
+        size = chunk_bytes(b"id: 1\nevent: message.created\ndata: %s\n\n"
+                           % json.dumps(message_shaped(1, now())).encode())
+    streams = max((r["streams_open"] for r in results.values()), default=args.members * args.tabs)
+    print(f"sse_fanout: bare send loop, {streams} loopback sockets, {size}-byte frames", flush=True)
+    floor = await send_floor.measure(streams, size)
+    print(f"  {send_floor.describe(floor)}", flush=True)
+    return floor
+
+
+def report_floor(results: dict[str, Any], floor: dict[str, Any]) -> list[dict]:
+    per_send = floor["cpu_us_per_send"]
+    print(f"\n== server CPU per delivery / bare send per frame ({floor['sockets']:,} sockets, "
+          f"{floor['frame_bytes']}-byte frames, {per_send:.2f} µs CPU per send, same run)")
+    for name, label in (("fechatter", "fechatter"), ("bare", "bare broadcaster")):
+        if name in results:
+            ours = results[name]["cpu_us_per_delivery"]
+            # /proc counts a process's CPU in clock ticks: over few deliveries a figure is that coarse.
+            tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / max(1, results[name]["expected_deliveries"])
+            print(f"{label:32} {ours:>8.2f} µs / {per_send:.2f} µs = {ours / per_send:.2f}×"
+                  f"   (±{tick_us:.2f} µs: one clock tick over {results[name]['expected_deliveries']:,} deliveries)")
+    checks = []
+    if "fechatter" in results:
+        ours = results["fechatter"]["cpu_us_per_delivery"]
+        checks.append(check(
+            "sse_fanout", ours / per_send <= CPU_LIMIT,
+            f"server CPU per delivery at {results['fechatter']['streams_open']:,} streams: "
+            f"{ours / per_send:.2f}× the bare send loop's per frame ({ours:.2f} / {per_send:.2f} µs; "
+            f"limit {CPU_LIMIT}×)"))
+    return checks
 
 
 def report(title: str, ours: dict, base: dict) -> None:
@@ -193,6 +277,7 @@ async def run(args) -> dict[str, Any]:
             shutil.rmtree(directory, ignore_errors=True)
         else:
             print(f"working directory kept: {directory}")
+    floor = await measure_floor(args, results) if results else None
     if "bare" in results and "fechatter" in results:
         report(f"sse_fanout: {args.members} members × {args.tabs} tabs = {args.members * args.tabs} streams, "
                f"{args.messages} paced + {args.burst} burst messages", results["fechatter"], results["bare"])
@@ -201,7 +286,8 @@ async def run(args) -> dict[str, Any]:
             print(name, {k: v for k, v in result.items() if k != "profile"})
     for result in results.values():
         print_profile(result.get("profile"))
-    return saved("sse_fanout", args, results)
+    checks = report_floor(results, floor) if floor else []
+    return saved("sse_fanout", args, {**results, "send_floor": floor, "checks": checks})
 
 
 def main() -> None:

@@ -29,6 +29,11 @@ def message_shaped(msg_no: int, sent_at: float) -> dict[str, Any]:
         "id": uuid.uuid4().hex[:24], "chat_id": "0" * 24, "seq": msg_no, "sender_id": "0" * 24,
         "content": stamp(msg_no, sent_at), "files": [], "reply_to": None,
         "created_at": "2026-11-22T15:33:14.123Z", "edited_at": None, "deleted": False,
+        # The fields Fechatter's message.created carries since issues 14-20: without them the floor's
+        # frames were ~300 bytes against Fechatter's ~490 (bench.sse_fanout saves both as message_frame).
+        "mentions": [], "mentions_all": False, "kind": "user", "system": None, "reactions": [], "pinned": False,
+        "content_html": f"<p>{stamp(msg_no, sent_at)}</p>\n", "thread_root_id": None, "reply_count": 0,
+        "last_reply_at": None,
     }
 
 
