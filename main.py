@@ -17,7 +17,7 @@ from app.auth import KeyConfigError, TokenVerifier, load_issuer, load_verifier
 from app.config import Config, ConfigError, load_config
 from app.deps import Deps
 from app.embedded import EmbeddedServerError, EmbeddedStack
-from app.events import EventBus, connect_nats
+from app.events import EventBus, connect_nats, when_available
 from app.metrics import Metrics
 from app.processes import supervise
 from app.services.demo import seed_demo as seed
@@ -145,7 +145,7 @@ async def build_deps(role: str, config: Config, resources: AsyncExitStack) -> De
         raise Fatal(str(e)) from None
     bus = EventBus(nc, config.nats)
     resources.push_async_callback(bus.close)
-    await bus.ensure_stream()
+    await when_available(bus.ensure_stream, "event stream")
     return Deps(config=config, store=store, bus=bus, metrics=Metrics(), verifier=verifier, issuer=issuer)
 
 

@@ -71,7 +71,7 @@ class NatsConfig(Section):
     publish_timeout_seconds: float
     replicas: int
     # Idle heartbeat of the notify consumer and the presence watch: a dead node is noticed in about two.
-    heartbeat_seconds: Positive = 1.0
+    heartbeat_seconds: Positive = 0.5
     # A consumer that has heard nothing (no event, no heartbeat) this long is reported by /health/ready.
     stall_seconds: Positive = 10.0
 

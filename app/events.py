@@ -242,8 +242,30 @@ def presence_event_id(user_id: str, status: str, revision: int) -> str:
     return f"presence-{user_id}-{status}-{revision}"
 
 
-async def connect_nats(url: str, name: str, connect_timeout: float = 10.0) -> NATS:
-    """Connect, retrying until connect_timeout; once connected, reconnect forever."""
+# How often a consumer that landed on another node than its connection's is placed again before it stays.
+PLACEMENT_TRIES = 8
+
+
+async def when_available(start: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0,
+                         interval: float = 0.25) -> Any:
+    """`start()`, tried again while JetStream answers "unavailable" (a new or recovering cluster has not
+    elected the leader of a stream yet: seconds), up to `timeout`; a process starting then waits rather than exit."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await start()
+        except UNAVAILABLE_ERRORS as e:
+            if loop.time() > deadline:
+                raise
+            log.info("%s not available yet (%s); trying again", what, e.__class__.__name__)
+            await asyncio.sleep(interval)  # a back-off, not synchronisation
+
+
+async def connect_nats(url: str, name: str, connect_timeout: float = 10.0, *, in_order: bool = False) -> NATS:
+    """Connect, retrying until connect_timeout; once connected, reconnect forever.
+
+    `in_order`: try the servers in the order given (else in a random order, which spreads clients)."""
 
     async def on_error(e: Exception) -> None:
         log.warning("NATS error: %s", e)
@@ -268,6 +290,7 @@ async def connect_nats(url: str, name: str, connect_timeout: float = 10.0) -> NA
                 error_cb=on_error,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
+                dont_randomize=in_order,
             )
         except (NoServersError, OSError, NatsTimeoutError, asyncio.TimeoutError) as e:
             if asyncio.get_running_loop().time() > deadline:
@@ -288,6 +311,14 @@ class EventBus:
     @property
     def connected(self) -> bool:
         return self.nc.is_connected
+
+    async def second_connection(self, name: str) -> "EventBus":
+        """Another connection to the cluster, to another node when there is one: a second reader whose
+        path (connection and consumer) shares no node with the first. Close it with close()."""
+        here = self.nc.connected_url.netloc if self.nc.connected_url else None
+        servers = {f"nats://{server.netloc}": None for server in self.nc.servers}
+        ordered = sorted(servers, key=lambda url: url.endswith(f"//{here}"))  # this node last
+        return EventBus(await connect_nats(",".join(ordered), name, in_order=True), self.config)
 
     async def ensure_stream(self) -> None:
         stream_config = js_api.StreamConfig(
@@ -376,7 +407,11 @@ class EventBus:
         start_time: datetime.datetime | None = None,
         on_reset: Callable[[float, int], None] | None = None,
     ):
-        """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects."""
+        """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects.
+
+        The consumer is placed on the node this connection is connected to when it can be: the path
+        of events (consumer and connection) then depends on one node only, so two readers connected to
+        different nodes (second_connection) never both stop for one node lost."""
         kwargs: dict[str, Any] = {}
         if start_time is not None:
             # Never subscribe by start time: after a NATS restart nats-py re-creates the ordered consumer
@@ -409,17 +444,41 @@ class EventBus:
         if start_seq is not None and not jsi._sseq:
             jsi._sseq = start_seq - 1
         self._watch_ordered(jsi, on_reset)
+        host = await self._consumer_host(jsi._stream, subscription._consumer)
+        if host is not None and self._node() not in (None, host):
+            # Not on this connection's node: a new consumer from the next seq (recreate() places it),
+            # not logged as a reset, and the first one deleted.
+            first = subscription._consumer
+            await type(jsi).reset_ordered_consumer(jsi, jsi._sseq + 1)
+            try:
+                await self.js._jsm.delete_consumer(jsi._stream, first)
+            except Exception as e:  # noqa: BLE001 - it expires by itself once nobody listens
+                log.debug("deleting a misplaced consumer failed: %s", e)
         return subscription
+
+    def _node(self) -> str | None:
+        """The server_name of the node this connection is connected to (from its INFO)."""
+        info = getattr(self.nc, "_server_info", None) or {}
+        return info.get("server_name")
+
+    async def _consumer_host(self, stream: str, consumer: str) -> str | None:
+        try:
+            info = await self.js._jsm.consumer_info(stream, consumer, timeout=self.config.publish_timeout_seconds)
+        except Exception:  # noqa: BLE001 - unknown for now: placement is a preference, not a rule
+            return None
+        return info.cluster.leader if info.cluster else None
 
     def _watch_ordered(self, jsi: Any, on_reset: Callable[[float, int], None] | None) -> None:
         """Replaces nats-py's check of the ordered consumer (two missed beats, checked every two beats,
-        then a re-create from seq 1) with one that re-creates it from the next seq after two beats of silence
-        and names every reset."""
+        then a re-create from seq 1) with one that re-creates it from the next seq after two beats of
+        silence or at once after a reconnect, and names every reset."""
         beat = self.config.heartbeat_seconds
         jsi.fechatter_heard_at = time.monotonic()
         if jsi._hbtask is not None:
             jsi._hbtask.cancel()
         check_sequence, reset = jsi.check_for_sequence_mismatch, jsi.reset_ordered_consumer
+        next_try = time.monotonic() + 2 * beat
+        failures = 0
 
         async def heard(msg) -> Any:  # every idle heartbeat passes here
             jsi.fechatter_heard_at = time.monotonic()
@@ -428,20 +487,55 @@ class EventBus:
         async def logged_reset(sseq: int | None) -> bool:
             if on_reset is not None:
                 on_reset(time.monotonic() - jsi.fechatter_heard_at, sseq or 0)
-            jsi.fechatter_heard_at = time.monotonic()  # the next try after two more beats
             return await reset(sseq)
 
+        async def recreate() -> None:
+            # nats-py's own waits the whole JetStream timeout when the new consumer is placed on the
+            # dead node (which the cluster has not noticed yet): a consumer is made in milliseconds, so
+            # the first try gets half a beat and each failed one is tried again at once with twice as
+            # long (up to the JetStream timeout), so a slow cluster still gets one.
+            nonlocal next_try, failures
+            timeout = min(beat / 2 * 2**failures, self.config.publish_timeout_seconds)
+            try:
+                for _ in range(PLACEMENT_TRIES):
+                    info = await self.js._jsm.add_consumer(jsi._stream, config=jsi._ccreq, timeout=timeout)
+                    host, node = (info.cluster.leader if info.cluster else None), self._node()
+                    if host is None or node is None or host == node:
+                        break
+                    # On another node than this connection's, where either node's loss would stop it:
+                    # placed again (the server picks one of the stream's nodes at random).
+                    await self.js._jsm.delete_consumer(jsi._stream, info.name)
+            except Exception as e:  # noqa: BLE001 - no node answered: at the next tick again
+                log.info("re-creating the event consumer failed: %s", e.__class__.__name__ or e)
+                failures += 1
+                next_try = time.monotonic()
+                return
+            failures = 0
+            jsi._psub._consumer = info.name
+            next_try = time.monotonic() + 2 * beat
+
         async def watchdog() -> None:
-            while not self.nc.is_closed:
-                await asyncio.sleep(beat / 4)
-                if self.nc.is_connected and time.monotonic() - jsi.fechatter_heard_at > 2 * beat:
+            nonlocal next_try
+            nc = self.nc
+            reconnects = nc.stats["reconnects"]
+            while not nc.is_closed:
+                await asyncio.sleep(beat / 4)  # a timer, not synchronisation
+                now = time.monotonic()
+                # A reconnect means a node was lost, maybe the one holding the consumer: re-created at
+                # once rather than after two silent beats (the seq check drops what arrives twice).
+                reconnected, reconnects = nc.stats["reconnects"] != reconnects, nc.stats["reconnects"]
+                if not nc.is_connected:
+                    continue
+                if reconnected or (now - jsi.fechatter_heard_at > 2 * beat and now >= next_try):
+                    next_try = now + 4 * beat  # unless recreate() says sooner
                     try:
-                        await jsi.reset_ordered_consumer(jsi._sseq + 1)
-                    except Exception as e:  # noqa: BLE001 - NATS away: tried again after two beats
+                        await jsi.reset_ordered_consumer(jsi._sseq + 1)  # recreate() runs in the background
+                    except Exception as e:  # noqa: BLE001 - NATS away: tried again later
                         log.info("re-creating the event consumer failed: %s", e.__class__.__name__)
 
         jsi.check_for_sequence_mismatch = heard
         jsi.reset_ordered_consumer = logged_reset
+        jsi.recreate_consumer = recreate
         jsi._hbtask = asyncio.get_running_loop().create_task(watchdog())  # cancelled by unsubscribe()
 
     @staticmethod

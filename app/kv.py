@@ -244,9 +244,15 @@ class PresenceBucket:
             next_try = time.monotonic() + 2 * beat
 
         jsi.recreate_consumer = recreate  # also used when nats-py sees a gap in the consumer's sequence
+        reconnects = nc.stats["reconnects"]
         while not nc.is_closed:
             await asyncio.sleep(beat / 4)  # a timer, not synchronisation
             now = time.monotonic()
+            if nc.stats["reconnects"] != reconnects:
+                # A node was lost, maybe the watch's: re-created now, not after two silent beats.
+                reconnects = nc.stats["reconnects"]
+                jsi._active = False
+                next_try = now
             if jsi._active:  # nats-py sets it on every message, heartbeat or flow control of the consumer
                 jsi._active = False
                 self._heard_at = now

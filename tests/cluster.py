@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 
 import pytest
 from nats import connect as nats_connect
@@ -102,9 +104,32 @@ class NatsCluster:
                 raise TimeoutError(f"stream {stream} has no leader")
             await asyncio.sleep(0.1)
 
+    async def meta_leader(self, timeout: float = 15) -> str:
+        """The server_name of the JetStream meta leader (the node that places new consumers), from /jsz."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                try:
+                    data = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{node.http_port}/jsz")
+                except OSError:
+                    continue
+                leader = (data.get("meta_cluster") or {}).get("leader")
+                if leader:
+                    return leader
+            if time.monotonic() > deadline:
+                raise TimeoutError("no JetStream meta leader")
+            await asyncio.sleep(0.1)
+
     def terminate(self) -> None:
         for node in self.nodes:
             node.terminate()
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=2) as reply:
+        return json.loads(reply.read())
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import pytest
 
 from app import events
 from bench.cluster import HAProxy, render_haproxy_config
+from tests.cluster import nats_cluster  # noqa: F401 - the fixture
+from tests.conftest import make_test_config
 from tests.support.api import Api, wait_for
 from tests.support.chats import create_chat
 from tests.support.sse import ResumingClient, delivery_counts
@@ -56,7 +58,22 @@ def test_the_config_renders_only_addresses_and_checks(tmp_path):
 
 
 async def test_rolling_restart_of_notify_behind_haproxy(role_process, haproxy):
-    api1, api2, n1, n2 = await asyncio.gather(*(role_process(role, **ENV) for role in ("api", "api", "notify", "notify")))
+    await _rolling_restart(role_process, haproxy)
+
+
+@pytest.mark.cluster
+async def test_rolling_restart_behind_haproxy_on_a_3_node_cluster(nats_cluster, tmp_path, mongo_uri, key_files,  # noqa: F811
+                                                                  role_processes, haproxy):
+    config = make_test_config(tmp_path, mongo_uri, nats_cluster.url, key_files, nats={"replicas": 3})
+
+    async def start_role(role: str, **env: str):
+        return await role_processes(role, config, ready_path="/health/ready", FECHATTER_NATS_REPLICAS="3", **env)
+
+    await _rolling_restart(start_role, haproxy)
+
+
+async def _rolling_restart(start_role, haproxy):
+    api1, api2, n1, n2 = await asyncio.gather(*(start_role(role, **ENV) for role in ("api", "api", "notify", "notify")))
     lb = haproxy([api1, api2], [n1, n2])
     await wait_for(lambda: asyncio.to_thread(lb.up, *SERVERS), timeout=15, message=f"haproxy: {SERVERS} up")
     front = Api(lb.url)

@@ -22,10 +22,10 @@ FAST_OUTBOX = {"FECHATTER_API_OUTBOX_GRACE_SECONDS": "1", "FECHATTER_API_OUTBOX_
 SENDS = 120
 KILL_AFTER = 40
 RATE = 20  # sends per second
-# Seconds a client may go without a delivery while sends go on, a follower lost. The issue asks for 3 s; measured
-# 0.3-0.5 s on a quiet machine but 4.6 s once in a loaded full-suite run (reconnect wait plus two missed heartbeats),
-# so the bound that never flakes is 6 s until the reconnect path is made quicker.
-MAX_SILENCE = 6.0
+# Seconds a client may go without a delivery while sends go on, a follower lost (the issue's bound): each notify
+# reads through two ordered consumers placed on different nodes, so one node lost leaves one delivering while the
+# other is re-created (after a reconnect at once, else after two silent 0.5 s beats). Measured 0.45-0.65 s.
+MAX_SILENCE = 3.0
 # With the stream's leader gone nothing can be stored until its followers elect another: nats-server's raft
 # waits a random 4-9 s (not configurable) before it calls an election; measured 4.2-7.4 s of silence here.
 MAX_SILENCE_LEADER_LOST = 10.0
@@ -134,15 +134,30 @@ async def _run(cluster_stack, kill: str) -> dict:
     lanes = [asyncio.ensure_future(sender(0)), asyncio.ensure_future(sender(1)),
              asyncio.ensure_future(other_workspace())]
     await wait_for(lambda: len(replies) >= KILL_AFTER, timeout=30, message="sends before the kill")
-    leader = await cluster.stream_leader(config.nats.stream)
-    if kill == "leader":
+    leader = first_leader = await cluster.stream_leader(config.nats.stream)
+    meta = await cluster.meta_leader()
+    if kill == "meta_leader":
+        # The node that places new consumers, not the stream's leader (moved off it when it is).
+        while leader == meta:
+            await cluster_stack.bus.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{config.nats.stream}", b"", timeout=5)
+            leader = await _new_leader(cluster, config.nats.stream, leader)
+            # The kill comes once the new leader stores again (not during its hand-over).
+            settled = len(replies) + 10
+            await wait_for(lambda: len(replies) >= settled, timeout=30, message="sends after the hand-over")
+        victim = meta
+        consumer_killed = meta in {info.cluster.leader for info in await cluster_stack.bus.js.consumers_info(
+            config.nats.stream) if info.cluster}
+    elif kill == "leader":
         victim = leader
     else:  # a node that holds a notify's ordered consumer, when one is not on the leader
         hosts = {info.cluster.leader for info in await cluster_stack.bus.js.consumers_info(config.nats.stream)
                  if info.cluster and info.cluster.leader}
         followers = [node.server_name for node in cluster.nodes if node.server_name != leader]
-        victim = next((name for name in followers if name in hosts), followers[0])
+        # The meta leader last: losing it delays every new consumer until the others elect one (below).
+        followers.sort(key=lambda name: (name not in hosts, name == meta))
+        victim = followers[0]
         consumer_killed = victim in hosts
+    stepped_down = kill == "meta_leader" and leader != first_leader
     cluster.node(victim).kill()
     killed_at = time.monotonic()
     await asyncio.gather(*lanes)
@@ -174,10 +189,22 @@ async def _run(cluster_stack, kill: str) -> dict:
     await wait_for(lambda: outbox_empty(store), timeout=15, message="outbox drained")
     result = {"victim": victim, "max_silence": round(max(silences), 2), "sends": len(replies),
               "statuses": sorted({status for status, _ in replies}), "after_kill": time.monotonic() - killed_at,
-              "consumer_on_victim": kill != "leader" and consumer_killed}
+              "consumer_on_victim": kill != "leader" and consumer_killed, "meta_leader_killed": victim == meta,
+              "stream_leader_moved_first": stepped_down}
     print("cluster result", kill, result)
+    # Any follower, the meta leader too: each notify's second consumer on another node goes on delivering.
     assert max(silences) <= (MAX_SILENCE_LEADER_LOST if kill == "leader" else MAX_SILENCE), result
     return result
+
+
+async def _new_leader(cluster, stream: str, old: str, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader = await cluster.stream_leader(stream)
+        if leader != old:
+            return leader
+        await asyncio.sleep(0.1)  # polling the election, not synchronisation
+    raise TimeoutError(f"{stream} kept its leader {old}")
 
 
 async def _all_ready(processes: list[RoleProcess]) -> bool:
@@ -194,6 +221,10 @@ async def test_stream_leader_killed_under_keyed_sends(cluster_stack):
 
 async def test_non_leader_killed_under_keyed_sends(cluster_stack):
     await _run(cluster_stack, "follower")
+
+
+async def test_meta_leader_killed_under_keyed_sends(cluster_stack):
+    await _run(cluster_stack, "meta_leader")
 
 
 async def test_one_sender_through_two_api_processes_keeps_order(cluster_stack):

@@ -119,16 +119,19 @@ class Presence:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, sync_timeout: float = 10.0) -> None:
-        await self.bucket.open()
-        # The heartbeat first: a user's record never names a process whose key was not written before.
-        await self._beat()
-        await self.bucket.watch()
+        await events.when_available(self._open, "presence bucket")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._tick_forever())]
         try:
             await asyncio.wait_for(self.synced.wait(), sync_timeout)
         except asyncio.TimeoutError:
             log.warning("presence bucket not mirrored after %.0fs; going on", sync_timeout)
+
+    async def _open(self) -> None:
+        await self.bucket.open()
+        # The heartbeat first: a user's record never names a process whose key was not written before.
+        await self._beat()
+        await self.bucket.watch()
 
     async def flush(self, timeout: float) -> None:
         """Waits (bounded) until every queued change is written; used at shutdown."""

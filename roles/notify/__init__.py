@@ -8,6 +8,7 @@ import time
 
 from tornado.ioloop import PeriodicCallback
 
+from app import events
 from app.deps import Deps
 from app.services import membership
 from app.services.online import OnlineUsers
@@ -58,7 +59,7 @@ class NotifyApp(RoleApp):
         self._ticks = 0
 
     async def start(self) -> None:
-        await self.consumer.start()
+        await events.when_available(self.consumer.start, "event stream")
         await self.presence.start()
         # One timer for every stream, not a task per stream. Each stream is visited every half
         # keepalive, one slice of them per tick so 10,000 pings never go out in one burst, and is

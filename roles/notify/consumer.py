@@ -41,7 +41,8 @@ class EventConsumer:
         self.ready = asyncio.Event()
         self._catch_up_to = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._subscription = None
+        self._subscriptions: list = []
+        self._second_bus: EventBus | None = None
         self.resets = 0
         # user -> newest presence revision seen; races last seconds, so the most recent users suffice.
         self._presence_revisions: OrderedDict[str, int] = OrderedDict()
@@ -60,8 +61,17 @@ class EventConsumer:
             self.ready.set()
         else:
             self._catch_up_to = last_seq
-        self._subscription = await self.bus.subscribe_ordered(self._on_message, start_time=start_time,
-                                                              on_reset=self._on_reset)
+        # On a cluster, two ordered consumers, each read through its own connection and placed on that
+        # connection's node, the two on different nodes: one node lost, the other path goes on delivering
+        # while the first is re-created (which waits for an election when that node was the meta leader).
+        # Each event is handled once: the second copy has a seq already seen.
+        await self._unsubscribe()  # a start tried again after NATS was unavailable
+        self._subscriptions = [await self.bus.subscribe_ordered(self._on_message, start_time=start_time,
+                                                                on_reset=self._on_reset)]
+        if self.bus.config.replicas > 1:
+            self._second_bus = await self.bus.second_connection(f"{self.bus.nc.options.get('name')}-second")
+            self._subscriptions.append(await self._second_bus.subscribe_ordered(
+                self._on_message, start_time=start_time, on_reset=self._on_reset))
 
     def _on_reset(self, silent: float, start_seq: int) -> None:
         self.resets += 1
@@ -70,7 +80,8 @@ class EventConsumer:
     def stalled(self) -> str | None:
         """A reason for /health/ready when the consumer has heard nothing (no event, no heartbeat) for
         nats.stall_seconds: re-creating it has not worked, so this process delivers nothing."""
-        heard_at = EventBus.heard_at(self._subscription)
+        heard = [EventBus.heard_at(subscription) for subscription in self._subscriptions]
+        heard_at = max((at for at in heard if at is not None), default=None)
         if heard_at is None:
             return None
         silent = time.monotonic() - heard_at
@@ -79,11 +90,18 @@ class EventConsumer:
         return None
 
     async def stop(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        await EventBus.unsubscribe(subscription)
+        await self._unsubscribe()
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
+
+    async def _unsubscribe(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await EventBus.unsubscribe(subscription)
+        second, self._second_bus = self._second_bus, None
+        if second is not None:
+            await second.close()
 
     async def wait_for_seq(self, seq: int, timeout: float) -> bool:
         """True once the event `seq` has been consumed here, False after `timeout`."""
