@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import signal
+import time
 
+import msgspec
 import pytest
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -45,14 +48,21 @@ class Receiver:
         self.received: list[dict] = []
         self.fail_first: dict[str, int] = {}
         self.delay = delay
+        # The n-th request (from 0) is answered only once gates[n] is set; on_arrival() is awaited first.
+        self.gates: dict[int, asyncio.Event] = {}
+        self.on_arrival = None
         receiver = self
 
         class Hook(tornado.web.RequestHandler):
             async def post(self) -> None:
                 delivery = self.request.headers.get("X-Fechatter-Delivery", "")
+                n = len(receiver.received)
                 receiver.received.append({"headers": dict(self.request.headers), "body": self.request.body})
+                if receiver.on_arrival is not None:
+                    await receiver.on_arrival()
+                if n in receiver.gates:
+                    await receiver.gates[n].wait()
                 if receiver.delay:
-                    import asyncio
                     await asyncio.sleep(receiver.delay)  # a slow receiver, so a kill lands mid-delivery
                 if receiver.fail_first.get(delivery, 0) > 0:
                     receiver.fail_first[delivery] -= 1
@@ -66,6 +76,10 @@ class Receiver:
 
     def delivery_ids(self) -> list[str]:
         return [r["headers"]["X-Fechatter-Delivery"] for r in self.received]
+
+    def open_gates(self) -> None:
+        for gate in self.gates.values():
+            gate.set()
 
     def distinct(self) -> list[dict]:
         seen, out = set(), []
@@ -158,7 +172,8 @@ async def test_every_message_once_signed_in_order_across_a_worker_sigkill(api, d
     envelopes = [check_signed(r, secret) for r in ours()]
     assert [e["data"]["id"] for e in envelopes] == [m["id"] for m in sent]
     assert {e["chat_id"] for e in envelopes} == {watched["id"]}
-    # At least once: only the delivery cut by the kill may arrive twice, and right after itself (order kept).
+    # At least once: only the delivery cut by the kill may arrive twice, and right after itself (order kept):
+    # each outcome is recorded before the next send, and one worker at a time holds the webhook's lease.
     ids = [i for r, i in zip(receiver.received, receiver.delivery_ids())
            if json.loads(r["body"])["workspace_id"] == owner["workspace"]["id"]]
     collapsed = [i for n, i in enumerate(ids) if n == 0 or ids[n - 1] != i]
@@ -171,6 +186,178 @@ async def test_every_message_once_signed_in_order_across_a_worker_sigkill(api, d
                   if json.loads(r["body"])["workspace_id"] == stranger["workspace"]["id"]]
     assert [e["data"]["id"] for e in theirs_got] == [m["id"] for m in stranger_sent]
     receiver.server.stop()
+
+
+def in_process_deliverer(deps, **webhooks):
+    """A worker's deliverer in the test's own process (its lease is watched and taken by hand)."""
+    from prometheus_client import CollectorRegistry
+
+    from app.services.webhooks_out import DeliveryMetrics, WebhookDeliverer
+
+    config = msgspec.structs.replace(deps.config, webhooks=msgspec.structs.replace(deps.config.webhooks, **webhooks))
+    return WebhookDeliverer(deps.store, deps.bus, config, DeliveryMetrics(CollectorRegistry()))
+
+
+async def watched_hook(api, owner, chat, receiver) -> str:
+    created = await api.post("/api/webhooks", {"url": receiver.url, "events": ["message.created"],
+                                               "chat_ids": [chat["id"]]}, token=owner["token"])
+    assert created.status == 201, created.body
+    return created.body["id"]
+
+
+async def queued(deps, hook_id) -> list[str]:
+    docs = await deps.store.webhook_queue.find({"webhook_id": hook_id}).sort("seq", 1).to_list(None)
+    return [d["event_id"] for d in docs]
+
+
+async def test_a_lease_is_taken_on_its_own_webhook_only(api, deps):
+    # Two webhooks, two workers: taking a held webhook's lease fails and writes no other webhook's lease. (On
+    # nx-27017 a findAndModify of {_id, $or: [lapsed, ours]} matched any webhook whose lease was ours: a worker
+    # holding one webhook "took" every other, and two workers sent the same queue at once.)
+    receiver = Receiver()
+    owner, member, stranger, watched, other, elsewhere = await team(api)
+    first = await watched_hook(api, owner, watched, receiver)
+    second = await watched_hook(api, owner, other, receiver)
+    a, b = in_process_deliverer(deps), in_process_deliverer(deps)
+
+    async def tokens():
+        return {d["_id"]: d["lease_token"] for d in await deps.store.webhooks.find({}, {"lease_token": 1}).to_list(None)}
+
+    try:
+        held = await a.acquire(first)
+        assert held is not None
+        assert await b.acquire(first) is None  # held by A; the second webhook's lapsed lease is not B's for it
+        assert await tokens() == {first: held.token, second: None}
+        theirs = await b.acquire(second)
+        assert theirs is not None and await a.acquire(second) is None
+        assert await tokens() == {first: held.token, second: theirs.token}
+        # A takes its own lease again (its drain ended) under a new token: the old one is fenced out.
+        again = await a.acquire(first)
+        assert again is not None and again.token != held.token
+        assert not await a.renew(held) and held.lost
+        assert await a.renew(again) and await b.renew(theirs)
+        assert await tokens() == {first: again.token, second: theirs.token}
+    finally:
+        receiver.server.stop()
+
+
+async def test_each_outcome_recorded_before_the_next_is_sent(api, deps):
+    # A worker killed while sending event k must leave events before k recorded as delivered (else the next
+    # holder sends them again, after later ones): each delivery is taken off the queue before the next is sent.
+    receiver = Receiver()
+    owner, member, stranger, watched, other, elsewhere = await team(api)
+    worker = in_process_deliverer(deps, lease_seconds=6)
+    await worker.start()
+    try:
+        hook_id = await watched_hook(api, owner, watched, receiver)
+        snapshots: list[list[str]] = []
+
+        async def snapshot():
+            snapshots.append(await queued(deps, hook_id))
+
+        receiver.on_arrival = snapshot
+        receiver.gates[0] = asyncio.Event()  # the first delivery waits until every event is queued behind it
+        sent = []
+        for i in range(5):
+            sent.append(await send(api, member if i % 2 else owner, watched, f"watched {i}"))
+            await send(api, owner, other, f"unwatched {i}")
+            await send(api, stranger, elsewhere, f"theirs {i}")
+        await wait_for(lambda: _count(deps, hook_id, 5), timeout=20, message="5 events queued")
+        receiver.gates[0].set()
+        await wait_for(lambda: len(snapshots) >= 5, timeout=20, message="5 deliveries")
+        ids = receiver.delivery_ids()
+        envelopes = [json.loads(r["body"]) for r in receiver.received]
+        assert [e["data"]["id"] for e in envelopes] == [m["id"] for m in sent]
+        # When delivery k arrives, exactly events k.. are still queued: 0..k-1 were recorded before it was sent.
+        assert snapshots[1:] == [ids[k:] for k in range(1, 5)]
+        await wait_for(lambda: _count(deps, hook_id, 0), timeout=10, message="the queue emptied")
+        assert len(receiver.received) == 5
+    finally:
+        receiver.open_gates()
+        await worker.stop()
+        receiver.server.stop()
+
+
+async def _count(deps, hook_id, n) -> bool:
+    return await deps.store.webhook_queue.count_documents({"webhook_id": hook_id}) == n
+
+
+async def test_a_worker_that_lost_its_lease_mid_send_stops_and_records_nothing(api, deps):
+    # Worker A stalls inside a delivery past its lease; B takes the webhook over and sends that event again and
+    # the rest. When A's send returns, A finds its lease token gone: it neither marks the queue nor sends more.
+    receiver = Receiver()
+    owner, member, stranger, watched, other, elsewhere = await team(api)
+    a = in_process_deliverer(deps, lease_seconds=30)  # lapses only when the test says so
+    b = in_process_deliverer(deps, lease_seconds=30)
+    await a.start()
+    try:
+        hook_id = await watched_hook(api, owner, watched, receiver)
+        receiver.gates[0] = asyncio.Event()  # every event queued before A reads the queue again
+        receiver.gates[1] = asyncio.Event()  # A's second delivery hangs
+        sent = []
+        for i in range(4):
+            sent.append(await send(api, member if i % 2 else owner, watched, f"watched {i}"))
+            await send(api, owner, other, f"unwatched {i}")
+        await wait_for(lambda: _count(deps, hook_id, 4), timeout=20, message="4 events queued")
+        receiver.gates[0].set()
+        await wait_for(lambda: _count(deps, hook_id, 3), timeout=20, message="A's second delivery in flight")
+        await wait_for(lambda: len(receiver.received) >= 2, timeout=20, message="A's second delivery in flight")
+        await b.start()
+        assert len(receiver.received) == 2  # A's lease holds B off...
+        await deps.store.webhooks.update_one({"_id": hook_id}, {"$set": {"lease_until": 0.0}})  # ...until it lapses
+        await wait_for(lambda: _count(deps, hook_id, 0), timeout=20, message="B delivering the rest")
+        receiver.gates[1].set()
+
+        async def attempts():
+            reply = await api.get(f"/api/webhooks/{hook_id}/deliveries", token=owner["token"])
+            return len(reply.body["deliveries"]) >= 5  # A's two (logged when it stops) and B's three
+
+        await wait_for(attempts, timeout=20, message="A stopping")
+        envelopes = [json.loads(r["body"]) for r in receiver.received]
+        by_message = {m["id"]: n for n, m in enumerate(sent)}
+        assert [by_message[e["data"]["id"]] for e in envelopes] == [0, 1, 1, 2, 3]
+        assert await deps.store.webhook_dead.count_documents({"webhook_id": hook_id}) == 0
+
+        async def released():
+            return (await deps.store.webhooks.find_one({"_id": hook_id}))["lease_owner"] is None
+
+        await wait_for(released, timeout=10, message="B releasing the lease once the queue is empty")
+    finally:
+        receiver.open_gates()
+        await a.stop()
+        await b.stop()
+        receiver.server.stop()
+
+
+async def test_a_slow_answer_keeps_the_lease(api, deps):
+    # A receiver slower than the lease: the holder renews it while it waits, so no second worker sends the same.
+    receiver = Receiver()
+    owner, member, stranger, watched, other, elsewhere = await team(api)
+    a = in_process_deliverer(deps, lease_seconds=1.0)
+    b = in_process_deliverer(deps, lease_seconds=1.0)
+    await a.start()
+    await b.start()
+    try:
+        hook_id = await watched_hook(api, owner, watched, receiver)
+        receiver.gates[0] = asyncio.Event()
+        sent = [await send(api, owner, watched, f"watched {i}") for i in range(3)]
+        await wait_for(lambda: len(receiver.received) >= 1, timeout=20, message="the first delivery")
+        held_since = time.time()
+
+        async def renewed_long_after():
+            hook = await deps.store.webhooks.find_one({"_id": hook_id})
+            return hook["lease_until"] > held_since + 2.5  # renewed again and again while the answer waited
+
+        await wait_for(renewed_long_after, timeout=10, message="the lease renewed during the slow answer")
+        assert len(receiver.received) == 1
+        receiver.gates[0].set()
+        await wait_for(lambda: _count(deps, hook_id, 0), timeout=20, message="the rest delivered")
+        assert [json.loads(r["body"])["data"]["id"] for r in receiver.received] == [m["id"] for m in sent]
+    finally:
+        receiver.open_gates()
+        await a.stop()
+        await b.stop()
+        receiver.server.stop()
 
 
 async def test_three_500s_then_200(api, deps, role_process):

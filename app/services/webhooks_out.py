@@ -140,7 +140,7 @@ class WebhookService:
         doc = {
             "_id": new_id(), "workspace_id": user.workspace_id, "url": body.url, "events": sorted(set(body.events)),
             "chat_ids": chat_ids, "secret": new_secret(), "created_by": user.user_id, "created_at": now,
-            "created_ts": isoformat(now), "lease_owner": None, "lease_until": 0.0,
+            "created_ts": isoformat(now), "lease_owner": None, "lease_token": None, "lease_until": 0.0,
         }
         await self.store.webhooks.insert_one(doc)
         return OutgoingWebhookCreated(**msgspec.structs.asdict(_out(doc)), secret=doc["secret"])
@@ -179,13 +179,25 @@ class DeliveryMetrics:
                                  registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
+class Lease:
+    """One worker's hold on one webhook's queue: a token no other holder ever had, and when it was last renewed."""
+
+    def __init__(self, hook_id: str, token: str, renewed_at: float):
+        self.hook_id = hook_id
+        self.token = token
+        self.renewed_at = renewed_at
+        self.lost = False
+
+
 class WebhookDeliverer:
     """The worker's side. One intake task reads the shared durable consumer in batches and writes, for each
     matching webhook, a queue document keyed (webhook, event) in stream order, then acknowledges: an event is
     acked only once its queue documents exist, so a killed worker's events are redelivered by JetStream and
     re-queued idempotently. A scheduler leases each webhook with queued work to one worker at a time (the
-    lease expires if that worker dies), and that worker delivers the webhook's queue oldest first, one at a
-    time, removing an entry only after its outcome is recorded: per-webhook order survives any crash."""
+    lease expires if that worker dies or stalls), and that worker delivers the webhook's queue oldest first,
+    one at a time, recording each outcome before it sends the next. Every send and every record is fenced by
+    the lease's token: a holder that lost its lease stops. Per-webhook order survives any crash, and only the
+    one delivery in flight when its holder died or lost the lease is repeated, right after itself."""
 
     def __init__(self, store: Store, bus: EventBus, config: Config, metrics: DeliveryMetrics, worker_id: str | None = None):
         self.store = store
@@ -308,8 +320,11 @@ class WebhookDeliverer:
                 await self._update_floor()
                 hook_ids = await self.store.webhook_queue.distinct("webhook_id")
                 for hook_id in hook_ids:
-                    if hook_id not in self._draining and await self._lease(hook_id):
-                        self._draining[hook_id] = asyncio.create_task(self._drain(hook_id))
+                    if hook_id in self._draining:
+                        continue
+                    lease = await self.acquire(hook_id)
+                    if lease is not None:
+                        self._draining[hook_id] = asyncio.create_task(self.drain(lease))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - MongoDB away: look again later
@@ -320,29 +335,61 @@ class WebhookDeliverer:
             except asyncio.TimeoutError:
                 pass
 
-    async def _lease(self, hook_id: str) -> bool:
+    async def acquire(self, hook_id: str) -> Lease | None:
+        """The webhook's lease under a new token if it is free (lapsed, released, or this worker's own from a
+        drain that ended), else None. Only one drain of this worker per webhook runs (`_draining`)."""
         now = time.time()
-        doc = await self.store.webhooks.find_one_and_update(
-            {"_id": hook_id, "$or": [{"lease_until": {"$lt": now}}, {"lease_owner": self.worker_id}]},
-            {"$set": {"lease_owner": self.worker_id, "lease_until": now + self.settings.lease_seconds}},
-        )
-        if doc is None and await self.store.webhooks.count_documents({"_id": hook_id}) == 0:
+        doc = await self.store.webhooks.find_one({"_id": hook_id}, {"lease_owner": 1, "lease_until": 1})
+        if doc is None:
             await self.store.webhook_queue.delete_many({"webhook_id": hook_id})  # the webhook was deleted
-        return doc is not None
+            return None
+        # Taken by one plain conditional update, never {_id, $or: [...]}: nx-27017's findAndModify matched a
+        # branch of that `$or` without the `_id`, so a worker holding any webhook's lease "took" every other.
+        if doc.get("lease_until", 0.0) < now:
+            condition: dict[str, Any] = {"lease_until": {"$lt": now}}
+        elif doc.get("lease_owner") == self.worker_id:
+            condition = {"lease_owner": {"$eq": self.worker_id}}
+        else:
+            return None
+        token = new_id()
+        taken = await self.store.webhooks.update_one(
+            {"_id": hook_id, **condition},
+            {"$set": {"lease_owner": self.worker_id, "lease_token": token,
+                      "lease_until": now + self.settings.lease_seconds}},
+        )
+        return Lease(hook_id, token, now) if taken.matched_count else None
 
-    async def _release(self, hook_id: str) -> None:
-        await self.store.webhooks.update_one({"_id": hook_id, "lease_owner": self.worker_id},
-                                             {"$set": {"lease_owner": None, "lease_until": 0.0}})
+    async def renew(self, lease: Lease) -> bool:
+        """Extends the lease if its token is still the webhook's (no other worker took it since): the fence
+        every send and every mark of the queue passes first. False: lost, the holder must stop."""
+        now = time.time()
+        result = await self.store.webhooks.update_one(
+            {"_id": lease.hook_id, "lease_token": {"$eq": lease.token}},
+            {"$set": {"lease_until": now + self.settings.lease_seconds}},
+        )
+        if result.matched_count:
+            lease.renewed_at = now
+            return True
+        lease.lost = True
+        return False
 
-    async def _drain(self, hook_id: str) -> None:
-        renewed = time.time()
+    async def _release(self, lease: Lease) -> None:
+        await self.store.webhooks.update_one({"_id": lease.hook_id, "lease_token": {"$eq": lease.token}},
+                                             {"$set": {"lease_owner": None, "lease_token": None, "lease_until": 0.0}})
+
+    def _fresh(self, lease: Lease) -> bool:
+        # A send starts only within a third of the lease of its last renewal: no other worker can hold it then.
+        return time.time() - lease.renewed_at < self.settings.lease_seconds / 3
+
+    async def drain(self, lease: Lease) -> None:
+        """Delivers the leased webhook's queue until it is empty or the lease is lost."""
+        hook_id = lease.hook_id
         hook = None
         try:
             while not self._stopping:
-                if hook is None or time.time() - renewed > self.settings.lease_seconds / 3:
-                    if not await self._lease(hook_id):
+                if hook is None or not self._fresh(lease):
+                    if not await self.renew(lease):
                         return
-                    renewed = time.time()
                     hook = await self.store.webhooks.find_one({"_id": hook_id})
                     if hook is None:
                         return
@@ -351,7 +398,7 @@ class WebhookDeliverer:
                     DRAIN_BATCH)
                 if not items:
                     if await self.store.webhook_queue.find_one({"webhook_id": hook_id}, {"_id": 1}) is None:
-                        await self._release(hook_id)
+                        await self._release(lease)
                         return
                     await asyncio.sleep(self.worker.poll_seconds)  # queued, but earlier events are not all yet
                     continue
@@ -359,7 +406,10 @@ class WebhookDeliverer:
                 if wait > 0:
                     await asyncio.sleep(min(wait, self.settings.lease_seconds / 3))
                     continue
-                await self._deliver_in_order(hook, items, renewed + self.settings.lease_seconds / 2)
+                await self._deliver_in_order(hook, items, lease)
+                if lease.lost:
+                    log.info("webhook %s: lease lost to another worker, stopped", hook_id)
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - MongoDB away: the lease lapses and this or another worker resumes
@@ -367,18 +417,19 @@ class WebhookDeliverer:
         finally:
             self._draining.pop(hook_id, None)
 
-    async def _deliver_in_order(self, hook: dict[str, Any], items: list[dict[str, Any]], until: float) -> None:
-        """Delivers `items` one after the other, stopping at the first failure (order) or when the lease needs
-        renewing; successes are recorded together (a crash before that only repeats them: at least once)."""
+    async def _deliver_in_order(self, hook: dict[str, Any], items: list[dict[str, Any]], lease: Lease) -> None:
+        """Delivers `items` one after the other, stopping at the first failure (order) or when the lease is
+        lost. Each outcome is recorded (the entry removed, or its retry set) before the next item is sent, and
+        only while the lease is still ours: a crash or a lost lease repeats at most the one delivery in flight,
+        right after itself. The attempts' log is written once per batch."""
         logs: list[dict[str, Any]] = []
-        done: list[str] = []
         try:
             for item in items:
-                if time.time() > until or self._stopping:
+                if self._stopping or (not self._fresh(lease) and not await self.renew(lease)):
                     break
                 attempt = item["attempts"] + 1
                 started = time.monotonic()
-                status, error, permanent = await self.post(hook, item, item["body"].encode())
+                status, error, permanent = await self._post_holding(hook, item, lease)
                 duration = time.monotonic() - started
                 ok = status is not None and 200 <= status < 300
                 self.metrics.attempts.labels("ok" if ok else "refused" if permanent else "failed").inc()
@@ -388,8 +439,10 @@ class WebhookDeliverer:
                     "event_type": item["event_type"], "attempt": attempt, "status_code": status, "error": error,
                     "at": utcnow(), "duration_ms": round(duration * 1000, 2),
                 })
+                if not await self.renew(lease):
+                    break  # the new holder sends this item again: its outcome is no longer ours to record
                 if ok:
-                    done.append(item["_id"])
+                    await self.store.webhook_queue.delete_one({"_id": item["_id"]})
                     continue
                 await self._failed(hook, item, attempt, status, error, permanent)
                 break
@@ -397,8 +450,19 @@ class WebhookDeliverer:
             if logs:
                 await self.store.webhook_deliveries.insert_many(logs)
                 await self._trim_log(hook["_id"], len(logs))
-            if done:
-                await self.store.webhook_queue.delete_many({"_id": {"$in": done}})
+
+    async def _post_holding(self, hook: dict[str, Any], item: dict[str, Any],
+                            lease: Lease) -> tuple[int | None, str | None, bool]:
+        """post(), renewing the lease every third of it while the receiver takes its time, so a slow answer
+        never lets a second worker send the same webhook meanwhile."""
+        post = asyncio.ensure_future(self.post(hook, item, item["body"].encode()))
+        try:
+            while not (await asyncio.wait({post}, timeout=self.settings.lease_seconds / 3))[0]:
+                if not lease.lost:
+                    await self.renew(lease)
+            return post.result()
+        finally:
+            post.cancel()
 
     async def _trim_log(self, hook_id: str, written: int) -> None:
         self._logged[hook_id] = self._logged.get(hook_id, 0) + written
