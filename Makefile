@@ -45,10 +45,11 @@ run: venv
 # The import contracts of pyproject.toml [tool.importlinter] first: a broken layering fails the build.
 # pytest exits 5 when it collected no tests: say so plainly instead of failing.
 # Two workers (pytest-xdist), each with its own nats-server and MongoDB-wire server; PYTEST_WORKERS=0 runs in one process.
+# worksteal: a worker that runs out takes pending tests from the other, so no long test is left queued behind it.
 PYTEST_WORKERS ?= 2
 test: venv-test /usr/bin/chromium /usr/sbin/haproxy
 	$(VENV)/bin/lint-imports
-	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
+	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 

@@ -222,11 +222,14 @@ def resume_point(world, sse):
     return seen
 
 
-@pytest.fixture
-def cheap_passwords(monkeypatch):
-    """argon2 at its lowest cost, for modules that sign up hundreds of users (the hash is not under test).
-
-    Use with `pytestmark = [..., pytest.mark.usefixtures("cheap_passwords")]`."""
+@pytest.fixture(autouse=True)
+def cheap_passwords(request, monkeypatch):
+    """argon2 at its lowest cost in every in-process test (the library's cost takes ~0.25 s of CPU per hash, and
+    the suite signs up thousands of users; the hash is not under test). A module about hashing itself keeps the
+    real cost with `pytestmark = pytest.mark.real_passwords`. Role processes get the same cost from
+    tests/processes.py (role_env)."""
+    if request.node.get_closest_marker("real_passwords"):
+        return
     cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
     monkeypatch.setattr("app.auth.PasswordHasher", lambda: cheap)
 

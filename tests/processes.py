@@ -17,6 +17,7 @@ from app.processes import free_port
 from tests.support.api import Api, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+CHEAP_ARGON2 = ROOT / "tests" / "support" / "cheap_argon2"
 
 
 def role_env(config, **extra: str) -> dict[str, str]:
@@ -33,6 +34,10 @@ def role_env(config, **extra: str) -> dict[str, str]:
         "FECHATTER_AUTH_PRIVATE_KEY_FILE": config.auth.private_key_file,
         "FECHATTER_AUTH_PUBLIC_KEY_FILE": config.auth.public_key_file,
         "FECHATTER_LIMITS_ENABLED": "false",
+        # argon2 at its lowest cost, as in-process tests have it (tests/support/cheap_argon2/sitecustomize.py):
+        # the library's cost is ~0.25 s of CPU a sign-up. FECHATTER_TEST_CHEAP_PASSWORDS=0 keeps the real cost.
+        "FECHATTER_TEST_CHEAP_PASSWORDS": os.environ.get("FECHATTER_TEST_CHEAP_PASSWORDS", "1"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(CHEAP_ARGON2), os.environ.get("PYTHONPATH")])),
     }
     env.update(extra)
     return env

@@ -10,7 +10,7 @@ from app.auth import PasswordHashing, default_hash_concurrency
 from app.config import load_config
 from tests.support.api import wait_for
 
-pytestmark = pytest.mark.gen_test(timeout=60)
+pytestmark = [pytest.mark.gen_test(timeout=60), pytest.mark.real_passwords]
 
 
 class GatedHasher:

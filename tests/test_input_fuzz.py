@@ -26,6 +26,9 @@ SEED = 13
 # Requests in flight at once: enough to overlap the notify role's short waits, few enough for 2 shared cores.
 CONCURRENCY = 24
 ANSWER_TIMEOUT = 15.0
+# The cases are dealt round-robin into slices, each against an api and notify of its own, so that xdist spreads
+# them; every slice builds the same full list (same seed) and checks that it covers every form.
+SLICES = 4
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 # Changes that would take away what later requests aim at (the seeded chat, the token): sent last.
@@ -335,7 +338,9 @@ def caplog_all(caplog):
     return caplog
 
 
-async def test_no_input_gets_a_5xx_or_a_traceback(app, api, deps, base_url, notify_app, notify_url, caplog_all):
+@pytest.mark.parametrize("slice_no", range(SLICES))
+async def test_no_input_gets_a_5xx_or_a_traceback(app, api, deps, base_url, notify_app, notify_url, caplog_all,
+                                                  slice_no):
     rng = random.Random(SEED)
     t = await make_team(api)
     chat = await create_chat(api, t.owner, "group", [t.member, t.outsider], name="fuzzed")
@@ -446,6 +451,8 @@ async def test_no_input_gets_a_5xx_or_a_traceback(app, api, deps, base_url, noti
     # Every header form, query and body was sent somewhere.
     labels = " | ".join(case.label for case in cases)
     assert all(f"with {label}" in labels for label, *_ in HEADER_FORMS)
+    cases = cases[slice_no::SLICES]
+    assert {case.order for case in cases} == {0, 1, 2}
 
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -490,6 +497,6 @@ async def test_no_input_gets_a_5xx_or_a_traceback(app, api, deps, base_url, noti
     logged = [r for r in caplog_all.records
               if r.exc_info or "Traceback" in r.getMessage() or "Uncaught exception" in r.getMessage()
               or (r.name == "fechatter.access" and r.levelno >= logging.ERROR)]
-    print(f"\nfuzz: {len(cases)} requests in {elapsed:.1f}s; answers {dict(sorted(statuses.items()))}")
+    print(f"\nfuzz slice {slice_no}: {len(cases)} requests in {elapsed:.1f}s; answers {dict(sorted(statuses.items()))}")
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:40])
     assert not logged, "\n".join(f"{r.name}: {r.getMessage()[:300]}" for r in logged[:20])

@@ -104,7 +104,7 @@ def _aim_at_real_ids(case, live_api, turn: int) -> None:
 
 
 # The operations are split into slices so that xdist spreads them and each stays well inside the test timeout.
-SLICES = 4
+SLICES = 8
 
 
 @pytest.mark.parametrize("slice_no", range(SLICES))
