@@ -242,7 +242,7 @@ def presence_event_id(user_id: str, status: str, revision: int) -> str:
     return f"presence-{user_id}-{status}-{revision}"
 
 
-# How often a consumer that landed on another node than its connection's is placed again before it stays.
+# How often a re-created consumer that landed on another node than its connection's is placed again.
 PLACEMENT_TRIES = 8
 
 
@@ -405,13 +405,9 @@ class EventBus:
         *,
         start_seq: int | None = None,
         start_time: datetime.datetime | None = None,
-        on_reset: Callable[[float, int], None] | None = None,
+        on_reset: Callable[[], None] | None = None,
     ):
-        """An ordered push consumer over every subject; it re-creates itself after gaps and reconnects.
-
-        The consumer is placed on the node this connection is connected to when it can be: the path
-        of events (consumer and connection) then depends on one node only, so two readers connected to
-        different nodes (second_connection) never both stop for one node lost."""
+        """An ordered push consumer over every subject, kept alive by an OrderedWatch."""
         kwargs: dict[str, Any] = {}
         if start_time is not None:
             # Never subscribe by start time: after a NATS restart nats-py re-creates the ordered consumer
@@ -426,11 +422,9 @@ class EventBus:
 
         async def on_message(msg) -> None:
             if jsis:
-                jsi = jsis[0]
-                jsi.fechatter_heard_at = time.monotonic()
                 try:
                     # nats-py never tracks it and would re-create a reset consumer from seq 1.
-                    jsi._sseq = msg.metadata.sequence.stream
+                    jsis[0]._sseq = msg.metadata.sequence.stream
                 except Exception:  # noqa: BLE001 - not a stream message: the callback says so
                     pass
             await callback(msg)
@@ -443,106 +437,21 @@ class EventBus:
         jsis.append(jsi)
         if start_seq is not None and not jsi._sseq:
             jsi._sseq = start_seq - 1
-        self._watch_ordered(jsi, on_reset)
-        host = await self._consumer_host(jsi._stream, subscription._consumer)
-        if host is not None and self._node() not in (None, host):
-            # Not on this connection's node: a new consumer from the next seq (recreate() places it),
-            # not logged as a reset, and the first one deleted.
-            first = subscription._consumer
-            await type(jsi).reset_ordered_consumer(jsi, jsi._sseq + 1)
-            try:
-                await self.js._jsm.delete_consumer(jsi._stream, first)
-            except Exception as e:  # noqa: BLE001 - it expires by itself once nobody listens
-                log.debug("deleting a misplaced consumer failed: %s", e)
+        jsi.fechatter_watch = OrderedWatch(self, jsi, "event consumer", on_reset=on_reset)
+        await jsi.fechatter_watch.place(subscription._consumer)
         return subscription
 
-    def _node(self) -> str | None:
+    def node(self) -> str | None:
         """The server_name of the node this connection is connected to (from its INFO)."""
         info = getattr(self.nc, "_server_info", None) or {}
         return info.get("server_name")
-
-    async def _consumer_host(self, stream: str, consumer: str) -> str | None:
-        try:
-            info = await self.js._jsm.consumer_info(stream, consumer, timeout=self.config.publish_timeout_seconds)
-        except Exception:  # noqa: BLE001 - unknown for now: placement is a preference, not a rule
-            return None
-        return info.cluster.leader if info.cluster else None
-
-    def _watch_ordered(self, jsi: Any, on_reset: Callable[[float, int], None] | None) -> None:
-        """Replaces nats-py's check of the ordered consumer (two missed beats, checked every two beats,
-        then a re-create from seq 1) with one that re-creates it from the next seq after two beats of
-        silence or at once after a reconnect, and names every reset."""
-        beat = self.config.heartbeat_seconds
-        jsi.fechatter_heard_at = time.monotonic()
-        if jsi._hbtask is not None:
-            jsi._hbtask.cancel()
-        check_sequence, reset = jsi.check_for_sequence_mismatch, jsi.reset_ordered_consumer
-        next_try = time.monotonic() + 2 * beat
-        failures = 0
-
-        async def heard(msg) -> Any:  # every idle heartbeat passes here
-            jsi.fechatter_heard_at = time.monotonic()
-            return await check_sequence(msg)
-
-        async def logged_reset(sseq: int | None) -> bool:
-            if on_reset is not None:
-                on_reset(time.monotonic() - jsi.fechatter_heard_at, sseq or 0)
-            return await reset(sseq)
-
-        async def recreate() -> None:
-            # nats-py's own waits the whole JetStream timeout when the new consumer is placed on the
-            # dead node (which the cluster has not noticed yet): a consumer is made in milliseconds, so
-            # the first try gets half a beat and each failed one is tried again at once with twice as
-            # long (up to the JetStream timeout), so a slow cluster still gets one.
-            nonlocal next_try, failures
-            timeout = min(beat / 2 * 2**failures, self.config.publish_timeout_seconds)
-            try:
-                for _ in range(PLACEMENT_TRIES):
-                    info = await self.js._jsm.add_consumer(jsi._stream, config=jsi._ccreq, timeout=timeout)
-                    host, node = (info.cluster.leader if info.cluster else None), self._node()
-                    if host is None or node is None or host == node:
-                        break
-                    # On another node than this connection's, where either node's loss would stop it:
-                    # placed again (the server picks one of the stream's nodes at random).
-                    await self.js._jsm.delete_consumer(jsi._stream, info.name)
-            except Exception as e:  # noqa: BLE001 - no node answered: at the next tick again
-                log.info("re-creating the event consumer failed: %s", e.__class__.__name__ or e)
-                failures += 1
-                next_try = time.monotonic()
-                return
-            failures = 0
-            jsi._psub._consumer = info.name
-            next_try = time.monotonic() + 2 * beat
-
-        async def watchdog() -> None:
-            nonlocal next_try
-            nc = self.nc
-            reconnects = nc.stats["reconnects"]
-            while not nc.is_closed:
-                await asyncio.sleep(beat / 4)  # a timer, not synchronisation
-                now = time.monotonic()
-                # A reconnect means a node was lost, maybe the one holding the consumer: re-created at
-                # once rather than after two silent beats (the seq check drops what arrives twice).
-                reconnected, reconnects = nc.stats["reconnects"] != reconnects, nc.stats["reconnects"]
-                if not nc.is_connected:
-                    continue
-                if reconnected or (now - jsi.fechatter_heard_at > 2 * beat and now >= next_try):
-                    next_try = now + 4 * beat  # unless recreate() says sooner
-                    try:
-                        await jsi.reset_ordered_consumer(jsi._sseq + 1)  # recreate() runs in the background
-                    except Exception as e:  # noqa: BLE001 - NATS away: tried again later
-                        log.info("re-creating the event consumer failed: %s", e.__class__.__name__)
-
-        jsi.check_for_sequence_mismatch = heard
-        jsi.reset_ordered_consumer = logged_reset
-        jsi.recreate_consumer = recreate
-        jsi._hbtask = asyncio.get_running_loop().create_task(watchdog())  # cancelled by unsubscribe()
 
     @staticmethod
     def heard_at(subscription: Any) -> float | None:
         """time.monotonic() of the last event or heartbeat of a `subscribe_ordered` subscription."""
         jsi = getattr(getattr(subscription, "_sub", None), "_jsi", None)
-        return getattr(jsi, "fechatter_heard_at", None)
+        watch = getattr(jsi, "fechatter_watch", None)
+        return watch.heard_at if watch is not None else None
 
     def webhook_consumer_name(self) -> str:
         """The durable consumer every worker process of this stream shares (app.services.webhooks_out)."""
@@ -596,3 +505,106 @@ class EventBus:
             await self.nc.drain()
         except Exception:  # noqa: BLE001 - closing during a NATS outage must not fail shutdown
             await self.nc.close()
+
+
+class OrderedWatch:
+    """Keeps one of nats-py's ordered push consumers alive, for the event stream and the presence watch alike.
+
+    It replaces nats-py's own check (two missed beats, looked at every two beats, then a silent re-create
+    from seq 1): every quarter beat it looks whether anything arrived (nats-py marks the consumer active
+    on every message and heartbeat); after two silent beats, or at once after this connection
+    reconnected (a node was lost, maybe the consumer's), it re-creates the consumer from the seq after
+    the last one delivered (`jsi._sseq`, kept by the subscription's callback), says so in the log, and
+    tries again until a node answers. The new consumer gets short, doubling timeouts and is placed on
+    this connection's node when it can be (see place()).
+    """
+
+    def __init__(self, bus: EventBus, jsi: Any, what: str, *, on_reset: Callable[[], None] | None = None):
+        self.bus = bus
+        self.jsi = jsi
+        self.what = what
+        self.on_reset = on_reset
+        self.heard_at = time.monotonic()
+        self.resets = 0
+        self._beat = bus.config.heartbeat_seconds
+        self._next_try = self.heard_at + 2 * self._beat
+        self._failures = 0
+        if jsi._hbtask is not None:
+            jsi._hbtask.cancel()
+        self._reset = jsi.reset_ordered_consumer  # nats-py's own; also what it calls on a sequence gap
+        jsi.reset_ordered_consumer = self._logged_reset
+        jsi.recreate_consumer = self._recreate
+        jsi._hbtask = asyncio.get_running_loop().create_task(self._run())  # cancelled by unsubscribe()
+
+    async def place(self, consumer: str) -> None:
+        """On a cluster, a consumer not on this connection's node is replaced by one that is: the path of
+        events (consumer and connection) then depends on one node, so two readers connected to different
+        nodes (EventBus.second_connection) never both stop for one node lost."""
+        if self.bus.config.replicas < 2:
+            return
+        try:
+            info = await self.bus.js._jsm.consumer_info(self.jsi._stream, consumer,
+                                                        timeout=self.bus.config.publish_timeout_seconds)
+        except Exception:  # noqa: BLE001 - unknown for now: placement is a preference, not a rule
+            return
+        host = info.cluster.leader if info.cluster else None
+        if host is None or self.bus.node() in (None, host):
+            return
+        await self._reset(self.jsi._sseq + 1)  # not logged: nothing was missed
+        try:
+            await self.bus.js._jsm.delete_consumer(self.jsi._stream, consumer)
+        except Exception as e:  # noqa: BLE001 - it expires by itself once nobody listens
+            log.debug("deleting a misplaced consumer failed: %s", e)
+
+    async def _logged_reset(self, sseq: int | None) -> bool:
+        self.resets += 1
+        log.warning("%s silent for %.1f s (a NATS node lost?): re-created from seq %d",
+                    self.what, time.monotonic() - self.heard_at, sseq or 0)
+        if self.on_reset is not None:
+            self.on_reset()
+        return await self._reset(sseq)
+
+    async def _recreate(self) -> None:
+        # nats-py's own waits the whole JetStream timeout when the new consumer is placed on the dead node
+        # (which the cluster has not noticed yet): a consumer is made in milliseconds, so the first try
+        # gets half a beat, and each failed one is tried again at once with twice as long (up to the
+        # JetStream timeout), so a slow cluster still gets one.
+        jsi, jsm = self.jsi, self.bus.js._jsm
+        timeout = min(self._beat / 2 * 2**self._failures, self.bus.config.publish_timeout_seconds)
+        try:
+            for _ in range(PLACEMENT_TRIES):
+                info = await jsm.add_consumer(jsi._stream, config=jsi._ccreq, timeout=timeout)
+                host, node = (info.cluster.leader if info.cluster else None), self.bus.node()
+                if host is None or node is None or host == node:
+                    break
+                # On another node than this connection's, where either node's loss would stop it:
+                # placed again (the server picks one of the stream's nodes at random).
+                await jsm.delete_consumer(jsi._stream, info.name)
+        except Exception as e:  # noqa: BLE001 - no node answered: at the next tick again
+            log.info("re-creating the %s failed: %s", self.what, e.__class__.__name__ or e)
+            self._failures += 1
+            self._next_try = time.monotonic()
+            return
+        self._failures = 0
+        jsi._psub._consumer = info.name
+        self._next_try = time.monotonic() + 2 * self._beat
+
+    async def _run(self) -> None:
+        jsi, nc, beat = self.jsi, self.bus.nc, self._beat
+        reconnects = nc.stats["reconnects"]
+        while not nc.is_closed:
+            await asyncio.sleep(beat / 4)  # a timer, not synchronisation
+            now = time.monotonic()
+            reconnected, reconnects = nc.stats["reconnects"] != reconnects, nc.stats["reconnects"]
+            if jsi._active and not reconnected:  # nats-py sets it on every message and heartbeat
+                jsi._active = False
+                self.heard_at = now
+                self._next_try = now + 2 * beat
+                continue
+            if not nc.is_connected or (not reconnected and now < self._next_try):
+                continue
+            self._next_try = now + 4 * beat  # unless _recreate() says sooner
+            try:
+                await jsi.reset_ordered_consumer(jsi._sseq + 1)  # _recreate() runs in the background
+            except Exception as e:  # noqa: BLE001 - NATS away: tried again later
+                log.info("re-creating the %s failed: %s", self.what, e.__class__.__name__)

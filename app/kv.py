@@ -19,7 +19,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
-from app.events import EventBus, presence_bucket
+from app.events import EventBus, OrderedWatch, presence_bucket
 
 log = logging.getLogger("fechatter.kv")
 
@@ -101,9 +101,12 @@ class PresenceBucket:
         self._watcher = None
         self._updates: asyncio.Queue = asyncio.Queue()
         self._init_done = False
-        self._heard_at = time.monotonic()
-        self._last_seq = 0
-        self.resets = 0  # how often the watch was re-created after silence
+        self._watch: OrderedWatch | None = None
+
+    @property
+    def resets(self) -> int:
+        """How often the watch was re-created after silence."""
+        return self._watch.resets if self._watch is not None else 0
 
     @property
     def kv(self) -> KeyValue:
@@ -184,97 +187,43 @@ class PresenceBucket:
 
         Not nats-py's `kv.watchall()`: its ordered consumer beats every 5 s and is checked every 10 s,
         so a lost NATS node left the mirror stale for ~14 s. This one is an ordered push consumer on the
-        bucket's subjects with an idle heartbeat of `nats.heartbeat_seconds`; after two silent beats a
-        watchdog re-creates it from the stream sequence after the last one delivered (nothing is lost),
-        and tries again every two beats until a node answers."""
+        bucket's subjects with an idle heartbeat of `nats.heartbeat_seconds`, kept alive by the same
+        OrderedWatch as the event consumer (re-created from the seq after the last one delivered, so
+        nothing is lost)."""
         self._updates = asyncio.Queue()
         self._init_done = False
-        self._heard_at = time.monotonic()
-        self._last_seq = 0
         stream = f"KV_{self.name}"
         self._watcher = await self.bus.js.subscribe(
             kv_subject(self.name, ">"), stream=stream, cb=self._on_watched, ordered_consumer=True,
             idle_heartbeat=self.bus.config.heartbeat_seconds,
             deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, inactive_threshold=WATCH_INACTIVE_SECONDS,
         )
-        jsi = self._watcher._sub._jsi
-        if jsi._hbtask is not None:  # nats-py's own check: every two beats, silent about what it does
-            jsi._hbtask.cancel()
-        jsi._hbtask = asyncio.get_running_loop().create_task(self._watchdog(jsi))  # cancelled by unsubscribe()
+        self._watch = OrderedWatch(self.bus, self._watcher._sub._jsi, "presence watch")
         info = await self._watcher.consumer_info()
         if not info.num_pending and not self._watcher.delivered and not self._init_done:
             self._init_done = True
             self._updates.put_nowait(None)
+        # After the look at what is pending: placing it may replace the consumer (made in the background).
+        await self._watch.place(self._watcher._consumer)
 
     async def _on_watched(self, msg) -> None:
-        self._heard_at = time.monotonic()
         try:
             meta = msg.metadata
         except Exception:  # noqa: BLE001 - not a stream message
             return
-        self._last_seq = meta.sequence.stream
+        if self._watch is not None:
+            self._watch.jsi._sseq = meta.sequence.stream  # where a re-created watch resumes
         self._updates.put_nowait((msg, meta))
         if not meta.num_pending and not self._init_done:
             self._init_done = True
             self._updates.put_nowait(None)
 
-    async def _watchdog(self, jsi) -> None:
-        beat = self.bus.config.heartbeat_seconds
-        nc = self.bus.nc
-        next_try = time.monotonic() + 2 * beat
-
-        failures = 0
-
-        async def recreate() -> None:
-            # nats-py's own waits the whole JetStream timeout when the consumer was placed on the dead
-            # node (which the cluster has not noticed yet), as it often is: a consumer is made in
-            # milliseconds, so the first try gets half a beat, and each failed one is tried again at
-            # once with twice as long (up to the JetStream timeout), so a slow cluster still gets one.
-            nonlocal next_try, failures
-            timeout = min(beat / 2 * 2**failures, self.bus.config.publish_timeout_seconds)
-            try:
-                info = await self.bus.js._jsm.add_consumer(jsi._stream, config=jsi._ccreq, timeout=timeout)
-            except Exception as e:  # noqa: BLE001 - no node answered: at the next tick again
-                log.info("re-creating the presence watch failed: %s", e.__class__.__name__ or e)
-                failures += 1
-                next_try = time.monotonic()
-                return
-            failures = 0
-            jsi._psub._consumer = info.name
-            next_try = time.monotonic() + 2 * beat
-
-        jsi.recreate_consumer = recreate  # also used when nats-py sees a gap in the consumer's sequence
-        reconnects = nc.stats["reconnects"]
-        while not nc.is_closed:
-            await asyncio.sleep(beat / 4)  # a timer, not synchronisation
-            now = time.monotonic()
-            if nc.stats["reconnects"] != reconnects:
-                # A node was lost, maybe the watch's: re-created now, not after two silent beats.
-                reconnects = nc.stats["reconnects"]
-                jsi._active = False
-                next_try = now
-            if jsi._active:  # nats-py sets it on every message, heartbeat or flow control of the consumer
-                jsi._active = False
-                self._heard_at = now
-                next_try = now + 2 * beat
-                continue
-            if not nc.is_connected or now < next_try:
-                continue
-            self.resets += 1
-            log.warning("presence watch silent for %.1f s (a NATS node lost?): re-created from seq %d",
-                        now - self._heard_at, self._last_seq + 1)
-            next_try = now + 4 * beat  # unless recreate() says sooner
-            try:
-                await jsi.reset_ordered_consumer(self._last_seq + 1)  # recreate() runs in the background
-            except Exception as e:  # noqa: BLE001 - NATS away: tried again later
-                log.info("re-creating the presence watch failed: %s", e.__class__.__name__)
-
     def stalled(self) -> str | None:
         """A reason for /health/ready when the watch has heard nothing (no change, no heartbeat) for
         nats.stall_seconds: re-creating it has not worked, so this process's presence view is stale."""
-        if self._watcher is None:
+        if self._watcher is None or self._watch is None:
             return None
-        silent = time.monotonic() - self._heard_at
+        silent = time.monotonic() - self._watch.heard_at
         if silent > self.bus.config.stall_seconds:
             return f"presence watch silent for {silent:.0f} s"
         return None

@@ -84,43 +84,42 @@ class NatsCluster:
 
     async def stream_leader(self, stream: str, timeout: float = 15) -> str:
         """The server_name of the stream's current leader."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for node in self.nodes:
-                if not node.running:
-                    continue
-                try:
-                    nc = await nats_connect(node.url, connect_timeout=1, allow_reconnect=False,
-                                            max_reconnect_attempts=0)
-                    try:
-                        info = await nc.jetstream(timeout=1).stream_info(stream)
-                    finally:
-                        await nc.close()
-                    if info.cluster and info.cluster.leader:
-                        return info.cluster.leader
-                except Exception:  # noqa: BLE001 - an election under way
-                    pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"stream {stream} has no leader")
-            await asyncio.sleep(0.1)
+
+        async def ask(node: ClusterNode) -> str | None:
+            nc = await nats_connect(node.url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0)
+            try:
+                info = await nc.jetstream(timeout=1).stream_info(stream)
+            finally:
+                await nc.close()
+            return info.cluster.leader if info.cluster else None
+
+        return await self._first_answer(ask, f"stream {stream} has no leader", timeout)
 
     async def meta_leader(self, timeout: float = 15) -> str:
         """The server_name of the JetStream meta leader (the node that places new consumers), from /jsz."""
+
+        async def ask(node: ClusterNode) -> str | None:
+            data = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{node.http_port}/jsz")
+            return (data.get("meta_cluster") or {}).get("leader")
+
+        return await self._first_answer(ask, "no JetStream meta leader", timeout)
+
+    async def _first_answer(self, ask, failure: str, timeout: float) -> str:
+        """The first answer of `ask(node)` from any running node, asked again until `timeout` (an election)."""
         deadline = time.monotonic() + timeout
         while True:
             for node in self.nodes:
                 if not node.running:
                     continue
                 try:
-                    data = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{node.http_port}/jsz")
-                except OSError:
+                    answer = await ask(node)
+                except Exception:  # noqa: BLE001 - an election under way, or the node is going
                     continue
-                leader = (data.get("meta_cluster") or {}).get("leader")
-                if leader:
-                    return leader
+                if answer:
+                    return answer
             if time.monotonic() > deadline:
-                raise TimeoutError("no JetStream meta leader")
-            await asyncio.sleep(0.1)
+                raise TimeoutError(failure)
+            await asyncio.sleep(0.1)  # polling an election with a deadline, not synchronisation
 
     def terminate(self) -> None:
         for node in self.nodes:

@@ -73,9 +73,8 @@ class EventConsumer:
             self._subscriptions.append(await self._second_bus.subscribe_ordered(
                 self._on_message, start_time=start_time, on_reset=self._on_reset))
 
-    def _on_reset(self, silent: float, start_seq: int) -> None:
-        self.resets += 1
-        log.warning("event consumer silent for %.1f s (a NATS node lost?): re-created from seq %d", silent, start_seq)
+    def _on_reset(self) -> None:
+        self.resets += 1  # the watch (app.events.OrderedWatch) logs it
 
     def stalled(self) -> str | None:
         """A reason for /health/ready when the consumer has heard nothing (no event, no heartbeat) for
@@ -154,37 +153,23 @@ class EventConsumer:
                     waiter.set_result(None)
 
     def fan_out(self, entry: WindowEntry) -> int:
-        """Writes the event's one frame to every stream it is for; no await, no lookup outside memory."""
+        """Writes the event's one frame to every stream it is for; no await, no lookup outside memory.
+
+        Presence waits for the registry's tick, coalesced per stream, so it never delays a durable frame."""
         targets = delivery.recipients(entry, self._members_of)
         if not targets:  # a chat nobody here is in: no chunk to build
             return 0
-        users = self.registry.users
+        streams = self.registry.streams_for(targets)
         frame = entry.frame
         if entry.type == events.PRESENCE and entry.subject is not None:
-            return self._defer_presence(targets, entry.subject, frame_data(frame))
-        chunk = http_chunk(frame)
-        count = 0
-        for user_id in targets:
-            user = users.get(user_id)
-            if user is None:
-                continue
-            for stream in user.streams:
+            subject, data = entry.subject, frame_data(frame)
+            for stream in streams:
+                stream.defer_presence(subject, data)
+        else:
+            chunk = http_chunk(frame)
+            for stream in streams:
                 stream.send(frame, chunk)
-                count += 1
-        return count
-
-    def _defer_presence(self, targets, user_id: str, data: bytes) -> int:
-        """Presence waits for the registry's tick, coalesced per stream, so it never delays a durable frame."""
-        users = self.registry.users
-        count = 0
-        for target in targets:
-            user = users.get(target)
-            if user is None:
-                continue
-            for stream in user.streams:
-                stream.defer_presence(user_id, data)
-                count += 1
-        return count
+        return len(streams)
 
     def _end_sessions(self, user_id: str | None, data: bytes) -> None:
         """logout-all: this process's streams of the user opened with an older token end now (the

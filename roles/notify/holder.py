@@ -108,12 +108,12 @@ class OpenStream:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def start(self, frames: list[bytes], expires_at_delay: float | None) -> None:
-        """The frames that open the stream (replay, cursor), in one send, and the token's end."""
+    def start(self, frames: list[bytes], expires_in: float | None) -> None:
+        """The frames that open the stream (replay, cursor), in one send, and the token's end in `expires_in` s."""
         self.wrote = True
         self._send(b"".join(map(http_chunk, frames)) if self._chunked else b"".join(frames))
-        if expires_at_delay is not None and not self.closed:
-            self._expiry = asyncio.get_running_loop().call_later(max(0.0, expires_at_delay), self.end)
+        if expires_in is not None and not self.closed:
+            self._expiry = asyncio.get_running_loop().call_later(max(0.0, expires_in), self.end)
 
     def send(self, frame: bytes, chunk: bytes | None = None) -> None:
         """Called by the fan-out for every frame; never awaits, never raises.
@@ -182,30 +182,29 @@ class OpenStream:
             if len(unsent) > self.max_unsent and not self._ending:
                 self._lost(slow=True)
             return
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             return
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # reset, broken pipe: the client is gone
-            self._lost()
-            return
-        if sent < len(data):
+        sent = self._send_now(self._sock, data)
+        if sent is not None and sent < len(data):
             self._unsent = bytearray(memoryview(data)[sent:])
             asyncio.get_running_loop().add_writer(self._fd, self._drain)
+
+    def _send_now(self, sock: socket.socket, data: bytes | bytearray) -> int | None:
+        """What the kernel took of `data` (0 when its buffer is full); None when the client is gone."""
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # reset, broken pipe: the client is gone
+            self._lost()
+            return None
 
     def _drain(self) -> None:
         unsent, sock = self._unsent, self._sock
         if unsent is None or sock is None:
             return
-        try:
-            sent = sock.send(unsent)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._lost()
+        sent = self._send_now(sock, unsent)
+        if not sent:
             return
         del unsent[:sent]
         if not unsent:

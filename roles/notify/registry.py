@@ -170,6 +170,12 @@ class Registry:
         self._discard_if_unused(entry)
         return entry
 
+    def streams_for(self, user_ids: Iterable[str]) -> list[Stream]:
+        """The open streams of those users that have any here."""
+        users = self.users
+        return [stream for user_id in user_ids if (entry := users.get(user_id)) is not None
+                for stream in entry.streams]
+
     def all_streams(self) -> list[Stream]:
         return [stream for entry in self.users.values() for stream in entry.streams]
 
